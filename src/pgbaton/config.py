@@ -1,0 +1,225 @@
+"""The configuration file: one YAML document parsed into frozen, typed models.
+
+Passwords never live in these models as plain fields that get printed: they are
+read on demand from an environment variable, a password file, or left to the
+client libraries (``~/.pgpass`` for PostgreSQL, ``~/.my.cnf`` for MySQL).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from pgbaton.errors import ConfigError
+
+IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+DEFAULT_CONFIG = "pgbaton.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PasswordSource(_Model):
+    """Where a password comes from.  At most one of the three may be set."""
+
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    password_file: Path | None = Field(None, description="file whose first line is the password")
+    password: SecretStr | None = Field(None, description="literal password (discouraged)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PasswordSource:
+        given = [n for n in ("password_env", "password_file", "password") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"set only one of {', '.join(given)}")
+        return self
+
+    def resolve_password(self, what: str) -> str | None:
+        """The password, or None to let the client library find one (.pgpass, .my.cnf)."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"{what}.password_env: environment variable {self.password_env} is not set")
+            return value
+        if self.password_file:
+            try:
+                return self.password_file.expanduser().read_text(encoding="utf-8").splitlines()[0]
+            except (OSError, IndexError) as exc:
+                raise ConfigError(f"{what}.password_file: cannot read a password from {self.password_file}: "
+                                  f"{exc.__class__.__name__}") from None
+        if self.password is not None:
+            return self.password.get_secret_value()
+        return None
+
+
+class TargetConfig(PasswordSource):
+    """The PostgreSQL database that receives the replica and holds the catalog."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5432, ge=1, le=65535)
+    dbname: str = "postgres"
+    user: str = "postgres"
+    catalog_schema: str = "pgbaton"
+    connect_timeout: int = Field(10, ge=1)
+
+    @field_validator("catalog_schema")
+    @classmethod
+    def _schema_name(cls, v: str) -> str:
+        if not IDENT.match(v):
+            raise ValueError("must be a lower-case identifier (letters, digits, _)")
+        return v
+
+    def conninfo(self, application_name: str = "pgbaton") -> str:
+        """A libpq connection string; the password is added only when configured."""
+        from psycopg.conninfo import make_conninfo
+
+        params: dict[str, Any] = {
+            "host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user,
+            "connect_timeout": self.connect_timeout, "application_name": application_name,
+        }
+        pw = self.resolve_password("target")
+        if pw is not None:
+            params["password"] = pw
+        return make_conninfo(**params)
+
+
+class OnError(StrEnum):
+    disable_table = "disable_table"
+    stop = "stop"
+
+
+class ZeroDates(StrEnum):
+    null = "null"
+    sentinel = "sentinel"
+
+
+class TableFilter(_Model):
+    """Shell-style patterns over ``database.table``."""
+
+    include: list[str] = Field(default_factory=lambda: ["*.*"])
+    exclude: list[str] = Field(default_factory=list)
+
+    def wants(self, database: str, table: str) -> bool:
+        name = f"{database}.{table}"
+        if not any(fnmatch.fnmatchcase(name, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(name, p) for p in self.exclude)
+
+
+class MySQLSourceConfig(PasswordSource):
+    """A MySQL or MariaDB server read through its binlog."""
+
+    type: Literal["mysql", "mariadb"] = "mariadb"
+    host: str = "127.0.0.1"
+    port: int = Field(3306, ge=1, le=65535)
+    user: str = "root"
+    my_cnf: Path | None = Field(None, description="option file with user/password, e.g. ~/.my.cnf")
+    server_id: int = Field(4242, ge=1, le=2**32 - 1, description="replica server id, unique among readers")
+    databases: dict[str, str] = Field(
+        ..., description="MySQL database -> PostgreSQL schema", min_length=1,
+    )
+    tables: TableFilter = Field(default_factory=TableFilter)
+    column_types: dict[str, str] = Field(
+        default_factory=dict, description="per-column type override: 'db.table.column': 'pg type'",
+    )
+    tinyint1_as_boolean: bool = False
+    zero_dates: ZeroDates = ZeroDates.null
+    zero_date_sentinel: str = "0001-01-01 00:00:00"
+    copy_workers: Annotated[int, Field(ge=1, le=64)] = 4
+    copy_chunk_rows: Annotated[int, Field(ge=100)] = 20000
+    batch_max_rows: Annotated[int, Field(ge=1)] = 50000
+    batch_max_ms: Annotated[int, Field(ge=1)] = 100
+    heartbeat_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    on_replay_error: OnError = OnError.disable_table
+    use_gtid: bool = False
+
+    @field_validator("databases")
+    @classmethod
+    def _schemas(cls, v: dict[str, str]) -> dict[str, str]:
+        for db, schema in v.items():
+            if not schema or len(schema) > 63:
+                raise ValueError(f"schema for database {db!r} must be 1 to 63 characters")
+        return v
+
+    @field_validator("column_types")
+    @classmethod
+    def _column_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if key.count(".") != 2:
+                raise ValueError(f"key {key!r} must be 'database.table.column'")
+        return v
+
+    def pymysql_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user}
+        pw = self.resolve_password("source")
+        if pw is not None:
+            args["password"] = pw
+        if self.my_cnf is not None:
+            args["read_default_file"] = str(self.my_cnf.expanduser())
+        return args
+
+
+class Config(_Model):
+    target: TargetConfig
+    sources: dict[str, MySQLSourceConfig] = Field(default_factory=dict)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, v: dict[str, MySQLSourceConfig]) -> dict[str, MySQLSourceConfig]:
+        for name in v:
+            if not IDENT.match(name):
+                raise ValueError(f"source name {name!r} must be a lower-case identifier of at most 40 characters")
+        return v
+
+    def source(self, name: str) -> MySQLSourceConfig:
+        try:
+            return self.sources[name]
+        except KeyError:
+            known = ", ".join(sorted(self.sources)) or "none"
+            raise ConfigError(f"source {name!r} is not in the configuration (configured: {known})") from None
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+    msg = err.get("msg", "invalid")
+    if err.get("type") == "extra_forbidden":
+        return f"{loc}: unknown key (check the spelling; see docs/config.example.yaml)"
+    if err.get("type") == "missing":
+        return f"{loc}: required key is missing"
+    if "input" in err and not isinstance(err["input"], dict | list) and "password" not in loc:
+        return f"{loc}: {msg} (got {err['input']!r})"
+    return f"{loc}: {msg}"
+
+
+def parse_config(data: Any, origin: str = "configuration") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping at the top level with 'target' and 'sources'")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = "\n  ".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
+        raise ConfigError(f"{origin} is invalid:\n  {lines}") from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate the YAML configuration file."""
+    path = Path(path or os.environ.get("PGBATON_CONFIG") or DEFAULT_CONFIG)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} not found (pass --config or set PGBATON_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_config(data, str(path))
