@@ -54,6 +54,7 @@ CREATE TABLE batches (
     end_pos         bigint,
     end_gtid        text,
     n_events        integer NOT NULL DEFAULT 0,
+    table_ids       integer[] NOT NULL DEFAULT '{}',
     first_event_at  timestamptz,
     last_event_at   timestamptz,
     written_at      timestamptz NOT NULL DEFAULT clock_timestamp(),

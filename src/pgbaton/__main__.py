@@ -1,0 +1,3 @@
+from pgbaton.cli.main import main
+
+main()

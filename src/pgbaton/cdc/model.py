@@ -1,0 +1,79 @@
+"""The normalized change model shared by every source format.
+
+A source reader turns its own event stream into these records; the log store and
+replay know only these.  Row values are still the reader's native Python values
+here: the store converts them with the per-column converters of the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Op(StrEnum):
+    INSERT = "I"
+    UPDATE = "U"
+    DELETE = "D"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A place in the source's change stream, resumable by the reader."""
+
+    file: str
+    pos: int
+    gtid: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.pos}" + (f" (gtid {self.gtid})" if self.gtid else "")
+
+
+@dataclass(slots=True)
+class Rows:
+    """Row changes of one table from one source event (inside a transaction)."""
+
+    db: str
+    table: str
+    op: Op
+    # (before, after): before is None for inserts, after is None for deletes
+    images: list[tuple[dict[str, Any] | None, dict[str, Any] | None]]
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """End of a source transaction; ``pos`` is where reading resumes after it."""
+
+    pos: Position
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ddl:
+    """A schema change statement, applied between the row changes around it."""
+
+    db: str | None
+    statement: str
+    pos: Position
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The source is alive and its stream head is at ``head``; nothing new to read."""
+
+    head: Position
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderFailed:
+    """The reader thread stopped with an error."""
+
+    message: str
+    exc: BaseException | None = field(default=None, compare=False)
+
+
+Item = Rows | Commit | Ddl | Heartbeat | ReaderFailed

@@ -1,0 +1,246 @@
+"""Replay stored batches into the target tables with set-based SQL.
+
+Consecutive row batches are applied together, table by table, with two
+statements per table (delete the touched keys, insert the final images), in the
+same transaction that marks the batches replayed.  A crash at any moment leaves
+either all of a group applied and marked, or none of it.  DDL batches are
+applied alone, in their place in the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from pgbaton.cdc.store import log_table_name
+from pgbaton.config import OnError
+from pgbaton.errors import ReplayError
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _template(name: str) -> str:
+    return resources.files("pgbaton.cdc").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class ReplayTable:
+    id: int
+    schema: str
+    name: str
+    pk: tuple[str, ...]
+    label: str          # db.table on the source, for messages
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: int
+    kind: str
+    n_events: int
+    table_ids: tuple[int, ...]
+    ddl: str | None
+    ddl_db: str | None
+
+
+DdlHandler = Callable[[psycopg.Connection, Batch], None]
+
+
+def _statements(t: ReplayTable, log_ident: sql.Identifier) -> tuple[sql.Composed, sql.Composed]:
+    target = sql.Identifier(t.schema, t.name)
+    if t.pk:
+        new_key = sql.SQL("jsonb_build_object({})").format(
+            sql.SQL(", ").join(sql.SQL("{}, l.new -> {}").format(sql.Literal(c), sql.Literal(c)) for c in t.pk)
+        )
+        key_match = sql.SQL(" AND ").join(
+            sql.SQL("t.{c} = r.{c}").format(c=sql.Identifier(c)) for c in t.pk
+        )
+        parts: dict[str, Any] = {"target": target, "log": log_ident, "new_key": new_key, "key_match": key_match}
+        return (sql.SQL(_template("replay_keyed_delete")).format(**parts),
+                sql.SQL(_template("replay_keyed_insert")).format(**parts))
+    parts = {"target": target, "log": log_ident}
+    return (sql.SQL(_template("replay_rowmatch_delete")).format(**parts),
+            sql.SQL(_template("replay_rowmatch_insert")).format(**parts))
+
+
+class Replayer:
+    def __init__(self, conn: psycopg.Connection, schema: str, source: str, on_error: OnError,
+                 ddl_handler: DdlHandler, *, max_group_events: int = 200_000) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.source = source
+        self.on_error = on_error
+        self.ddl_handler = ddl_handler
+        self.max_group_events = max_group_events
+        self._log = sql.Identifier(schema, log_table_name(source))
+        self._stmts: dict[int, tuple[sql.Composed, sql.Composed]] = {}
+        self.tables: dict[int, ReplayTable] = {}
+        self.reload_tables()
+
+    def reload_tables(self) -> None:
+        rows = self.conn.execute(
+            """SELECT id, dst_schema, dst_table, pk_cols, src_db || '.' || src_table
+                 FROM tables WHERE source = %s AND state = 'replicating'""",
+            (self.source,),
+        ).fetchall()
+        self.conn.commit()
+        self.tables = {r[0]: ReplayTable(r[0], r[1], r[2], tuple(r[3]), r[4]) for r in rows}
+        self._stmts = {}
+
+    def _pending(self, limit: int = 500) -> list[Batch]:
+        rows = self.conn.execute(
+            """SELECT batch_id, kind, n_events, table_ids, ddl, ddl_db FROM batches
+                WHERE source = %s AND status = 'closed' ORDER BY batch_id LIMIT %s""",
+            (self.source, limit),
+        ).fetchall()
+        self.conn.commit()
+        return [Batch(r[0], r[1], r[2], tuple(r[3]), r[4], r[5]) for r in rows]
+
+    def replay_pending(self) -> int:
+        """Replay everything that is closed now. Returns the number of row events applied."""
+        done = 0
+        while True:
+            batches = self._pending()
+            if not batches:
+                return done
+            for group in _groups(batches, self.max_group_events):
+                if group[0].kind == "ddl":
+                    self._replay_ddl(group[0])
+                else:
+                    done += self._replay_rows(group)
+
+    def _replay_ddl(self, batch: Batch) -> None:
+        with self.conn.transaction():
+            self.ddl_handler(self.conn, batch)
+            self._mark(batch.batch_id, batch.batch_id, 0)
+        self.reload_tables()
+
+    def _replay_rows(self, group: list[Batch]) -> int:
+        first, last = group[0].batch_id, group[-1].batch_id
+        n_events = sum(b.n_events for b in group)
+        table_ids = sorted({t for b in group for t in b.table_ids})
+        params = {"first": first, "last": last}
+        with self.conn.transaction():
+            self.conn.execute("SET LOCAL enable_hashjoin = off")
+            self.conn.execute("SET LOCAL enable_mergejoin = off")
+            for tid in table_ids:
+                table = self.tables.get(tid)
+                if table is None:
+                    continue  # disabled or dropped: its changes are skipped
+                self._apply_table(table, {**params, "tbl": tid})
+            self._mark(first, last, n_events)
+        return n_events
+
+    def _apply_table(self, table: ReplayTable, params: dict[str, Any]) -> None:
+        stmts = self._stmts.get(table.id)
+        if stmts is None:
+            stmts = self._stmts[table.id] = _statements(table, self._log)
+        try:
+            with self.conn.transaction():
+                self.conn.execute(stmts[0], params)
+                self.conn.execute(stmts[1], params)
+        except psycopg.Error as exc:
+            self._table_failed(table, params, exc)
+
+    def _table_failed(self, table: ReplayTable, params: dict[str, Any], exc: psycopg.Error) -> None:
+        message = _pg_message(exc)
+        change = self._find_failing_change(table, params)
+        if self.on_error == OnError.stop:
+            raise ReplayError(
+                f"cannot apply changes to {table.schema}.{table.name} (source {table.label}) in batches "
+                f"{params['first']}..{params['last']}: {message}"
+                + (f"; failing change: {orjson.dumps(change).decode()}" if change else "")
+                + ". The replica stopped (on_replay_error: stop); fix the cause and start it again."
+            ) from None
+        log.error("table %s disabled: %s", table.label, message)
+        self.conn.execute(
+            """UPDATE tables SET state = 'disabled', disabled_reason = %s, disabled_at = now() WHERE id = %s""",
+            (message, table.id),
+        )
+        self.conn.execute(
+            """INSERT INTO errors (source, table_id, batch_id, kind, message, change)
+               VALUES (%s, %s, %s, 'replay', %s, %s)""",
+            (self.source, table.id, params["first"], message, orjson.dumps(change).decode() if change else None),
+        )
+        self.tables.pop(table.id, None)
+
+    def _find_failing_change(self, table: ReplayTable, params: dict[str, Any], limit: int = 5000) -> Any:
+        """Apply the table's changes one by one (all rolled back) to name the first that fails."""
+        rows = self.conn.execute(
+            sql.SQL("""SELECT batch_id, seq, op, old, new FROM {} WHERE batch_id BETWEEN %(first)s AND %(last)s
+                        AND tbl = %(tbl)s ORDER BY batch_id, seq LIMIT {}""").format(self._log, sql.Literal(limit)),
+            params,
+        ).fetchall()
+        target = sql.Identifier(table.schema, table.name)
+        cols = table.pk
+        match = (sql.SQL(" AND ").join(sql.SQL("t.{c} = r.{c}").format(c=sql.Identifier(c)) for c in cols)
+                 if cols else sql.SQL("t IS NOT DISTINCT FROM r"))
+        delete = sql.SQL("DELETE FROM {t} AS t WHERE t.ctid = (SELECT t.ctid FROM {t} AS t, "
+                         "jsonb_populate_record(NULL::{t}, %s::jsonb) AS r WHERE {m} LIMIT 1)").format(t=target, m=match)
+        insert = sql.SQL("INSERT INTO {t} SELECT r.* FROM jsonb_populate_record(NULL::{t}, %s::jsonb) AS r").format(
+            t=target)
+        with self.conn.transaction(force_rollback=True):
+            for bid, seq, op, old, new in rows:
+                try:
+                    with self.conn.transaction():
+                        if old is not None:
+                            self.conn.execute(delete, (orjson.dumps(old).decode(),))
+                        if new is not None:
+                            if cols:
+                                key = {c: new.get(c) for c in cols}
+                                self.conn.execute(delete, (orjson.dumps(key).decode(),))
+                            self.conn.execute(insert, (orjson.dumps(new).decode(),))
+                except psycopg.Error as exc:
+                    return {"batch_id": bid, "seq": seq, "op": op, "old": old, "new": new,
+                            "error": _pg_message(exc)}
+        return None
+
+    def _mark(self, first: int, last: int, n_events: int) -> None:
+        self.conn.execute(
+            """UPDATE batches SET status = 'replayed', replayed_at = clock_timestamp()
+                WHERE source = %s AND batch_id BETWEEN %s AND %s AND status = 'closed'""",
+            (self.source, first, last),
+        )
+        self.conn.execute(
+            """UPDATE sources SET rows_replayed = rows_replayed + %s, replayed_at = clock_timestamp()
+                WHERE name = %s""",
+            (n_events, self.source),
+        )
+
+
+def _groups(batches: list[Batch], max_events: int) -> list[list[Batch]]:
+    """Split pending batches into groups: runs of row batches, and each DDL batch alone."""
+    groups: list[list[Batch]] = []
+    current: list[Batch] = []
+    size = 0
+    for b in batches:
+        if b.kind == "ddl":
+            if current:
+                groups.append(current)
+                current, size = [], 0
+            groups.append([b])
+            continue
+        if current and size + b.n_events > max_events:
+            groups.append(current)
+            current, size = [], 0
+        current.append(b)
+        size += b.n_events
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _pg_message(exc: psycopg.Error) -> str:
+    diag = exc.diag
+    parts = [diag.message_primary or str(exc).strip()]
+    if diag.message_detail:
+        parts.append(diag.message_detail)
+    return " ".join(p for p in parts if p)

@@ -1,0 +1,264 @@
+"""The durable change log: per-source log tables in the catalog schema.
+
+Changes are written in batches with COPY.  A batch is written in one transaction
+together with the reader position after its last complete source transaction,
+so a crash never loses or duplicates a change: after a restart the reader
+resumes exactly after the last batch that was committed.  A source transaction
+larger than one batch is written in chunks into an 'open' batch that becomes
+'closed' only with its commit; open batches are discarded at restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from pgbaton.cdc.model import Ddl, Op, Position, Rows
+
+log = logging.getLogger(__name__)
+
+
+def log_table_name(source: str) -> str:
+    return f"log_{source}"
+
+
+def ensure_log_table(conn: psycopg.Connection, schema: str, source: str) -> None:
+    """Create the source's log table if it is missing (idempotent)."""
+    conn.execute(
+        sql.SQL(
+            """CREATE TABLE IF NOT EXISTS {log} (
+                   batch_id bigint NOT NULL,
+                   seq      integer NOT NULL,
+                   tbl      integer NOT NULL,
+                   op       "char" NOT NULL,
+                   old      jsonb,
+                   new      jsonb
+               ) WITH (autovacuum_vacuum_scale_factor = 0.01)"""
+        ).format(log=sql.Identifier(schema, log_table_name(source)))
+    )
+    conn.execute(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {idx} ON {log} (batch_id, tbl)").format(
+            idx=sql.Identifier(f"{log_table_name(source)}_batch"),
+            log=sql.Identifier(schema, log_table_name(source)),
+        )
+    )
+
+
+@dataclass
+class TableCodec:
+    """How one source table's rows are encoded for the log."""
+
+    table_id: int
+    pk: tuple[str, ...]
+    converters: Mapping[str, Any]
+
+    def encode(self, values: dict[str, Any]) -> dict[str, Any]:
+        conv = self.converters
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            fn = conv.get(name)
+            out[name] = fn(value) if fn is not None else (None if value is None else str(value))
+        return out
+
+    def key(self, encoded: dict[str, Any]) -> dict[str, Any]:
+        if not self.pk:
+            return encoded
+        return {c: encoded.get(c) for c in self.pk}
+
+
+def _copy_escape(data: bytes) -> bytes:
+    # JSON text from orjson has no raw tabs or newlines; only backslashes need doubling
+    return data.replace(b"\\", b"\\\\")
+
+
+@dataclass
+class PendingBatch:
+    batch_id: int
+    lines: list[bytes] = field(default_factory=list)
+    table_ids: set[int] = field(default_factory=set)
+    n_events: int = 0
+    seq: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    opened_in_db: bool = False     # an 'open' row exists in batches (large transaction)
+
+    @property
+    def empty(self) -> bool:
+        return self.n_events == 0
+
+
+class LogWriter:
+    """Encodes row changes and writes them as batches into the log table."""
+
+    def __init__(self, conn: psycopg.Connection, schema: str, source: str, codecs: dict[tuple[str, str], TableCodec],
+                 next_batch_id: int) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.source = source
+        self.codecs = codecs
+        self._log = sql.Identifier(schema, log_table_name(source))
+        self._next_id = next_batch_id
+        self.batch = PendingBatch(self._take_id())
+        self.txn_lines = 0          # lines of the current source transaction not yet closed
+        self.committed_lines = 0    # lines in the batch that belong to complete transactions
+
+    def _take_id(self) -> int:
+        bid = self._next_id
+        self._next_id += 1
+        return bid
+
+    # -- building -------------------------------------------------------------------------
+    def add_rows(self, rows: Rows) -> None:
+        codec = self.codecs.get((rows.db, rows.table))
+        if codec is None:
+            return
+        b = self.batch
+        bid = str(b.batch_id).encode()
+        tid = str(codec.table_id).encode()
+        op = rows.op.value.encode()
+        dumps = orjson.dumps
+        for before, after in rows.images:
+            b.seq += 1
+            old = new = b"\\N"
+            if before is not None:
+                old = _copy_escape(dumps(codec.key(codec.encode(before))))
+            if after is not None:
+                new = _copy_escape(dumps(codec.encode(after)))
+            b.lines.append(b"%s\t%d\t%s\t%s\t%s\t%s\n" % (bid, b.seq, tid, op, old, new))
+        n = len(rows.images)
+        b.n_events += n
+        self.txn_lines += n
+        b.table_ids.add(codec.table_id)
+        if b.first_ts is None:
+            b.first_ts = rows.ts
+        b.last_ts = rows.ts
+
+    def commit_seen(self, ts: float) -> None:
+        self.txn_lines = 0
+        self.committed_lines = self.batch.n_events
+        if self.batch.first_ts is None:
+            self.batch.first_ts = ts
+        self.batch.last_ts = ts
+
+    # -- writing --------------------------------------------------------------------------
+    def _copy(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        stmt = sql.SQL("COPY {} (batch_id, seq, tbl, op, old, new) FROM STDIN").format(self._log)
+        with self.conn.cursor().copy(stmt) as cp:
+            buf: list[bytes] = []
+            size = 0
+            for line in lines:
+                buf.append(line)
+                size += len(line)
+                if size > 1 << 20:
+                    cp.write(b"".join(buf))
+                    buf, size = [], 0
+            if buf:
+                cp.write(b"".join(buf))
+
+    def spill(self) -> None:
+        """Write the lines gathered so far into an 'open' batch (a large transaction)."""
+        b = self.batch
+        with self.conn.transaction():
+            if not b.opened_in_db:
+                self.conn.execute(
+                    "INSERT INTO batches (source, batch_id, kind, status) VALUES (%s, %s, 'rows', 'open')",
+                    (self.source, b.batch_id),
+                )
+                b.opened_in_db = True
+            self._copy(b.lines)
+        b.lines = []
+
+    def flush(self, pos: Position, last_read_at: float) -> bool:
+        """Close the batch of complete transactions ending at ``pos``. Returns True if one was written."""
+        b = self.batch
+        with self.conn.transaction():
+            if not b.empty:
+                self._copy(b.lines)
+                params = (b.n_events, sorted(b.table_ids), _ts(b.first_ts), _ts(b.last_ts), pos.file, pos.pos,
+                          pos.gtid, self.source, b.batch_id)
+                if b.opened_in_db:
+                    self.conn.execute(
+                        """UPDATE batches SET status = 'closed', n_events = %s, table_ids = %s,
+                               first_event_at = %s, last_event_at = %s, end_file = %s, end_pos = %s,
+                               end_gtid = %s, written_at = clock_timestamp()
+                           WHERE source = %s AND batch_id = %s""", params)
+                else:
+                    self.conn.execute(
+                        """INSERT INTO batches (n_events, table_ids, first_event_at, last_event_at, end_file,
+                               end_pos, end_gtid, source, batch_id, kind, status)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'rows', 'closed')""", params)
+            self._save_position(pos, b.last_ts, last_read_at)
+        written = not b.empty
+        if written:
+            self.batch = PendingBatch(self._take_id())
+            self.committed_lines = 0
+        return written
+
+    def write_ddl(self, ddl: Ddl, last_read_at: float) -> None:
+        """A DDL statement is a batch of its own, so replay applies it between the rows around it."""
+        bid = self.batch.batch_id
+        with self.conn.transaction():
+            self.conn.execute(
+                """INSERT INTO batches (source, batch_id, kind, status, end_file, end_pos, end_gtid,
+                       n_events, first_event_at, last_event_at, ddl, ddl_db)
+                   VALUES (%s, %s, 'ddl', 'closed', %s, %s, %s, 1, %s, %s, %s, %s)""",
+                (self.source, bid, ddl.pos.file, ddl.pos.pos, ddl.pos.gtid, _ts(ddl.ts), _ts(ddl.ts),
+                 ddl.statement, ddl.db),
+            )
+            self._save_position(ddl.pos, ddl.ts, last_read_at)
+        self.batch = PendingBatch(self._take_id())
+
+    def save_heartbeat(self, head: Position, at: float) -> None:
+        with self.conn.transaction():
+            self.conn.execute(
+                """UPDATE sources SET last_read_at = %s, head_file = %s, head_pos = %s WHERE name = %s""",
+                (_ts(at), head.file, head.pos, self.source),
+            )
+
+    def _save_position(self, pos: Position, last_event_ts: float | None, last_read_at: float) -> None:
+        self.conn.execute(
+            """UPDATE sources SET read_file = %s, read_pos = %s, read_gtid = %s, next_batch_id = %s,
+                   last_event_at = coalesce(%s, last_event_at), last_read_at = %s
+               WHERE name = %s""",
+            (pos.file, pos.pos, pos.gtid, self._next_id,
+             _ts(last_event_ts), _ts(last_read_at), self.source),
+        )
+
+
+def discard_open_batches(conn: psycopg.Connection, schema: str, source: str) -> int:
+    """Remove what a crashed writer left of incomplete transactions. Returns how many batches."""
+    with conn.transaction():
+        rows = conn.execute(
+            "DELETE FROM batches WHERE source = %s AND status = 'open' RETURNING batch_id", (source,)
+        ).fetchall()
+        ids = [r[0] for r in rows]
+        if ids:
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE batch_id = ANY(%s)").format(
+                    sql.Identifier(schema, log_table_name(source))),
+                (ids,),
+            )
+    if ids:
+        log.info("source %s: discarded %d incomplete batch(es) left by an interrupted writer", source, len(ids))
+    return len(ids)
+
+
+def _ts(epoch: float | None) -> Any:
+    if epoch is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+__all__ = ["LogWriter", "TableCodec", "discard_open_batches", "ensure_log_table", "log_table_name", "Op"]

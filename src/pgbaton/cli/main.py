@@ -1,0 +1,306 @@
+"""The `pgbaton` command line: thin wrappers over the package's functions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pgbaton import __version__
+from pgbaton.config import Config, load_config
+from pgbaton.errors import PgbatonError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Hand a live database over to PostgreSQL without downtime.")
+catalog_app = typer.Typer(no_args_is_help=True, help="pgbaton's catalog schema in the target database.")
+source_app = typer.Typer(no_args_is_help=True, help="Source databases (MySQL/MariaDB).")
+replica_app = typer.Typer(no_args_is_help=True, help="The MySQL/MariaDB -> PostgreSQL replica.")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(source_app, name="source")
+app.add_typer(replica_app, name="replica")
+
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("pgbaton")
+
+
+class State:
+    config_path: Path | None = None
+    debug: bool = False
+    _config: Config | None = None
+
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+            if not self.debug:
+                logging.getLogger().setLevel(self._config.log_level.upper())
+        return self._config
+
+
+state = State()
+
+
+def setup_logging(level: int = logging.INFO, stream: Any = None, path: Path | None = None) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler: logging.Handler = (logging.FileHandler(path) if path else logging.StreamHandler(stream or sys.stderr))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("pymysqlreplication", "psycopg"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def emit(data: Any, as_json: bool) -> bool:
+    if as_json:
+        out.print_json(json.dumps(data, default=str))
+    return as_json
+
+
+@app.callback()
+def main_options(
+    config: Annotated[Path | None, typer.Option("--config", "-c", envvar="PGBATON_CONFIG",
+                                                help="YAML configuration file [default: ./pgbaton.yaml]")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Debug logging and tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"pgbaton {__version__}")
+        raise typer.Exit()
+    state.config_path = config
+    state.debug = debug
+    setup_logging(logging.DEBUG if debug else logging.INFO)
+
+
+# -- catalog -----------------------------------------------------------------------------
+@catalog_app.command("upgrade")
+def catalog_upgrade(
+    to: Annotated[int | None, typer.Option(help="Stop at this version [default: newest].")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Apply the catalog migrations that are missing (safe to rerun)."""
+    from pgbaton.catalog import migrate
+    from pgbaton.pgsql.conn import connect
+
+    cfg = state.config()
+    with connect(cfg.target) as conn:
+        applied = migrate.upgrade(conn, cfg.target.catalog_schema, to)
+        version = migrate.current_version(conn, cfg.target.catalog_schema)
+    if not emit({"applied": applied, "version": version}, as_json):
+        out.print(f"catalog {cfg.target.catalog_schema}: version {version}"
+                  + (f" (applied {', '.join(map(str, applied))})" if applied else " (already current)"))
+
+
+@catalog_app.command("version")
+def catalog_version(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the catalog version in the target and the newest this pgbaton knows."""
+    from pgbaton.catalog import migrate
+    from pgbaton.pgsql.conn import connect
+
+    cfg = state.config()
+    with connect(cfg.target) as conn:
+        have = migrate.current_version(conn, cfg.target.catalog_schema)
+    data = {"schema": cfg.target.catalog_schema, "version": have, "newest": migrate.latest_version()}
+    if not emit(data, as_json):
+        out.print(f"catalog {data['schema']}: version {have}, newest known {data['newest']}")
+
+
+# -- source ------------------------------------------------------------------------------
+@source_app.command("add")
+def source_add(name: Annotated[str, typer.Argument(help="Source name from the configuration.")]) -> None:
+    """Check a configured source and register it in the catalog (safe to rerun)."""
+    from pgbaton.replica.init import add_source
+
+    for w in add_source(state.config(), name):
+        err.print(f"[yellow]warning:[/] {w}")
+    out.print(f"source {name} registered")
+
+
+@source_app.command("list")
+def source_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List configured sources and their state."""
+    from pgbaton.replica.status import status
+
+    rows = status(state.config(), probe_source=False)
+    if emit([{k: r.get(k) for k in ("source", "state", "running")} for r in rows], as_json):
+        return
+    for r in rows:
+        out.print(f"{r['source']}: {r['state']}{' (running)' if r.get('running') else ''}")
+
+
+# -- replica -----------------------------------------------------------------------------
+@replica_app.command("init")
+def replica_init(
+    source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
+    force: Annotated[bool, typer.Option(help="Re-initialize a source that was initialized before.")] = False,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
+                                                  help="Progress bar [default: on a terminal].")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create the source's tables on the target and copy a consistent snapshot."""
+    from pgbaton.replica.init import init_replica
+
+    res = init_replica(state.config(), source, force=force, show_progress=progress)
+    data = {"source": source, "tables": res.tables, "rows": res.rows, "bytes": res.bytes,
+            "seconds": round(res.seconds, 3), "copy_seconds": round(res.copy_seconds, 3),
+            "rows_per_second": round(res.rows / res.seconds) if res.seconds else None,
+            "position": res.position, "warnings": res.warnings, "tables_detail": res.per_table}
+    if emit(data, as_json):
+        return
+    t = Table(title=f"replica init: {source}")
+    for col in ("table", "rows", "MiB", "copy s", "index s"):
+        t.add_column(col, justify="right" if col != "table" else "left")
+    for r in sorted(res.per_table, key=lambda r: r["table"]):
+        t.add_row(r["table"], f"{r['rows']:,}", f"{r['bytes'] / 2**20:.1f}", f"{r['copy_seconds']:.2f}",
+                  f"{r['index_seconds']:.2f}")
+    out.print(t)
+    out.print(f"{res.tables} tables, {res.rows:,} rows, {res.bytes / 2**20:.1f} MiB in {res.seconds:.2f} s "
+              f"({data['rows_per_second'] or 0:,} rows/s); binlog position {res.position}")
+
+
+@replica_app.command("start")
+def replica_start(
+    source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
+    daemon: Annotated[bool, typer.Option("--daemon", "-d", help="Detach and run in the background.")] = False,
+    pid_file: Annotated[Path | None, typer.Option(help="PID file [default: /tmp/pgbaton-SOURCE.pid].")] = None,
+    log_file: Annotated[Path | None, typer.Option(help="Log file of the daemon [default: next to the pid file].")]
+    = None,
+) -> None:
+    """Follow the binlog and replay changes until stopped (SIGTERM or `replica stop`)."""
+    from pgbaton.replica import daemon as d
+
+    cfg = state.config()
+    cfg.source(source)
+    if daemon:
+        level = logging.DEBUG if state.debug else getattr(logging, cfg.log_level.upper())
+        d.start_daemon(cfg, source, pid_file, log_file, lambda p: setup_logging(level, path=p))
+        out.print(f"source {source}: replica started in the background "
+                  f"(pid file {pid_file or d.default_pid_file(source)})")
+        return
+    d.run_foreground(cfg, source, pid_file)
+
+
+@replica_app.command("stop")
+def replica_stop(
+    source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
+    pid_file: Annotated[Path | None, typer.Option(help="PID file given to `replica start`.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 60.0,
+) -> None:
+    """Stop a running replica cleanly; it resumes where it stopped on the next start."""
+    from pgbaton.replica import daemon as d
+
+    out.print(d.stop(state.config(), source, pid_file, timeout))
+
+
+# -- status / errors ---------------------------------------------------------------------
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+@app.command("status")
+def status_cmd(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source, with its tables.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """State, read lag and replay lag of each source."""
+    from pgbaton.replica.status import status, table_status
+
+    cfg = state.config()
+    rows = status(cfg, source)
+    tables = table_status(cfg, source) if source else None
+    if as_json:
+        data: Any = rows if source is None else {**rows[0], "tables": tables}
+        emit(data, True)
+        return
+    keys = ["state", "running", "read_lag_s", "replay_lag_s", "pending_events", "read_lag_bytes", "last_event_at",
+            "rows_replayed", "tables_replicated", "tables_disabled", "errors", "read_position", "source_head"]
+    t = Table(title="pgbaton status")
+    t.add_column("source")
+    for k in keys:
+        t.add_column(k.replace("_", " "))
+    for r in rows:
+        t.add_row(r["source"], *[_fmt(r.get(k)) for k in keys])
+    out.print(t)
+    if tables:
+        tt = Table(title=f"tables of {source}")
+        for col in ("source_table", "target_table", "state", "rows_copied", "last_error"):
+            tt.add_column(col.replace("_", " "))
+        for r in tables:
+            tt.add_row(r["source_table"], r["target_table"], r["state"], _fmt(r["rows_copied"]),
+                       r["last_error"] or "")
+        out.print(tt)
+
+
+@app.command("errors")
+def errors_cmd(
+    source: Annotated[str | None, typer.Option("--source", "-s")] = None,
+    limit: Annotated[int, typer.Option(help="Newest N errors.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replay and DDL errors, newest first, with the change that failed."""
+    from pgbaton.replica.status import errors
+
+    rows = errors(state.config(), source, limit)
+    if emit(rows, as_json):
+        return
+    if not rows:
+        out.print("no errors")
+        return
+    for r in rows:
+        out.print(f"[bold]#{r['id']}[/] {r['at']} {r['source']} {r['kind']} {r['table'] or ''} "
+                  f"batch {r['batch_id']}: {r['message']}")
+        if r["change"]:
+            out.print(f"    change: {json.dumps(r['change'], default=str)[:2000]}")
+
+
+def _mount_optional() -> None:
+    try:
+        from pgbaton.cli.ha import app as ha_app
+    except ImportError:
+        return
+    app.add_typer(ha_app, name="ha", help="Two-node PostgreSQL high availability (Pacemaker).")
+
+
+_mount_optional()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except PgbatonError as exc:
+        if state.debug:
+            log.exception("failed")
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if state.debug:
+            raise
+        err.print(f"[red]error:[/] {exc.__class__.__name__}: {exc} (run with --debug for a traceback)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

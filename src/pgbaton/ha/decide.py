@@ -1,0 +1,212 @@
+"""Every high-availability decision, as pure functions over observed state.
+
+Nothing here runs a command or opens a connection: the OCF actions observe, call one of
+these functions and carry out what it returns.  Each function has its own unit tests.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from pgbaton.ha.model import (
+    ClusterState,
+    ControlData,
+    DataDir,
+    LocalState,
+    PrimaryView,
+    PromotionFacts,
+    RebuildStatus,
+    ReplicaStat,
+    Role,
+    SyncMode,
+)
+
+# promotion scores (``crm_attribute --promotion``): higher wins, negative never promoted
+SCORE_PRIMARY = 1001
+SCORE_IN_SYNC = 1000
+SCORE_STREAMING_ASYNC = 900
+SCORE_FORCED = 10
+SCORE_BOOTSTRAP = 1
+SCORE_NEVER = -1
+
+
+def classify(local: LocalState) -> Role:
+    """The role of the local instance, from one observation."""
+    if local.rebuild is RebuildStatus.RUNNING:
+        return Role.REBUILDING
+    if local.rebuild is RebuildStatus.FAILED:
+        return Role.REBUILD_FAILED
+    if local.running:
+        return Role.STANDBY if local.in_recovery else Role.PRIMARY
+    if local.datadir is not DataDir.USABLE or local.control is None:
+        return Role.UNUSABLE
+    state = local.control.state
+    if state in (ClusterState.SHUT_DOWN, ClusterState.SHUT_DOWN_IN_RECOVERY):
+        return Role.STOPPED
+    if state in (ClusterState.IN_PRODUCTION, ClusterState.SHUTTING_DOWN):
+        return Role.CRASHED_PRIMARY
+    return Role.CRASHED_STANDBY
+
+
+class StartPlan(enum.Enum):
+    ALREADY_STANDBY = "already-standby"
+    WAIT_REBUILD = "wait-rebuild"        # a basebackup worker is already at work
+    START_STANDBY = "start-standby"
+    REWIND = "rewind"                    # pg_rewind from the primary, then start as standby
+    REBUILD = "rebuild"                  # slot + pg_basebackup, old data kept aside
+    REFUSE_PRIMARY = "refuse-primary"    # it runs as a primary outside the cluster's knowledge
+    NO_SOURCE = "no-source"              # must be rebuilt, but no primary to copy from
+
+
+def diverged(control: ControlData, primary: PrimaryView) -> bool:
+    """Whether this data directory may hold WAL that the primary's history does not contain.
+
+    Only a proven-safe case says no: a cleanly shut down instance that ends before the
+    point where the primary left its timeline.  Anything else is handed to pg_rewind,
+    which reads the local WAL and says itself when no rewind is needed.
+    """
+    mine = control.end_position
+    if mine.timeline > primary.timeline:
+        return True
+    if mine.timeline == primary.timeline:
+        return mine.lsn > primary.lsn
+    forks = {fork.timeline: fork.switch_lsn for fork in primary.history}
+    switch = forks.get(mine.timeline)
+    if switch is None or not control.clean:
+        return True
+    if control.state is ClusterState.SHUT_DOWN_IN_RECOVERY:
+        # a standby may hold received WAL beyond its restart point: let pg_rewind look
+        return True
+    return mine.lsn >= switch
+
+
+def plan_start(local: LocalState, primary: PrimaryView | None) -> StartPlan:
+    """How ``start`` brings the local instance up as a standby."""
+    if local.rebuild is RebuildStatus.RUNNING:
+        return StartPlan.WAIT_REBUILD
+    if local.running:
+        return StartPlan.ALREADY_STANDBY if local.in_recovery else StartPlan.REFUSE_PRIMARY
+    if local.datadir is not DataDir.USABLE or local.control is None or local.rebuild is RebuildStatus.FAILED:
+        return StartPlan.REBUILD if primary is not None else StartPlan.NO_SOURCE
+    if primary is None:
+        return StartPlan.START_STANDBY
+    if primary.system_id != local.control.system_id:
+        return StartPlan.REBUILD
+    if diverged(local.control, primary):
+        return StartPlan.REWIND
+    return StartPlan.START_STANDBY
+
+
+def after_failed_rewind(primary: PrimaryView | None) -> StartPlan:
+    """pg_rewind failed: copy everything again, or give up when there is nothing to copy."""
+    return StartPlan.REBUILD if primary is not None else StartPlan.NO_SOURCE
+
+
+def sync_standby_names(mode: SyncMode, replicas: Iterable[ReplicaStat]) -> str:
+    """``synchronous_standby_names`` the primary should have now.
+
+    Synchronous only towards standbys that stream right now, so a lost standby never
+    blocks the primary's writes.
+    """
+    if mode is SyncMode.ASYNC:
+        return ""
+    names = sorted({r.application_name for r in replicas if r.state == "streaming" and r.application_name})
+    if not names:
+        return ""
+    quoted = ", ".join('"' + name.replace('"', '""') + '"' for name in names)
+    return f"FIRST 1 ({quoted})"
+
+
+def standby_scores(
+    mode: SyncMode, replicas: Iterable[ReplicaStat], known: Iterable[str], forced: bool = False
+) -> dict[str, int]:
+    """Promotion score of every known standby (by application name), set by the primary."""
+    streaming = {r.application_name: r for r in replicas if r.state == "streaming"}
+    scores: dict[str, int] = {}
+    for name in known:
+        replica = streaming.get(name)
+        if replica is None:
+            scores[name] = SCORE_FORCED if forced else SCORE_NEVER
+        elif mode is SyncMode.ASYNC:
+            scores[name] = SCORE_STREAMING_ASYNC
+        elif replica.sync_state == "sync" or replica.sync_state == "quorum":
+            scores[name] = SCORE_IN_SYNC
+        else:
+            scores[name] = SCORE_FORCED if forced else SCORE_NEVER
+    return scores
+
+
+def in_sync(mode: SyncMode, replica: ReplicaStat | None) -> bool:
+    """Whether a standby holds every transaction the primary reported committed."""
+    if replica is None or replica.state != "streaming":
+        return False
+    return mode is SyncMode.SYNC and replica.sync_state in ("sync", "quorum")
+
+
+def bootstrap_score(current: int | None, primary_reachable: bool) -> int | None:
+    """A standby with no primary anywhere and no score yet makes itself promotable.
+
+    Returns the score to set, or None to leave the current one alone.
+    """
+    if current is None and not primary_reachable:
+        return SCORE_BOOTSTRAP
+    return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    reason: str
+    prefer: str | None = None   # a better node to promote instead
+
+
+def may_promote(facts: PromotionFacts) -> Verdict:
+    """Whether this standby may become the primary now."""
+    if facts.primary_alive:
+        return Verdict(False, "another node is a running primary")
+    mine = facts.me.position
+    if mine is None:
+        return Verdict(False, "own WAL position unknown")
+    best = max((c for c in facts.others if c.position is not None and c.eligible), key=lambda c: c.position or mine, default=None)
+    if best is not None and best.position is not None and best.position > mine:
+        return Verdict(False, f"{best.node} is more advanced ({best.position.encode()} > {mine.encode()})", best.node)
+    if facts.forced:
+        return Verdict(True, "forced")
+    if facts.mode is SyncMode.SYNC and facts.was_in_sync:
+        return Verdict(True, "was a synchronous standby: no committed transaction is lost")
+    if facts.mode is SyncMode.SYNC:
+        return Verdict(False, "not in sync with the last primary (set force_promote to accept data loss)")
+    if facts.last_primary_lsn is None:
+        return Verdict(True, "asynchronous, no primary position recorded")
+    lag = facts.last_primary_lsn - mine.lsn
+    if lag > facts.max_lag:
+        return Verdict(False, f"{lag} bytes behind the last primary position (max_lag {facts.max_lag})")
+    return Verdict(True, f"asynchronous, {max(lag, 0)} bytes behind")
+
+
+@dataclass(frozen=True)
+class StreamHealth:
+    healthy: bool
+    failures: int
+
+
+def stream_health(receiving: bool, primary_reachable: bool, failures: int, threshold: int) -> StreamHealth:
+    """Count monitors in a row where a primary exists but this standby does not stream from it."""
+    if receiving or not primary_reachable:
+        return StreamHealth(True, 0)
+    failures += 1
+    return StreamHealth(failures < threshold, failures)
+
+
+def parse_node_map(text: str, default_port: int) -> Mapping[str, tuple[str, int]]:
+    """``"a=10.0.0.1 b=10.0.0.2:5433"`` -> {"a": ("10.0.0.1", default_port), "b": ("10.0.0.2", 5433)}."""
+    nodes: dict[str, tuple[str, int]] = {}
+    for item in text.replace(",", " ").split():
+        node, sep, address = item.partition("=")
+        if not sep or not node or not address:
+            raise ValueError(f"expected node=host[:port], got {item!r}")
+        host, _, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "")
+        nodes[node] = (host or address, int(port) if port else default_port)
+    return nodes

@@ -1,0 +1,170 @@
+"""Acting on the local PostgreSQL instance: pg_ctl, configuration files, one observation."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+from pgbaton.errors import PgbatonError
+from pgbaton.ha import rebuild_state
+from pgbaton.ha.config import NodeConfig
+from pgbaton.ha.controldata import read_controldata
+from pgbaton.ha.model import DataDir, LocalState
+
+log = logging.getLogger(__name__)
+
+AUTO_CONF = "postgresql.auto.conf"
+STANDBY_SIGNAL = "standby.signal"
+MANAGED_KEYS = ("primary_conninfo", "primary_slot_name", "recovery_target_timeline")
+
+
+class InstanceError(PgbatonError):
+    """The local PostgreSQL instance could not be started, stopped or changed."""
+
+
+def run_as(cfg: NodeConfig, cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL tool as the system user (never as root), capturing its output."""
+    if os.geteuid() == 0 and cfg.system_user != "root":
+        cmd = ["runuser", "-u", cfg.system_user, "--", *cmd]
+    log.debug("running %s", shlex.join(cmd))
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C", "LANG": "C"})
+
+
+def chown_to_system_user(cfg: NodeConfig, path: Path) -> None:
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam(cfg.system_user)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def datadir_state(cfg: NodeConfig) -> DataDir:
+    if not cfg.pgdata.is_dir() or not any(cfg.pgdata.iterdir()):
+        return DataDir.EMPTY
+    if (cfg.pgdata / "PG_VERSION").is_file() and (cfg.pgdata / "global" / "pg_control").is_file():
+        return DataDir.USABLE
+    return DataDir.BROKEN
+
+
+def postmaster_pid(cfg: NodeConfig) -> int | None:
+    """PID of a live (not zombie) postmaster of this data directory."""
+    try:
+        pid = int((cfg.pgdata / "postmaster.pid").read_text().split()[0])
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if state != "Z" and b"postgres" in cmdline else None
+
+
+def observe(cfg: NodeConfig) -> LocalState:
+    """One look at the local instance, from files and processes only (fast, no SQL)."""
+    pid = postmaster_pid(cfg)
+    data = datadir_state(cfg)
+    return LocalState(
+        datadir=data,
+        running=pid is not None,
+        in_recovery=(cfg.pgdata / STANDBY_SIGNAL).exists() if pid is not None else None,
+        control=read_controldata(cfg) if data is DataDir.USABLE else None,
+        rebuild=rebuild_state.status(cfg),
+    )
+
+
+def _quote_conf(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def set_auto_conf(cfg: NodeConfig, settings: dict[str, str | None]) -> None:
+    """Rewrite keys in postgresql.auto.conf of a stopped instance (None removes the key)."""
+    path = cfg.pgdata / AUTO_CONF
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    keys = re.compile(r"^\s*(" + "|".join(re.escape(k) for k in settings) + r")\s*=")
+    kept = [line for line in lines if not keys.match(line)]
+    kept += [f"{k} = {_quote_conf(v)}" for k, v in settings.items() if v is not None]
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    chown_to_system_user(cfg, path)
+
+
+def configure_standby(cfg: NodeConfig, primary: tuple[str, int] | None = None) -> None:
+    """Make the stopped instance start as a standby of the primary (or of whichever peer is primary)."""
+    set_auto_conf(cfg, {
+        "primary_conninfo": cfg.primary_conninfo(primary),
+        "primary_slot_name": cfg.slot_of(cfg.node),
+        "recovery_target_timeline": "latest",
+    })
+    signal = cfg.pgdata / STANDBY_SIGNAL
+    signal.touch()
+    chown_to_system_user(cfg, signal)
+
+
+def _server_options(cfg: NodeConfig) -> str:
+    opts = [f"-p {cfg.port}", f"-k {shlex.quote(str(cfg.socketdir))}"]
+    if cfg.config_file:
+        opts.append(f"-c config_file={shlex.quote(cfg.config_file)}")
+    if cfg.start_options:
+        opts.append(cfg.start_options)
+    return " ".join(opts)
+
+
+def start(cfg: NodeConfig, timeout: float = 60) -> None:
+    """pg_ctl start, waiting until the server accepts connections (or the timeout)."""
+    logfile = cfg.server_log
+    if not logfile.exists():
+        logfile.touch()
+        chown_to_system_user(cfg, logfile)
+    proc = run_as(cfg, [cfg.tool("pg_ctl"), "-D", str(cfg.pgdata), "-l", str(logfile), "-o", _server_options(cfg),
+                        "-w", "-t", str(max(int(timeout), 1)), "start"], timeout=timeout + 10)
+    if proc.returncode != 0 and postmaster_pid(cfg) is None:
+        raise InstanceError(f"pg_ctl start failed: {(proc.stderr or proc.stdout).strip()} (see {logfile})")
+    log.info("PostgreSQL started in %s", cfg.pgdata)
+
+
+def stop(cfg: NodeConfig, timeout: float = 60) -> None:
+    """Stop fast; if that does not finish in time, immediate; the postmaster is gone on return."""
+    pid = postmaster_pid(cfg)
+    if pid is None:
+        return
+    budget = max(timeout * 0.7, 1)
+    for mode, wait in (("fast", budget), ("immediate", max(timeout - budget, 5))):
+        run_as(cfg, [cfg.tool("pg_ctl"), "-D", str(cfg.pgdata), "-m", mode, "-w", "-t", str(int(wait)), "stop"],
+               timeout=wait + 10)
+        if _wait_gone(cfg, pid, 5):
+            log.info("PostgreSQL stopped (%s) in %s", mode, cfg.pgdata)
+            return
+    raise InstanceError(f"postmaster {pid} of {cfg.pgdata} did not stop")
+
+
+def _wait_gone(cfg: NodeConfig, pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while postmaster_pid(cfg) == pid:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def promote(cfg: NodeConfig, timeout: float = 60) -> None:
+    """Promote the standby and checkpoint, so pg_rewind against it sees the new timeline."""
+    with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
+        # a promoted node starts asynchronous: the primary's monitor turns sync on when a standby streams
+        conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
+        conn.execute("SELECT pg_reload_conf()")
+        row = conn.execute("SELECT pg_promote(true, %s)", (max(int(timeout), 1),)).fetchone()
+        if not row or not row[0]:
+            raise InstanceError("pg_promote did not finish in time")
+        conn.execute("CHECKPOINT")
+    log.info("PostgreSQL promoted in %s", cfg.pgdata)
+
+
+def accepts_connections(cfg: NodeConfig) -> bool:
+    proc = run_as(cfg, [cfg.tool("pg_isready"), "-h", str(cfg.socketdir), "-p", str(cfg.port), "-t", "3"],
+                  timeout=10)
+    return proc.returncode == 0

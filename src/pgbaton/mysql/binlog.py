@@ -1,0 +1,179 @@
+"""Read a MySQL/MariaDB binlog and turn it into normalized change records.
+
+The reader runs in a thread of its own and hands records to the writer through a
+bounded queue, so that reading the network and storing changes overlap and memory
+stays bounded.  It resumes from a file/position (or a MariaDB GTID position).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    RotateEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+from pgbaton.cdc.model import Commit, Ddl, Heartbeat, Item, Op, Position, ReaderFailed, Rows
+
+log = logging.getLogger(__name__)
+
+_SKIP_QUERIES = {"BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END", "XA PREPARE", "XA COMMIT"}
+
+
+class GtidTracker:
+    """The MariaDB GTID position: the last sequence per replication domain."""
+
+    def __init__(self, initial: str | None) -> None:
+        self._domains: dict[int, str] = {}
+        for part in (initial or "").split(","):
+            part = part.strip()
+            if part:
+                self._domains[int(part.split("-", 1)[0])] = part
+
+    def see(self, gtid: str) -> None:
+        self._domains[int(gtid.split("-", 1)[0])] = gtid
+
+    def position(self) -> str | None:
+        if not self._domains:
+            return None
+        return ",".join(self._domains[d] for d in sorted(self._domains))
+
+
+class BinlogReader:
+    """Iterates over normalized records starting after ``start``.
+
+    ``wanted(db, table)`` filters row events; DDL is passed for every database
+    in ``databases`` (the statement's default database or a qualified name
+    decides later).
+    """
+
+    def __init__(
+        self,
+        connection: dict[str, Any],
+        server_id: int,
+        start: Position,
+        databases: set[str],
+        wanted: Callable[[str, str], bool],
+        *,
+        heartbeat: float = 1.0,
+        use_gtid: bool = False,
+        is_mariadb: bool = True,
+    ) -> None:
+        self._connection = dict(connection)
+        self._server_id = server_id
+        self._start = start
+        self._databases = databases
+        self._wanted = wanted
+        self._heartbeat = heartbeat
+        self._use_gtid = use_gtid and bool(start.gtid)
+        self._is_mariadb = is_mariadb
+        self._stream: BinLogStreamReader | None = None
+
+    def _open(self) -> BinLogStreamReader:
+        kwargs: dict[str, Any] = {}
+        if self._use_gtid:
+            kwargs["auto_position"] = self._start.gtid
+        else:
+            kwargs.update(log_file=self._start.file, log_pos=self._start.pos, resume_stream=True)
+        return BinLogStreamReader(
+            connection_settings=self._connection,
+            server_id=self._server_id,
+            blocking=True,
+            only_events=[
+                MariadbGtidEvent, GtidEvent, QueryEvent, XidEvent, RotateEvent, HeartbeatLogEvent,
+                WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent,
+            ],
+            slave_heartbeat=self._heartbeat,
+            is_mariadb=self._is_mariadb,
+            enable_logging=False,
+            **kwargs,
+        )
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def events(self) -> Iterator[Item]:
+        stream = self._stream = self._open()
+        gtids = GtidTracker(self._start.gtid)
+        file = self._start.file
+        for ev in stream:
+            file = stream.log_file or file
+            if isinstance(ev, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
+                if not self._wanted(ev.schema, ev.table):
+                    continue
+                yield _rows(ev)
+            elif isinstance(ev, XidEvent):
+                yield Commit(Position(file, stream.log_pos, gtids.position()), float(ev.timestamp))
+            elif isinstance(ev, MariadbGtidEvent | GtidEvent):
+                gtids.see(ev.gtid)
+            elif isinstance(ev, QueryEvent):
+                item = self._query(ev, Position(file, stream.log_pos, gtids.position()))
+                if item is not None:
+                    yield item
+            elif isinstance(ev, HeartbeatLogEvent):
+                yield Heartbeat(Position(ev.ident or file, stream.log_pos, gtids.position()), time.time())
+
+    def _query(self, ev: QueryEvent, pos: Position) -> Item | None:
+        text = ev.query.strip()
+        head = text[:16].upper()
+        if head in _SKIP_QUERIES or head.startswith("XA "):
+            if head == "COMMIT":
+                # non-transactional engines end their transaction with a COMMIT query
+                return Commit(pos, float(ev.timestamp))
+            return None
+        schema = ev.schema.decode("utf-8", "replace") if isinstance(ev.schema, bytes) else ev.schema
+        # A DDL statement is its own transaction: the position after it resumes cleanly.
+        return Ddl(schema or None, text, pos, float(ev.timestamp))
+
+
+def _rows(ev: Any) -> Rows:
+    if isinstance(ev, WriteRowsEvent):
+        return Rows(ev.schema, ev.table, Op.INSERT, [(None, r["values"]) for r in ev.rows], float(ev.timestamp))
+    if isinstance(ev, DeleteRowsEvent):
+        return Rows(ev.schema, ev.table, Op.DELETE, [(r["values"], None) for r in ev.rows], float(ev.timestamp))
+    return Rows(ev.schema, ev.table, Op.UPDATE,
+                [(r["before_values"], r["after_values"]) for r in ev.rows], float(ev.timestamp))
+
+
+class ReaderThread(threading.Thread):
+    """Runs a BinlogReader and puts its records into a bounded queue."""
+
+    def __init__(self, reader: BinlogReader, out: queue.Queue[Item], stop: threading.Event) -> None:
+        super().__init__(name="binlog-reader", daemon=True)
+        self._reader = reader
+        self._out = out
+        self._stop = stop
+
+    def _put(self, item: Item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            for item in self._reader.events():
+                if self._stop.is_set() or not self._put(item):
+                    break
+        except Exception as exc:  # reported to the writer, which stops the replica cleanly
+            log.debug("binlog reader failed", exc_info=True)
+            self._put(ReaderFailed(f"binlog reader stopped: {exc}", exc))
+        finally:
+            self._reader.close()

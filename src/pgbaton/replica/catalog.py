@@ -1,0 +1,118 @@
+"""Catalog access for a replica: connections, the source row, table registry, locks."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgbaton.catalog import migrate
+from pgbaton.cdc.store import TableCodec
+from pgbaton.config import Config, MySQLSourceConfig
+from pgbaton.errors import SourceError
+from pgbaton.mysql import typemap
+from pgbaton.mysql.model import MyTable
+from pgbaton.pgsql.conn import connect
+
+
+def catalog_connection(cfg: Config, *, purpose: str = "pgbaton", autocommit: bool = False) -> psycopg.Connection:
+    """A target connection with the catalog current and on the search path."""
+    conn = connect(cfg.target, application_name=purpose)
+    schema = cfg.target.catalog_schema
+    migrate.ensure(conn, schema)
+    conn.execute(sql.SQL("SET search_path TO {}, pg_catalog").format(sql.Identifier(schema)))
+    conn.commit()
+    conn.autocommit = autocommit
+    return conn
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    name: str
+    state: str
+    read_file: str | None
+    read_pos: int | None
+    read_gtid: str | None
+    next_batch_id: int
+
+
+def source_row(conn: psycopg.Connection, name: str) -> SourceRow:
+    row = conn.execute(
+        "SELECT name, state, read_file, read_pos, read_gtid, next_batch_id FROM sources WHERE name = %s", (name,)
+    ).fetchone()
+    conn.commit()
+    if row is None:
+        raise SourceError(f"source {name!r} is not registered in the catalog: run `pgbaton source add {name}` first")
+    return SourceRow(*row)
+
+
+def set_state(conn: psycopg.Connection, name: str, state: str, **extra: Any) -> None:
+    sets = [sql.SQL("state = %s")]
+    values: list[Any] = [state]
+    for key, value in extra.items():
+        sets.append(sql.SQL("{} = %s").format(sql.Identifier(key)))
+        values.append(value)
+    conn.execute(
+        sql.SQL("UPDATE sources SET {} WHERE name = %s").format(sql.SQL(", ").join(sets)), (*values, name)
+    )
+
+
+def lock_key(source: str) -> int:
+    """The advisory lock a running replica or an init holds for its source."""
+    return zlib.crc32(f"pgbaton:{source}".encode())
+
+
+def try_lock(conn: psycopg.Connection, source: str) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(source),)).fetchone()
+    return bool(row and row[0])
+
+
+def lock_holder(conn: psycopg.Connection, source: str) -> int | None:
+    """The backend PID holding the source's lock (a replica or init is running), else None."""
+    row = conn.execute(
+        """SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (%s::bigint & 4294967295)::oid
+              AND l.classid = ((%s::bigint >> 32) & 4294967295)::oid AND l.database = (
+                  SELECT oid FROM pg_database WHERE datname = current_database())""",
+        (lock_key(source), lock_key(source)),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def has_postgis(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'postgis')").fetchone()
+    return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    id: int
+    definition: MyTable
+    dst_schema: str
+    dst_table: str
+    pk: tuple[str, ...]
+    state: str
+
+
+def tables(conn: psycopg.Connection, source: str, states: tuple[str, ...] = ("replicating",)) -> list[TableEntry]:
+    rows = conn.execute(
+        """SELECT id, definition, dst_schema, dst_table, pk_cols, state FROM tables
+            WHERE source = %s AND state = ANY(%s) ORDER BY id""",
+        (source, list(states)),
+    ).fetchall()
+    conn.commit()
+    return [TableEntry(r[0], MyTable.from_json(r[1]), r[2], r[3], tuple(r[4]), r[5]) for r in rows]
+
+
+def codecs(entries: list[TableEntry], src: MySQLSourceConfig, postgis: bool) -> dict[tuple[str, str], TableCodec]:
+    """Per-table encoders for the binlog writer, built from the tracked MySQL definitions."""
+    out: dict[tuple[str, str], TableCodec] = {}
+    for e in entries:
+        t = e.definition
+        opts = typemap.type_options(src, t.db, t.name, postgis)
+        conv = {c.name: typemap.value_converter(c, opts) for c in t.columns}
+        out[(t.db, t.name)] = TableCodec(e.id, e.pk, conv)
+    return out

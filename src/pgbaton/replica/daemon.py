@@ -1,0 +1,154 @@
+"""Run a replica in the foreground or as a daemon, and stop it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from pgbaton.config import Config
+from pgbaton.errors import PgbatonError
+from pgbaton.replica import catalog as cat
+from pgbaton.replica.run import Replica
+
+log = logging.getLogger(__name__)
+
+
+def default_pid_file(source: str) -> Path:
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+    return base / f"pgbaton-{source}.pid"
+
+
+def run_foreground(cfg: Config, source: str, pid_file: Path | None = None) -> None:
+    """Run until SIGTERM/SIGINT or an error; the pid file (if any) lives as long as the process."""
+    replica = Replica(cfg, source)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s received: stopping source %s", signal.Signals(signum).name, source)
+        replica.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if pid_file is not None:
+        pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        replica.run()
+    finally:
+        if pid_file is not None:
+            try:
+                if pid_file.read_text().strip() == str(os.getpid()):
+                    pid_file.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def daemonize(log_file: Path) -> bool:
+    """Detach from the terminal. Returns True in the daemon, False in the parent."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid > 0:
+        os.close(w)
+        # wait until the daemon has detached (or failed early)
+        os.read(r, 1)
+        os.close(r)
+        return False
+    os.close(r)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    fd = os.open(str(log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.close(null)
+    os.write(w, b"x")
+    os.close(w)
+    return True
+
+
+def _is_pgbaton(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"pgbaton" in cmdline
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def stop(cfg: Config, source: str, pid_file: Path | None = None, timeout: float = 60.0) -> str:
+    """Ask a running replica to stop (SIGTERM) and wait for it. Returns what was done."""
+    pid: int | None = None
+    path = pid_file or default_pid_file(source)
+    if path.exists():
+        try:
+            pid = int(path.read_text().split()[0])
+        except (ValueError, IndexError):
+            pid = None
+    if pid is None or not _alive(pid):
+        conn = cat.catalog_connection(cfg, purpose="pgbaton-stop")
+        try:
+            row = conn.execute("SELECT reader_pid, reader_host FROM sources WHERE name = %s", (source,)).fetchone()
+            holder = cat.lock_holder(conn, source)
+        finally:
+            conn.close()
+        import socket
+
+        if row and row[0] and row[1] == socket.gethostname() and holder is not None:
+            pid = int(row[0])
+        elif holder is not None:
+            raise PgbatonError(f"source {source} is running on host {row[1] if row else '?'}: stop it there")
+        else:
+            return f"source {source} is not running"
+    if pid is None or not _alive(pid) or not _is_pgbaton(pid):
+        return f"source {source} is not running"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return f"source {source} stopped (pid {pid})"
+        time.sleep(0.1)
+    raise PgbatonError(f"source {source}: pid {pid} did not stop within {timeout:.0f} s")
+
+
+def start_daemon(cfg: Config, source: str, pid_file: Path | None, log_file: Path | None,
+                 configure_logging: "callable[[Path], None]") -> int | None:  # type: ignore[valid-type]
+    pid_path = pid_file or default_pid_file(source)
+    if pid_path.exists():
+        try:
+            old = int(pid_path.read_text().split()[0])
+        except (ValueError, IndexError):
+            old = 0
+        if old and _alive(old) and _is_pgbaton(old):
+            raise PgbatonError(f"source {source} is already running (pid {old}, pid file {pid_path})")
+    logf = log_file or pid_path.with_suffix(".log")
+    if not daemonize(logf):
+        # parent: give the daemon a moment to write its pid file
+        for _ in range(50):
+            if pid_path.exists():
+                break
+            time.sleep(0.05)
+        return None
+    configure_logging(logf)
+    try:
+        run_foreground(cfg, source, pid_path)
+    except BaseException:
+        log.exception("replica of source %s failed", source)
+        os._exit(1)
+    os._exit(0)
+    return None  # not reached
+
+
+__all__ = ["default_pid_file", "run_foreground", "start_daemon", "stop", "sys"]

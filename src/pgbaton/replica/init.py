@@ -1,0 +1,274 @@
+"""`source add` and `replica init`: register a source, create its tables, copy a snapshot."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import psycopg
+import pymysql
+from psycopg import sql
+
+from pgbaton.cdc.store import ensure_log_table, log_table_name
+from pgbaton.config import Config, MySQLSourceConfig
+from pgbaton.errors import PgbatonError, SourceError
+from pgbaton.mysql import introspect, pgddl, typemap
+from pgbaton.mysql.model import MyTable
+from pgbaton.mysql.snapshot import copy_table, open_snapshot
+from pgbaton.replica import catalog as cat
+from pgbaton.replica.progress import CopyProgress
+
+log = logging.getLogger(__name__)
+
+REQUIRED_SETTINGS = {
+    "log_bin": ("1", "ON"),
+    "binlog_format": ("ROW",),
+    "binlog_row_image": ("FULL",),
+}
+
+
+def mysql_connect(src: MySQLSourceConfig, *, binary: bool = False, **extra: Any) -> pymysql.connections.Connection:
+    args = src.pymysql_args()
+    try:
+        return pymysql.connect(**args, charset="utf8mb4", use_unicode=not binary, autocommit=True,
+                               connect_timeout=10, **extra)
+    except pymysql.err.MySQLError as exc:
+        raise SourceError(f"cannot connect to the source at {src.host}:{src.port} as {src.user}: "
+                          f"{exc.args[-1] if exc.args else exc}") from None
+
+
+def check_source(src: MySQLSourceConfig) -> list[str]:
+    """Verify the server settings pgbaton relies on; returns warnings, raises on blockers."""
+    conn = mysql_connect(src)
+    problems: list[str] = []
+    warnings: list[str] = []
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@version")
+            version = str(cur.fetchone()[0])  # type: ignore[index]
+            for var, allowed in REQUIRED_SETTINGS.items():
+                cur.execute(f"SELECT @@{var}")
+                value = str(cur.fetchone()[0]).upper()  # type: ignore[index]
+                if value not in allowed:
+                    problems.append(f"{var} is {value}, needs {' or '.join(allowed)} (set it in the server config)")
+            try:
+                cur.execute("SELECT @@binlog_row_metadata")
+                value = str(cur.fetchone()[0]).upper()  # type: ignore[index]
+                if value != "FULL":
+                    problems.append(f"binlog_row_metadata is {value}, needs FULL "
+                                    "(SET GLOBAL binlog_row_metadata = FULL and in the server config)")
+            except pymysql.err.MySQLError:
+                warnings.append(f"server {version} has no binlog_row_metadata; column names come from "
+                                "information_schema")
+            cur.execute("SHOW DATABASES")
+            present = {r[0] for r in cur.fetchall()}
+            for db in src.databases:
+                if db not in present:
+                    problems.append(f"database {db!r} (sources.*.databases) does not exist on the source "
+                                    "or the user cannot see it")
+    finally:
+        conn.close()
+    if problems:
+        raise SourceError("the source cannot be replicated:\n  " + "\n  ".join(problems))
+    return warnings
+
+
+def add_source(cfg: Config, name: str) -> list[str]:
+    """Register a configured source in the catalog and create its log table (idempotent)."""
+    src = cfg.source(name)
+    warnings = check_source(src)
+    conn = cat.catalog_connection(cfg)
+    try:
+        conn.execute("INSERT INTO sources (name, kind) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+                     (name, src.type))
+        ensure_log_table(conn, cfg.target.catalog_schema, name)
+        conn.commit()
+    finally:
+        conn.close()
+    return warnings
+
+
+@dataclass
+class InitResult:
+    tables: int
+    rows: int
+    bytes: int
+    seconds: float
+    copy_seconds: float
+    index_seconds: float
+    position: str
+    warnings: list[str] = field(default_factory=list)
+    per_table: list[dict[str, Any]] = field(default_factory=list)
+
+
+def init_replica(cfg: Config, name: str, *, force: bool = False, show_progress: bool | None = None) -> InitResult:
+    """Create the source's tables on the target and copy one consistent snapshot into them."""
+    started = time.monotonic()
+    src = cfg.source(name)
+    conn = cat.catalog_connection(cfg, purpose=f"pgbaton-init-{name}")
+    lock = cat.catalog_connection(cfg, purpose=f"pgbaton-lock-{name}", autocommit=True)
+    try:
+        if not cat.try_lock(lock, name):
+            raise PgbatonError(f"source {name}: a replica or another init is running; stop it first "
+                               f"(`pgbaton replica stop --source {name}`)")
+        row = cat.source_row(conn, name)
+        if row.state not in ("new", "initializing") and not force:
+            raise PgbatonError(f"source {name} is already initialized (state {row.state}); "
+                               "`replica init --force` drops its tables and copies them again")
+        return _init(cfg, name, src, conn, started, show_progress)
+    finally:
+        conn.close()
+        lock.close()
+
+
+def _discover(src: MySQLSourceConfig) -> list[MyTable]:
+    conn = mysql_connect(src)
+    try:
+        found = introspect.introspect(conn, list(src.databases), src.tables.wants)
+        with conn.cursor() as cur:
+            cur.execute("SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES "
+                        "WHERE TABLE_SCHEMA IN %s", (list(src.databases),))
+            estimates = {(r[0], r[1]): int(r[2] or 0) for r in cur.fetchall()}
+    finally:
+        conn.close()
+    return [replace(t, extra={**t.extra, "rows_estimate": estimates.get((t.db, t.name), 0)}) for t in found]
+
+
+def _init(cfg: Config, name: str, src: MySQLSourceConfig, conn: psycopg.Connection, started: float,
+          show_progress: bool | None) -> InitResult:
+    tables = _discover(src)
+    if not tables:
+        raise SourceError(f"source {name}: no tables match sources.{name}.tables in databases "
+                          f"{', '.join(src.databases)}")
+    warnings = [w for t in tables for w in introspect.warnings_for(t)]
+    for w in warnings:
+        log.warning("%s", w)
+    postgis = cat.has_postgis(conn)
+    ids = _create_tables(conn, cfg, name, src, tables, postgis)
+    copy_started = time.monotonic()
+    point, results = _copy_all(src, cfg.target.conninfo(f"pgbaton-copy-{name}"), tables, ids, postgis,
+                               show_progress)
+    copy_seconds = time.monotonic() - copy_started
+    with conn.transaction():
+        conn.execute("UPDATE tables SET state = 'replicating' WHERE source = %s", (name,))
+        cat.set_state(conn, name, "initialized", read_file=point.pos.file, read_pos=point.pos.pos,
+                      read_gtid=point.pos.gtid, snapshot_file=point.pos.file, snapshot_pos=point.pos.pos,
+                      snapshot_gtid=point.pos.gtid, snapshot_at=_ts(point.at), last_event_at=_ts(point.at),
+                      last_read_at=_ts(time.time()))
+        for r in results:
+            conn.execute("UPDATE tables SET rows_copied = %s WHERE id = %s", (r["rows"], r["id"]))
+    index_seconds = sum(r["index_seconds"] for r in results)
+    return InitResult(
+        tables=len(tables), rows=sum(r["rows"] for r in results), bytes=sum(r["bytes"] for r in results),
+        seconds=time.monotonic() - started, copy_seconds=copy_seconds, index_seconds=index_seconds,
+        position=str(point.pos), warnings=warnings, per_table=results,
+    )
+
+
+def _create_tables(conn: psycopg.Connection, cfg: Config, name: str, src: MySQLSourceConfig,
+                   tables: list[MyTable], postgis: bool) -> dict[tuple[str, str], int]:
+    """(Re)create every target table and the catalog rows, in one transaction."""
+    schema = cfg.target.catalog_schema
+    ids: dict[tuple[str, str], int] = {}
+    with conn.transaction():
+        cat.set_state(conn, name, "initializing")
+        ensure_log_table(conn, schema, name)
+        conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(schema, log_table_name(name))))
+        conn.execute("DELETE FROM batches WHERE source = %s", (name,))
+        old = conn.execute("SELECT dst_schema, dst_table FROM tables WHERE source = %s", (name,)).fetchall()
+        for s, t in old:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(s, t)))
+        conn.execute("DELETE FROM tables WHERE source = %s", (name,))
+        for dst in sorted(set(src.databases.values())):
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(dst)))
+        for t in tables:
+            dst_schema = src.databases[t.db]
+            opts = typemap.type_options(src, t.db, t.name, postgis)
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(dst_schema, t.name)))
+            for stmt in pgddl.create_table_sql(t, dst_schema, opts):
+                conn.execute(stmt)
+            row = conn.execute(
+                """INSERT INTO tables (source, src_db, src_table, dst_schema, dst_table, pk_cols, definition, state)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, 'copying') RETURNING id""",
+                (name, t.db, t.name, dst_schema, t.name, list(t.pk_columns), psycopg.types.json.Jsonb(t.to_json())),
+            ).fetchone()
+            assert row is not None
+            ids[(t.db, t.name)] = int(row[0])
+    return ids
+
+
+def _copy_all(src: MySQLSourceConfig, conninfo: str, tables: list[MyTable],
+              ids: dict[tuple[str, str], int], postgis: bool,
+              show_progress: bool | None) -> tuple[Any, list[dict[str, Any]]]:
+    workers = min(src.copy_workers, len(tables))
+    point, my_conns = open_snapshot(lambda: mysql_connect(src, binary=True), workers)
+    log.info("snapshot taken at %s with %d worker(s)", point.pos, len(my_conns))
+    todo: queue.Queue[MyTable] = queue.Queue()
+    for t in sorted(tables, key=lambda t: -int(t.extra.get("rows_estimate", 0) or 0)):
+        todo.put(t)
+    expected = sum(int(t.extra.get("rows_estimate", 0) or 0) for t in tables)
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    with CopyProgress(expected, len(tables), show=show_progress) as progress:
+        def work(my: pymysql.connections.Connection) -> None:
+            try:
+                pg = psycopg.connect(conninfo)
+                pg.execute("SET maintenance_work_mem = '256MB'")
+                pg.execute("SET synchronous_commit = off")
+                pg.commit()
+            except BaseException as exc:
+                errors.append(exc)
+                return
+            try:
+                while not errors:
+                    try:
+                        t = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    results.append(_copy_one(my, pg, src, t, ids[(t.db, t.name)], postgis, progress))
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                pg.close()
+                my.close()
+        threads = [threading.Thread(target=work, args=(m,), name=f"copy-{i}") for i, m in enumerate(my_conns)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    if errors:
+        err = errors[0]
+        if isinstance(err, PgbatonError):
+            raise err
+        raise PgbatonError(f"initial copy failed: {err}") from err
+    return point, results
+
+
+def _copy_one(my: pymysql.connections.Connection, pg: psycopg.Connection, src: MySQLSourceConfig, t: MyTable,
+              table_id: int, postgis: bool, progress: CopyProgress) -> dict[str, Any]:
+    dst_schema = src.databases[t.db]
+    opts = typemap.type_options(src, t.db, t.name, postgis)
+    t0 = time.monotonic()
+    rows, size = copy_table(my, pg, t, dst_schema, t.name, opts, [c.name for c in t.columns], progress.advance,
+                            src.copy_chunk_rows)
+    t1 = time.monotonic()
+    with pg.transaction():
+        for stmt in pgddl.post_load_sql(t, dst_schema, opts):
+            pg.execute(stmt)
+    pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(dst_schema, t.name)))
+    pg.commit()
+    t2 = time.monotonic()
+    progress.table_done()
+    log.debug("copied %s.%s: %d rows in %.2f s, indexes %.2f s", t.db, t.name, rows, t1 - t0, t2 - t1)
+    return {"id": table_id, "table": f"{t.db}.{t.name}", "rows": rows, "bytes": size,
+            "copy_seconds": round(t1 - t0, 3), "index_seconds": round(t2 - t1, 3)}
+
+
+def _ts(epoch: float) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC)

@@ -1,0 +1,193 @@
+"""`replica start`: follow the binlog, store changes durably, replay them.
+
+Three threads: the binlog reader (network and decoding), the log writer (this
+thread: encoding and COPY into the log table) and the replayer (set-based apply).
+Each has its own connection.  A stop request (SIGTERM, SIGINT, `replica stop`)
+lets each finish its current unit of work; nothing half-done is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+
+import psycopg
+
+from pgbaton.cdc.model import Commit, Ddl, Heartbeat, Item, Position, ReaderFailed, Rows
+from pgbaton.cdc.replay import Batch, Replayer
+from pgbaton.cdc.store import LogWriter, discard_open_batches, ensure_log_table
+from pgbaton.config import Config, MySQLSourceConfig
+from pgbaton.errors import PgbatonError, SourceError
+from pgbaton.mysql.binlog import BinlogReader, ReaderThread
+from pgbaton.replica import catalog as cat
+from pgbaton.replica.ddl import apply_ddl_batch
+
+log = logging.getLogger(__name__)
+
+
+class ReplayThread(threading.Thread):
+    def __init__(self, cfg: Config, source: str, stop: threading.Event, wake: threading.Event) -> None:
+        super().__init__(name="replay", daemon=True)
+        self.cfg = cfg
+        self.source = source
+        self.stop = stop
+        self.wake = wake
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        src = self.cfg.source(self.source)
+        try:
+            conn = cat.catalog_connection(self.cfg, purpose=f"pgbaton-replay-{self.source}")
+        except BaseException as exc:
+            self.error = exc
+            self.stop.set()
+            return
+        try:
+            replayer = Replayer(conn, self.cfg.target.catalog_schema, self.source, src.on_replay_error,
+                                _ddl_handler(self.cfg, self.source))
+            while not self.stop.is_set():
+                self.wake.wait(0.5)
+                self.wake.clear()
+                n = replayer.replay_pending()
+                if n:
+                    log.debug("replayed %d row changes", n)
+            replayer.replay_pending()
+        except BaseException as exc:
+            self.error = exc
+            self.stop.set()
+        finally:
+            conn.close()
+
+
+def _ddl_handler(cfg: Config, source: str):  # type: ignore[no-untyped-def]
+    def handle(conn: psycopg.Connection, batch: Batch) -> None:
+        apply_ddl_batch(conn, cfg, source, batch)
+    return handle
+
+
+def _connection_settings(src: MySQLSourceConfig) -> dict[str, object]:
+    args = src.pymysql_args()
+    settings: dict[str, object] = {"host": args["host"], "port": args["port"], "user": args["user"],
+                                   "passwd": args.get("password", "")}
+    if "read_default_file" in args:
+        settings["read_default_file"] = args["read_default_file"]
+    return settings
+
+
+class Replica:
+    """One running replica of one source."""
+
+    def __init__(self, cfg: Config, source: str) -> None:
+        self.cfg = cfg
+        self.name = source
+        self.src = cfg.source(source)
+        self.stop_event = threading.Event()
+        self.wake = threading.Event()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+        self.wake.set()
+
+    def run(self) -> None:
+        cfg, name = self.cfg, self.name
+        schema = cfg.target.catalog_schema
+        lock_conn = cat.catalog_connection(cfg, purpose=f"pgbaton-lock-{name}", autocommit=True)
+        conn = cat.catalog_connection(cfg, purpose=f"pgbaton-writer-{name}")
+        try:
+            if not cat.try_lock(lock_conn, name):
+                raise PgbatonError(f"source {name}: another replica or init is running for it "
+                                   f"(backend pid {cat.lock_holder(lock_conn, name)})")
+            row = cat.source_row(conn, name)
+            if row.state in ("new", "initializing") or row.read_file is None:
+                raise SourceError(f"source {name} has not been initialized: run `pgbaton replica init --source {name}`")
+            ensure_log_table(conn, schema, name)
+            discard_open_batches(conn, schema, name)
+            cat.set_state(conn, name, "running", reader_pid=os.getpid(), reader_host=socket.gethostname())
+            conn.commit()
+            self._loop(conn, Position(row.read_file, int(row.read_pos or 4), row.read_gtid), row.next_batch_id)
+        finally:
+            try:
+                if not conn.closed:
+                    conn.rollback()
+                    cat.set_state(conn, name, "stopped", reader_pid=None)
+                    conn.commit()
+            except psycopg.Error:
+                log.warning("could not record the stop of source %s in the catalog", name)
+            conn.close()
+            lock_conn.close()
+
+    def _loop(self, conn: psycopg.Connection, start: Position, next_batch: int) -> None:
+        cfg, name, src = self.cfg, self.name, self.src
+        entries = cat.tables(conn, name)
+        postgis = cat.has_postgis(conn)
+        conn.commit()
+        codecs = cat.codecs(entries, src, postgis)
+        writer = LogWriter(conn, cfg.target.catalog_schema, name, codecs, next_batch)
+        wanted = {(e.definition.db, e.definition.name) for e in entries}
+        reader = BinlogReader(
+            _connection_settings(src), src.server_id, start, set(src.databases),
+            lambda db, t: (db, t) in wanted, heartbeat=src.heartbeat_seconds, use_gtid=src.use_gtid,
+            is_mariadb=src.type == "mariadb",
+        )
+        items: queue.Queue[Item] = queue.Queue(maxsize=20000)
+        rthread = ReaderThread(reader, items, self.stop_event)
+        replay = ReplayThread(cfg, name, self.stop_event, self.wake)
+        rthread.start()
+        replay.start()
+        log.info("source %s: replica running from %s, %d tables", name, start, len(entries))
+        try:
+            self._consume(writer, items)
+        finally:
+            self.request_stop()
+            rthread.join(timeout=10)
+            replay.join(timeout=60)
+        if replay.error is not None:
+            raise replay.error
+        log.info("source %s: replica stopped", name)
+
+    def _consume(self, writer: LogWriter, items: queue.Queue[Item]) -> None:
+        max_rows = self.src.batch_max_rows
+        max_age = self.src.batch_max_ms / 1000.0
+        last_commit: Position | None = None
+        last_summary = time.monotonic()
+        written = 0
+        while not self.stop_event.is_set():
+            try:
+                item = items.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            now = time.time()
+            if isinstance(item, Rows):
+                writer.add_rows(item)
+                if writer.txn_lines >= max_rows:
+                    writer.spill()
+            elif isinstance(item, Commit):
+                writer.commit_seen(item.ts)
+                last_commit = item.pos
+                b = writer.batch
+                if items.empty() or b.n_events >= max_rows or time.monotonic() - b.started >= max_age:
+                    n = b.n_events
+                    if writer.flush(item.pos, now):
+                        written += n
+                        self.wake.set()
+            elif isinstance(item, Ddl):
+                if last_commit is not None and writer.batch.n_events:
+                    writer.flush(last_commit, now)
+                writer.write_ddl(item, now)
+                last_commit = item.pos
+                self.wake.set()
+            elif isinstance(item, Heartbeat):
+                if writer.batch.n_events and last_commit is not None and writer.txn_lines == 0:
+                    writer.flush(last_commit, now)
+                    self.wake.set()
+                writer.save_heartbeat(item.head, item.received_at)
+            elif isinstance(item, ReaderFailed):
+                raise SourceError(item.message)
+            if time.monotonic() - last_summary >= 10:
+                log.info("source %s: %d row changes stored in the last %.0f s", self.name, written,
+                         time.monotonic() - last_summary)
+                last_summary, written = time.monotonic(), 0
