@@ -19,6 +19,7 @@ Row changes are counted by MariaDB (information_schema.TABLE_STATISTICS, usersta
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 import threading
@@ -99,6 +100,7 @@ class Markers:
     def __init__(self, env: BenchEnv, tool: ReplicaTool) -> None:
         self.env = env
         self.tool = tool
+        self._conn: psycopg.Connection[Any] | None = None
         with env.mysql() as conn, conn.cursor() as cur:
             cur.execute(f"SELECT seq FROM {MARKER} WHERE id = 1")
             self.seq = int(cur.fetchone()[0])  # type: ignore[index]
@@ -119,32 +121,32 @@ class Markers:
         """Insert one row on the source, return seconds until it is visible on the target."""
         row_id = self.next_probe_id
         self.next_probe_id += 1
-        with self.env.pg_conn(self.tool.dbname) as _warm:  # open the poll connection before the clock starts
-            pass
+        self._target()  # connected before the clock starts
         t0 = time.monotonic()
         with self.env.mysql() as conn, conn.cursor() as cur:
             cur.execute(f"INSERT INTO {MARKER} (id, seq, note) VALUES (%s, 0, 'idle probe')", (row_id,))
         seen = self._wait(row_id, lambda v: v is not None, timeout, 0.01, f"idle probe row {row_id}")
         return seen - t0
 
+    def _target(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = self.env.pg_conn(self.tool.dbname)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def _wait(self, row_id: int, done: Any, timeout: float, poll: float, what: str) -> float:
         deadline = time.monotonic() + timeout
-        conn: psycopg.Connection[Any] | None = None
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    if conn is None or conn.closed:
-                        conn = self.env.pg_conn(self.tool.dbname)
-                    if done(_target_marker(conn, self.tool.schema, row_id)):
-                        return time.monotonic()
-                except psycopg.Error:
-                    if conn is not None:
-                        conn.close()
-                    conn = None
-                time.sleep(poll)
-        finally:
-            if conn is not None:
-                conn.close()
+        while time.monotonic() < deadline:
+            try:
+                if done(_target_marker(self._target(), self.tool.schema, row_id)):
+                    return time.monotonic()
+            except psycopg.Error:  # the target is restarting or the table is being swapped in
+                self.close()
+            time.sleep(poll)
         raise TimeoutError(f"{self.tool.name}: {what} not visible on the target within {timeout:.0f} s")
 
 
@@ -209,12 +211,12 @@ def _lags(samples: list[tuple[float, int]], committed: dict[int, float]) -> list
 
 
 def measure_idle(env: BenchEnv, tool: ReplicaTool, probes: int = 5, pause: float = 1.0) -> IdleResult:
-    markers = Markers(env, tool)
-    times = []
-    for _ in range(probes):
-        time.sleep(pause)  # let the source be idle
-        times.append(markers.probe_idle(timeout=60))
-    return IdleResult(times)
+    with contextlib.closing(Markers(env, tool)) as markers:
+        times = []
+        for _ in range(probes):
+            time.sleep(pause)  # let the source be idle
+            times.append(markers.probe_idle(timeout=60))
+        return IdleResult(times)
 
 
 def _caught_up(env: BenchEnv, tool: ReplicaTool, markers: Markers, end_seq: int,
@@ -229,54 +231,54 @@ def _caught_up(env: BenchEnv, tool: ReplicaTool, markers: Markers, end_seq: int,
 
 
 def measure_live(env: BenchEnv, tool: ReplicaTool, seconds: int, tps: int, timeout: float = 900) -> LiveResult:
-    markers = Markers(env, tool)
-    markers.wait_seq(markers.bump(), timeout=120)  # the tool is replicating
-    heartbeat = _Heartbeat(markers)
-    poller = _Poller(env, tool)
-    poller.start()
-    heartbeat.start()
-    try:
-        burst: BurstResult = env.burst(seconds, tps)
-    finally:
-        heartbeat.stop_event.set()
-        heartbeat.join(timeout=10)
-    if heartbeat.error is not None:
-        poller.stop_event.set()
-        raise RuntimeError(f"heartbeat failed: {heartbeat.error}")
-    end_seq = markers.bump()
-    heartbeat.committed[end_seq] = time.monotonic()
-    try:
-        caught, verified = _caught_up(env, tool, markers, end_seq, timeout)
-    finally:
-        poller.stop_event.set()
-        poller.join(timeout=10)
-    lags = [(t, lag) for t, lag in _lags(poller.samples, heartbeat.committed) if burst.started <= t <= caught]
-    during = [lag for t, lag in lags if t <= burst.ended]
-    return LiveResult(
-        burst_s=burst.seconds,
-        row_changes=burst.row_changes,
-        source_rate=burst.changes_per_s,
-        max_lag_s=max((lag for _, lag in lags), default=0.0),
-        max_lag_during_burst_s=max(during, default=0.0),
-        catch_up_after_burst_s=max(0.0, caught - burst.ended),
-        e2e_rate=burst.row_changes / (caught - burst.started),
-        verified=verified,
-        lag_samples=[(round(t - burst.started, 3), round(lag, 3)) for t, lag in lags],
-    )
+    with contextlib.closing(Markers(env, tool)) as markers:
+        markers.wait_seq(markers.bump(), timeout=120)  # the tool is replicating
+        heartbeat = _Heartbeat(markers)
+        poller = _Poller(env, tool)
+        poller.start()
+        heartbeat.start()
+        try:
+            burst: BurstResult = env.burst(seconds, tps)
+        finally:
+            heartbeat.stop_event.set()
+            heartbeat.join(timeout=10)
+        if heartbeat.error is not None:
+            poller.stop_event.set()
+            raise RuntimeError(f"heartbeat failed: {heartbeat.error}")
+        end_seq = markers.bump()
+        heartbeat.committed[end_seq] = time.monotonic()
+        try:
+            caught, verified = _caught_up(env, tool, markers, end_seq, timeout)
+        finally:
+            poller.stop_event.set()
+            poller.join(timeout=10)
+        lags = [(t, lag) for t, lag in _lags(poller.samples, heartbeat.committed) if burst.started <= t <= caught]
+        during = [lag for t, lag in lags if t <= burst.ended]
+        return LiveResult(
+            burst_s=burst.seconds,
+            row_changes=burst.row_changes,
+            source_rate=burst.changes_per_s,
+            max_lag_s=max((lag for _, lag in lags), default=0.0),
+            max_lag_during_burst_s=max(during, default=0.0),
+            catch_up_after_burst_s=max(0.0, caught - burst.ended),
+            e2e_rate=burst.row_changes / (caught - burst.started),
+            verified=verified,
+            lag_samples=[(round(t - burst.started, 3), round(lag, 3)) for t, lag in lags],
+        )
 
 
 def measure_backlog(env: BenchEnv, tool: ReplicaTool, seconds: int, tps: int, timeout: float = 900) -> BacklogResult:
     """Stop the tool, run the burst, start the tool: how fast does it drain the backlog?"""
-    markers = Markers(env, tool)
-    tool.stop_cdc()
-    burst = env.burst(seconds, tps)
-    end_seq = markers.bump()
-    t0 = time.monotonic()
-    tool.start_cdc()
-    caught, verified = _caught_up(env, tool, markers, end_seq, timeout)
-    drain = caught - t0
-    return BacklogResult(row_changes=burst.row_changes, burst_s=burst.seconds, drain_s=drain,
-                         drain_rate=burst.row_changes / drain, verified=verified)
+    with contextlib.closing(Markers(env, tool)) as markers:
+        tool.stop_cdc()
+        burst = env.burst(seconds, tps)
+        end_seq = markers.bump()
+        t0 = time.monotonic()
+        tool.start_cdc()
+        caught, verified = _caught_up(env, tool, markers, end_seq, timeout)
+        drain = caught - t0
+        return BacklogResult(row_changes=burst.row_changes, burst_s=burst.seconds, drain_s=drain,
+                             drain_rate=burst.row_changes / drain, verified=verified)
 
 
 def as_dict(result: Any) -> dict[str, Any]:

@@ -241,6 +241,12 @@ def test_ineligible_nodes_are_ignored() -> None:
     assert decide.may_promote(facts(others=others, was_in_sync=True)).allowed
 
 
+def test_bootstrap_without_records_promotes_the_most_advanced() -> None:
+    assert decide.may_promote(facts()).allowed
+    verdict = decide.may_promote(facts(others=(Candidate("b", Position(1, 2000)),)))
+    assert not verdict.allowed and verdict.prefer == "b"
+
+
 def test_equal_positions_do_not_block() -> None:
     verdict = decide.may_promote(facts(others=(Candidate("b", Position(1, 1000)),), was_in_sync=True))
     assert verdict.allowed

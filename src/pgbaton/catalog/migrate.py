@@ -52,7 +52,8 @@ def latest_version() -> int:
 def current_version(conn: psycopg.Connection, schema: str) -> int:
     """The catalog version in ``schema``, 0 when there is no catalog yet."""
     row = conn.execute(
-        "SELECT to_regclass(format('%I.catalog_version', %s::text)) IS NOT NULL", (schema,)
+        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = 'catalog_version')",
+        (schema,),
     ).fetchone()
     if not row or not row[0]:
         return 0

@@ -199,6 +199,30 @@ def replica_stop(
     out.print(d.stop(state.config(), source, pid_file, timeout))
 
 
+@replica_app.command("verify")
+def replica_verify(
+    source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
+    tables: Annotated[str | None, typer.Option(help="Comma-separated tables (db.table or table) [default: all].")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Compare target tables with the source (counts, checksums, differing rows). Exit 1 if any differ."""
+    from pgbaton.replica.verify import verify
+
+    rows = verify(state.config(), source, tables.split(",") if tables else None)
+    bad = [r for r in rows if not r["equal"]]
+    if not emit(rows, as_json):
+        t = Table(title=f"verify: {source}")
+        for col in ("table", "source rows", "target rows", "missing", "extra", "result"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(r["table"], f"{r['source_rows']:,}", f"{r['target_rows']:,}", str(r["missing_on_target"]),
+                      str(r["extra_on_target"]), "[green]equal[/]" if r["equal"] else "[red]DIFFERENT[/]")
+        out.print(t)
+    if bad:
+        raise typer.Exit(1)
+
+
 # -- status / errors ---------------------------------------------------------------------
 def _fmt(v: Any) -> str:
     if v is None:

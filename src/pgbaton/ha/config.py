@@ -33,6 +33,7 @@ class NodeConfig:
     mode: SyncMode = SyncMode.SYNC
     max_lag: int = 16 * 1024 * 1024
     basebackup_timeout: int = 3600
+    basebackup_options: str = ""
     stream_failures: int = 3
     force_promote: bool = False
     config_file: str = ""

@@ -174,6 +174,8 @@ def may_promote(facts: PromotionFacts) -> Verdict:
         return Verdict(False, f"{best.node} is more advanced ({best.position.encode()} > {mine.encode()})", best.node)
     if facts.forced:
         return Verdict(True, "forced")
+    if facts.was_in_sync is None and facts.last_primary_lsn is None:
+        return Verdict(True, "no earlier primary on record: the most advanced node starts the cluster")
     if facts.mode is SyncMode.SYNC and facts.was_in_sync:
         return Verdict(True, "was a synchronous standby: no committed transaction is lost")
     if facts.mode is SyncMode.SYNC:

@@ -168,7 +168,7 @@ class PromotionFacts:
     me: Candidate
     others: tuple[Candidate, ...] = ()
     mode: SyncMode = SyncMode.SYNC
-    was_in_sync: bool = False              # recorded by the old primary while it ran
+    was_in_sync: bool | None = None        # recorded by the old primary; None: no primary on record
     last_primary_lsn: int | None = None    # last flush position the old primary reported
     max_lag: int = 0
     forced: bool = False

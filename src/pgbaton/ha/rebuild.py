@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -76,7 +77,8 @@ def run(cfg: NodeConfig, host: str, port: int) -> None:
     cfg.pgdata.parent.mkdir(parents=True, exist_ok=True)
     source = cfg.remote_dsn(host, port)
     proc = instance.run_as(cfg, [cfg.tool("pg_basebackup"), "--pgdata", str(cfg.pgdata), "--dbname", source,
-                                 "--wal-method=stream", "--slot", slot, "--checkpoint=fast", "--no-password"],
+                                 "--wal-method=stream", "--slot", slot, "--checkpoint=fast", "--no-password",
+                                 *shlex.split(cfg.basebackup_options)],
                            timeout=cfg.basebackup_timeout)
     if proc.returncode != 0:
         raise instance.InstanceError(f"pg_basebackup failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")

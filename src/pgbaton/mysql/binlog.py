@@ -96,7 +96,10 @@ class BinlogReader:
                 WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent,
             ],
             slave_heartbeat=self._heartbeat,
-            is_mariadb=self._is_mariadb,
+            # mysql-replication's MariaDB dump request ignores file/position (it always
+            # starts at the first binlog); the MySQL-style request resumes correctly on
+            # MariaDB too, which still sends its GTID events.
+            is_mariadb=self._is_mariadb and self._use_gtid,
             enable_logging=False,
             **kwargs,
         )

@@ -133,7 +133,7 @@ def post_load_sql(table: MyTable, schema: str, opts_for: OptsFor, *,
     for col in table.columns:
         if map_column(col, _opts(opts_for, col)).identity:
             stmts.append(sql.SQL(
-                "SELECT setval(pg_get_serial_sequence(format('%I.%I', {s}, {t}), {c}), "
+                "SELECT setval(pg_get_serial_sequence(quote_ident({s}) || '.' || quote_ident({t}), {c}), "
                 "GREATEST(COALESCE(MAX({ci}), 0) + 1, {ai}), false) FROM {tbl}"
             ).format(s=sql.Literal(schema), t=sql.Literal(target), c=sql.Literal(col.name),
                      ci=sql.Identifier(col.name), ai=sql.Literal(table.auto_increment or 1), tbl=tbl))

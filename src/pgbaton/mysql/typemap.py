@@ -363,7 +363,10 @@ def _snapshot_value(col: MyColumn, opts: TypeOptions) -> str:
         if opts.postgis:
             return f"CONCAT('SRID=', ST_SRID({c}), ';', {wkb})"
         return f"CONCAT(_utf8mb4 X'5C5C78', {wkb})"
-    return _copy_escape(f"CONVERT({c} USING utf8mb4)")     # text, enum, json, unknown
+    if k == "json":
+        # jsonb_populate_record reads a JSON null as SQL NULL: the snapshot does the same
+        return _copy_escape(f"IF(TRIM({c}) = 'null', NULL, CONVERT({c} USING utf8mb4))")
+    return _copy_escape(f"CONVERT({c} USING utf8mb4)")     # text, enum, unknown
 
 
 def snapshot_expr(col: MyColumn, opts: TypeOptions) -> str:
@@ -453,7 +456,8 @@ def _json_value(v: Any) -> Any:
     if v is None:
         return None
     if isinstance(v, str | bytes):
-        return orjson.Fragment(v)
+        # a JSON null document becomes SQL NULL in jsonb_populate_record anyway
+        return orjson.Fragment(v) if len(v) > 12 or v.strip() not in ("null", b"null") else None
     return _plain_json(v)
 
 

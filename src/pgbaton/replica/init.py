@@ -148,6 +148,7 @@ def _init(cfg: Config, name: str, src: MySQLSourceConfig, conn: psycopg.Connecti
     for w in warnings:
         log.warning("%s", w)
     postgis = cat.has_postgis(conn)
+    conn.commit()
     ids = _create_tables(conn, cfg, name, src, tables, postgis)
     copy_started = time.monotonic()
     point, results = _copy_all(src, cfg.target.conninfo(f"pgbaton-copy-{name}"), tables, ids, postgis,

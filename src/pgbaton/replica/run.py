@@ -72,7 +72,7 @@ def _ddl_handler(cfg: Config, source: str):  # type: ignore[no-untyped-def]
 def _connection_settings(src: MySQLSourceConfig) -> dict[str, object]:
     args = src.pymysql_args()
     settings: dict[str, object] = {"host": args["host"], "port": args["port"], "user": args["user"],
-                                   "passwd": args.get("password", "")}
+                                   "password": args.get("password", "")}
     if "read_default_file" in args:
         settings["read_default_file"] = args["read_default_file"]
     return settings

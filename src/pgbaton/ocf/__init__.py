@@ -1,0 +1,1 @@
+"""The OCF resource agent: Pacemaker's environment in, OCF exit codes out."""

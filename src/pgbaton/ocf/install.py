@@ -1,0 +1,33 @@
+"""Install the OCF agent: a thin executable that runs this package's agent."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+OCF_ROOT = Path("/usr/lib/ocf")
+PROVIDER = "pgbaton"
+
+
+def agent_script(python: str) -> str:
+    return (
+        "#!/bin/sh\n"
+        "# pgbaton OCF resource agent (PostgreSQL promotable clone); written by `pgbaton ha install-agent`.\n"
+        f"OCF_TYPE=$(basename \"$0\") exec {shlex.quote(python)} -m pgbaton.ocf \"$@\"\n"
+    )
+
+
+def install_agent(name: str = "pgsql", ocf_root: Path = OCF_ROOT, python: str | None = None) -> Path:
+    """Write ``<ocf_root>/resource.d/pgbaton/<name>`` (mode 755); returns its path."""
+    target = ocf_root / "resource.d" / PROVIDER / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{name}.tmp")
+    tmp.write_text(agent_script(python or sys.executable), encoding="utf-8")
+    tmp.chmod(0o755)
+    tmp.replace(target)
+    log.info("installed OCF agent ocf:%s:%s at %s", PROVIDER, name, target)
+    return target

@@ -1,0 +1,93 @@
+"""Configuration: typed, validated, errors name the key; secrets are never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pgbaton.config import load_config, parse_config
+from pgbaton.errors import ConfigError
+
+BASE = {"target": {"port": 5433, "dbname": "app"},
+        "sources": {"shop": {"databases": {"shop": "shop"}, "port": 3307}}}
+
+
+def test_valid_config_parses_with_defaults() -> None:
+    cfg = parse_config(BASE)
+    src = cfg.source("shop")
+    assert src.copy_workers == 4 and src.on_replay_error.value == "disable_table"
+    assert src.tables.wants("shop", "orders")
+    assert cfg.target.catalog_schema == "pgbaton"
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"target": {"port": "abc"}}, "target.port"),
+        ({"target": {"port": 70000}}, "target.port"),
+        ({"sources": {"shop": {"databases": {"shop": "shop"}, "copy_workers": 0}}}, "sources.shop.copy_workers"),
+        ({"sources": {"shop": {"databases": {"shop": "shop"}, "colour": 1}}}, "sources.shop.colour: unknown key"),
+        ({"sources": {"shop": {}}}, "sources.shop.databases: required key is missing"),
+        ({"sources": {"Bad-Name": {"databases": {"a": "a"}}}}, "Bad-Name"),
+        ({"sources": {"shop": {"databases": {"a": "a"}, "on_replay_error": "ignore"}}}, "on_replay_error"),
+    ],
+)
+def test_errors_name_the_key(patch: dict, expected: str) -> None:
+    data = {**BASE, **patch}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    assert expected in str(exc.value)
+
+
+def test_bad_value_is_quoted_but_password_is_not() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config({**BASE, "target": {"port": "abc", "password": "s3cret", "password_env": "X"}})
+    text = str(exc.value)
+    assert "'abc'" in text
+    assert "s3cret" not in text
+
+
+def test_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pwfile = tmp_path / "pw"
+    pwfile.write_text("from-file\nignored\n")
+    cfg = parse_config({**BASE, "target": {"password_file": str(pwfile)}})
+    assert cfg.target.resolve_password("target") == "from-file"
+    assert "from-file" not in repr(cfg) or "password" not in repr(cfg)
+    monkeypatch.setenv("PGB_PW", "from-env")
+    cfg = parse_config({**BASE, "target": {"password_env": "PGB_PW"}})
+    assert cfg.target.resolve_password("target") == "from-env"
+    cfg = parse_config({**BASE, "target": {"password_env": "PGB_MISSING"}})
+    with pytest.raises(ConfigError, match="PGB_MISSING is not set"):
+        cfg.target.resolve_password("target")
+    lit = parse_config({**BASE, "target": {"password": "lit"}})
+    assert "lit" not in repr(lit) and "lit" not in str(lit.model_dump())
+
+
+def test_two_password_sources_refused() -> None:
+    with pytest.raises(ConfigError, match="set only one of"):
+        parse_config({**BASE, "target": {"password": "a", "password_env": "B"}})
+
+
+def test_table_filter_patterns() -> None:
+    cfg = parse_config({**BASE, "sources": {"shop": {"databases": {"shop": "s"},
+                        "tables": {"include": ["shop.*"], "exclude": ["shop.tmp_*"]}}}})
+    f = cfg.source("shop").tables
+    assert f.wants("shop", "orders") and not f.wants("shop", "tmp_x") and not f.wants("other", "orders")
+
+
+def test_unknown_source_lists_known() -> None:
+    with pytest.raises(ConfigError, match="configured: shop"):
+        parse_config(BASE).source("nope")
+
+
+def test_load_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("target: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    example = Path(__file__).parents[2] / "docs" / "config.example.yaml"
+    if example.exists():
+        load_config(example)
