@@ -29,6 +29,8 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # what a pg_rewind-able pair needs; the sandbox defaults are tuned for speed instead
 HA_SETTINGS = {
     "full_page_writes": "on",
+    "synchronous_commit": "on",
+    "fsync": "on",
     "wal_log_hints": "on",
     "wal_keep_size": "'256MB'",
     "hot_standby": "on",

@@ -71,8 +71,8 @@ def test_bootstrap_rebuild_and_sync_switching(pair: Pair) -> None:
     assert pair.run("n1", "monitor") == PROMOTED
     assert sync_names(pair, "n1") == 'FIRST 1 ("n2")'
     n1.sql("INSERT INTO t VALUES (102, 'synchronous again')")
-    assert n2.sql("SELECT note FROM t WHERE id IN (101, 102) ORDER BY id") == [
-        ("while n2 was down",), ("synchronous again",)]
+    wait_for(lambda: n2.sql("SELECT note FROM t WHERE id IN (101, 102) ORDER BY id") == [
+        ("while n2 was down",), ("synchronous again",)], 10, "rows on n2")
     assert pair.run("n1", "monitor") == PROMOTED
     assert pair.attrs()["n2/in-sync"] == "1"
 

@@ -159,10 +159,10 @@ class ReaderThread(threading.Thread):
         super().__init__(name="binlog-reader", daemon=True)
         self._reader = reader
         self._out = out
-        self._stop = stop
+        self._halt = stop
 
     def _put(self, item: Item) -> bool:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 self._out.put(item, timeout=0.2)
                 return True
@@ -173,7 +173,7 @@ class ReaderThread(threading.Thread):
     def run(self) -> None:
         try:
             for item in self._reader.events():
-                if self._stop.is_set() or not self._put(item):
+                if self._halt.is_set() or not self._put(item):
                     break
         except Exception as exc:  # reported to the writer, which stops the replica cleanly
             log.debug("binlog reader failed", exc_info=True)
