@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -56,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-cdc", action="store_true", help="measure the initial copies only")
     p.add_argument("--no-backlog", action="store_true", help="skip the backlog drain measurement")
     p.add_argument("--copy-workers", type=int, default=2, help="pgbaton copy_workers (default 2, like the floor)")
+    p.add_argument("--keep-data", action="store_true", help="keep the servers' data folders after the run")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -184,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         failed = True
     finally:
-        env.stop_servers()
+        env.stop_servers(keep_data=args.keep_data)
+        results["machine"]["loadavg_at_end"] = os.getloadavg()[0]
     print_results(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

@@ -79,5 +79,10 @@ def my_db(mariadb: MariaDBServer) -> Iterator[str]:
     yield name
     conn = pymysql.connect(**mariadb.connect_args(), autocommit=True)  # type: ignore[arg-type]
     with conn.cursor() as cur:
+        # sessions a failed test left open must not block the drop
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()", (name,))
+        for (pid,) in cur.fetchall():
+            cur.execute(f"KILL {int(pid)}")
+        cur.execute("SET SESSION lock_wait_timeout = 30")
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     conn.close()

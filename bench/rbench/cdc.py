@@ -84,7 +84,9 @@ class BacklogResult:
     row_changes: int
     burst_s: float
     drain_s: float  # tool start -> caught up
-    drain_rate: float
+    drain_rate: float  # row changes / drain_s
+    first_change_s: float  # tool start -> first change of the backlog visible (start-up cost)
+    rate_after_first: float  # row changes / (first change visible -> caught up)
     verified: str
 
 
@@ -271,14 +273,17 @@ def measure_backlog(env: BenchEnv, tool: ReplicaTool, seconds: int, tps: int, ti
     """Stop the tool, run the burst, start the tool: how fast does it drain the backlog?"""
     with contextlib.closing(Markers(env, tool)) as markers:
         tool.stop_cdc()
+        first_seq = markers.bump()  # the first change of the backlog
         burst = env.burst(seconds, tps)
-        end_seq = markers.bump()
+        end_seq = markers.bump()  # and the last
         t0 = time.monotonic()
         tool.start_cdc()
+        t_first = markers.wait_seq(first_seq, timeout=timeout)
         caught, verified = _caught_up(env, tool, markers, end_seq, timeout)
         drain = caught - t0
         return BacklogResult(row_changes=burst.row_changes, burst_s=burst.seconds, drain_s=drain,
-                             drain_rate=burst.row_changes / drain, verified=verified)
+                             drain_rate=burst.row_changes / drain, first_change_s=t_first - t0,
+                             rate_after_first=burst.row_changes / max(caught - t_first, 1e-3), verified=verified)
 
 
 def as_dict(result: Any) -> dict[str, Any]:

@@ -122,12 +122,16 @@ class BenchEnv:
         self.mariadb.start()
         self.pg.start()
 
-    def stop_servers(self) -> None:
+    def stop_servers(self, *, keep_data: bool = False) -> None:
+        """Stop both servers by PID; then drop their data folders (logs stay) unless ``keep_data``."""
         for server in (self.mariadb, self.pg):
             try:
                 server.stop()
             except Exception as exc:  # keep going: the other server must stop too
                 log.error("could not stop %s: %s", type(server).__name__, exc)
+                continue
+            if not keep_data and not server.is_running():
+                shutil.rmtree(server.datadir, ignore_errors=True)
 
     # ---- connections ---------------------------------------------------
     def mysql(self, database: str | None = SOURCE_DB) -> pymysql.connections.Connection[Any]:

@@ -92,7 +92,8 @@ class Pgbaton:
 
     def _cmd(self, *args: str, timeout: float) -> str:
         proc = run(self._argv(*args), timeout=timeout, cwd=self.dir, what=f"pgbaton {' '.join(args)}")
-        (self.dir / f"{'_'.join(args[:2])}.out").write_text(proc.stdout + proc.stderr)
+        name = "_".join(a for a in args[:2] if not a.startswith("-"))
+        (self.dir / f"{name}.out").write_text(proc.stdout + proc.stderr)
         return proc.stdout
 
     def prepare(self) -> None:

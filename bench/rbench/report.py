@@ -68,6 +68,8 @@ ROWS: list[tuple[str, str, Getter, Callable[[Any], str]]] = [
     ("", "backlog: row changes", _get("backlog.row_changes"), _count),
     ("", "backlog: drain time (start -> caught up)", _get("backlog.drain_s"), _secs),
     ("backlog_rate", "backlog: drain rate", _get("backlog.drain_rate"), _rate),
+    ("", "backlog: start -> first change visible", _get("backlog.first_change_s"), _secs),
+    ("", "backlog: rate after first change", _get("backlog.rate_after_first"), _rate),
 ]
 
 TOOLS = [("floor", "raw floor"), ("chameleon", "pg_chameleon 2.0.21"), ("pgbaton", "pgbaton")]

@@ -17,8 +17,9 @@ def sync_names(pair: Pair, node: str) -> str:
 
 
 def streaming_to(pair: Pair, primary: str) -> list[tuple[object, ...]]:
+    """Cluster standbys (not pg_basebackup) streaming from ``primary``."""
     return pair.nodes[primary].sql("SELECT application_name, sync_state FROM pg_stat_replication"
-                                   " WHERE state = 'streaming'")
+                                   " WHERE state = 'streaming' AND application_name IN ('n1', 'n2')")
 
 
 def bootstrap(pair: Pair) -> None:
@@ -146,6 +147,7 @@ def test_failed_rewind_falls_back_to_rebuild_keeping_old_data(pair: Pair) -> Non
 def test_rebuild_does_not_block_monitor(pair: Pair) -> None:
     bootstrap(pair)
     assert pair.run("n2", "stop") == OK
+    assert pair.run("n1", "monitor") == PROMOTED      # asynchronous now: writes do not wait for n2
     pair.nodes["n1"].sql("CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 40000) g")
     # an unusable data directory: the control file is gone
     (pair.nodes["n2"].pgdata / "global" / "pg_control").unlink()

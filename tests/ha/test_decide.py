@@ -177,11 +177,14 @@ def rep(name: str, state: str = "streaming", sync: str = "sync") -> ReplicaStat:
 
 
 def test_sync_only_towards_streaming_standbys() -> None:
-    assert decide.sync_standby_names(SyncMode.SYNC, [rep("b")]) == 'FIRST 1 ("b")'
-    assert decide.sync_standby_names(SyncMode.SYNC, [rep("b", state="catchup")]) == ""
-    assert decide.sync_standby_names(SyncMode.SYNC, []) == ""
-    assert decide.sync_standby_names(SyncMode.ASYNC, [rep("b")]) == ""
-    assert decide.sync_standby_names(SyncMode.SYNC, [rep("c"), rep('b"x')]) == 'FIRST 1 ("b""x", "c")'
+    known = ["b", "c", 'b"x']
+    assert decide.sync_standby_names(SyncMode.SYNC, [rep("b")], known) == 'FIRST 1 ("b")'
+    assert decide.sync_standby_names(SyncMode.SYNC, [rep("b", state="catchup")], known) == ""
+    assert decide.sync_standby_names(SyncMode.SYNC, [], known) == ""
+    assert decide.sync_standby_names(SyncMode.ASYNC, [rep("b")], known) == ""
+    assert decide.sync_standby_names(SyncMode.SYNC, [rep("c"), rep('b"x')], known) == 'FIRST 1 ("b""x", "c")'
+    # a pg_basebackup streaming WAL is no standby of the cluster
+    assert decide.sync_standby_names(SyncMode.SYNC, [rep("pg_basebackup")], known) == ""
 
 
 def test_scores_from_the_primary() -> None:

@@ -118,8 +118,8 @@ def _snapshot(mariadb: MariaDBServer, db: str, table: MyTable, pg: psycopg.Conne
         pg.execute(stmt)
     conn = _my(mariadb, db)
     with conn.cursor() as cur:
-        for stmt in SNAPSHOT_SESSION_SQL:
-            cur.execute(stmt)
+        for setting in SNAPSHOT_SESSION_SQL:
+            cur.execute(setting)
         cur.execute(snapshot_select(table.columns, db, table.name, opts))
         lines = [r[0] for r in cur.fetchall()]
     conn.close()
@@ -218,7 +218,8 @@ EXPECTED_TEXT: dict[tuple[int, str], str | None] = {
     (2, "ch"): "ab", (2, "vc"): "tab\there\nnl\\bs 'q' \"dq\" \r end", (2, "tx"): "😀 é ß 中文 x",
     (2, "l1"): "café ÿ", (2, "cy"): "Привет", (2, "u3"): "ünïcödé", (2, "sj"): "ｱ日本語", (2, "gb"): "中文简体",
     (2, "uc"): "ü€ñ", (2, "en"): "", (2, "st"): "{}", (2, "bn"): "\\x00410000", (2, "vb"): "\\x000000",
-    (2, "bl"): "\\x00ff0a095c0d", (2, "lb"): "\\x", (2, "gv"): "-2147483648", (2, "gs"): "tab\there\nnl\\bs 'q' \"dq\" \r end!",
+    (2, "bl"): "\\x00ff0a095c0d", (2, "lb"): "\\x", (2, "gv"): "-2147483648",
+    (2, "gs"): "tab\there\nnl\\bs 'q' \"dq\" \r end!",
     (3, "tiu"): "255", (3, "siu"): "65535", (3, "miu"): "16777215", (3, "iu"): "4294967295",
     (3, "bi"): "9223372036854775807", (3, "biu"): "18446744073709551615", (3, "f"): "3.14",
     (3, "d"): "0.30000000000000004", (3, "b1"): "1", (3, "b10"): "1000000001", (3, "b64"): "1" * 64,

@@ -15,7 +15,7 @@ app = typer.Typer(help="High availability: the OCF agent that runs PostgreSQL un
 @app.command("install-agent")
 def install_agent_cmd(
     name: str = typer.Option("pgsql", help="Agent name: the resource is ocf:pgbaton:NAME."),
-    ocf_root: Path = typer.Option(OCF_ROOT, help="OCF root directory."),
+    ocf_root: Path = typer.Option(OCF_ROOT, help="OCF root directory."),  # noqa: B008
     python: str = typer.Option("", help="Python interpreter the agent runs (default: this one)."),
 ) -> None:
     """Install the agent as ocf:pgbaton:NAME (needs root for the default OCF root)."""

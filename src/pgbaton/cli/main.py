@@ -302,24 +302,18 @@ _mount_optional()
 
 
 def main() -> None:
+    """Entry point: usage errors are typer's; pgbaton's errors print one clean line."""
     try:
-        app(standalone_mode=False)
+        app()
     except PgbatonError as exc:
         if state.debug:
             log.exception("failed")
         err.print(f"[red]error:[/] {exc}")
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
         if state.debug:
             raise
         err.print(f"[red]error:[/] {exc.__class__.__name__}: {exc} (run with --debug for a traceback)")

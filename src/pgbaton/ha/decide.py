@@ -104,15 +104,17 @@ def after_failed_rewind(primary: PrimaryView | None) -> StartPlan:
     return StartPlan.REBUILD if primary is not None else StartPlan.NO_SOURCE
 
 
-def sync_standby_names(mode: SyncMode, replicas: Iterable[ReplicaStat]) -> str:
+def sync_standby_names(mode: SyncMode, replicas: Iterable[ReplicaStat], known: Iterable[str]) -> str:
     """``synchronous_standby_names`` the primary should have now.
 
-    Synchronous only towards standbys that stream right now, so a lost standby never
-    blocks the primary's writes.
+    Synchronous only towards cluster standbys (``known`` application names) that stream
+    right now, so a lost standby never blocks the primary's writes, and a pg_basebackup
+    or other client streaming WAL never counts as a standby.
     """
     if mode is SyncMode.ASYNC:
         return ""
-    names = sorted({r.application_name for r in replicas if r.state == "streaming" and r.application_name})
+    members = set(known)
+    names = sorted({r.application_name for r in replicas if r.state == "streaming" and r.application_name in members})
     if not names:
         return ""
     quoted = ", ".join('"' + name.replace('"', '""') + '"' for name in names)
@@ -169,7 +171,8 @@ def may_promote(facts: PromotionFacts) -> Verdict:
     mine = facts.me.position
     if mine is None:
         return Verdict(False, "own WAL position unknown")
-    best = max((c for c in facts.others if c.position is not None and c.eligible), key=lambda c: c.position or mine, default=None)
+    rivals = [c for c in facts.others if c.position is not None and c.eligible]
+    best = max(rivals, key=lambda c: c.position or mine, default=None)
     if best is not None and best.position is not None and best.position > mine:
         return Verdict(False, f"{best.node} is more advanced ({best.position.encode()} > {mine.encode()})", best.node)
     if facts.forced:

@@ -52,14 +52,14 @@ def _column_def(pc: PgColumn) -> sql.Composable:
 
 
 def create_table_sql(table: MyTable, schema: str, opts_for: OptsFor, *, name: str | None = None,
-                     comments: bool = True) -> list[sql.Composable]:
+                     comments: bool = True) -> list[sql.Composed]:
     """CREATE TABLE (and COMMENT ON) statements, without primary key or indexes."""
     target = name or table.name
     cols = [map_column(c, _opts(opts_for, c)) for c in table.columns]
     for pc in cols:
         for w in pc.warnings:
             log.warning("%s.%s.%s: %s", table.db, table.name, pc.name, w)
-    stmts: list[sql.Composable] = [
+    stmts: list[sql.Composed] = [
         sql.SQL("CREATE TABLE {} ({})").format(
             sql.Identifier(schema, target), sql.SQL(", ").join(_column_def(pc) for pc in cols)),
     ]
@@ -87,7 +87,7 @@ def _index_part(col: MyColumn | None, name: str, prefix: int | None, opts: TypeO
 
 
 def _index_sql(table: MyTable, schema: str, target: str, idx: MyIndex,
-               opts_for: OptsFor) -> sql.Composable | None:
+               opts_for: OptsFor) -> sql.Composed | None:
     cols = {c.name: c for c in table.columns}
     tbl = sql.Identifier(schema, target)
     iname = sql.Identifier(pg_name(target, idx.name))
@@ -113,12 +113,12 @@ def _index_sql(table: MyTable, schema: str, target: str, idx: MyIndex,
 
 
 def post_load_sql(table: MyTable, schema: str, opts_for: OptsFor, *,
-                  name: str | None = None) -> list[sql.Composable]:
+                  name: str | None = None) -> list[sql.Composed]:
     """Primary key, unique and plain indexes, and identity sequences moved past
     max(id) and the source's next AUTO_INCREMENT value."""
     target = name or table.name
     tbl = sql.Identifier(schema, target)
-    stmts: list[sql.Composable] = []
+    stmts: list[sql.Composed] = []
     pk = table.primary_key
     if pk is not None:
         stmts.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(

@@ -47,7 +47,8 @@ def start(agent: Agent) -> Rc:
         create_slot_remote(cfg.remote_dsn(found.host, found.port, replication=True), cfg.slot_of(cfg.node))
     if plan is StartPlan.REWIND:
         assert found is not None
-        plan = StartPlan.START_STANDBY if rewind(cfg, found, agent.remaining(30)) else decide.after_failed_rewind(found.view)
+        rewound = rewind(cfg, found, agent.remaining(30))
+        plan = StartPlan.START_STANDBY if rewound else decide.after_failed_rewind(found.view)
         log.info("start: after pg_rewind -> %s", plan.value)
     if plan is StartPlan.REBUILD:
         assert found is not None
@@ -118,7 +119,8 @@ def _monitor_primary(agent: Agent) -> Rc:
         with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
             replicas = probe.replicas(conn)
             position = probe.local_position(conn)
-            apply_sync_names(conn, decide.sync_standby_names(cfg.mode, replicas))
+            members = [cfg.app_name_of(node) for node in cfg.peers]
+            apply_sync_names(conn, decide.sync_standby_names(cfg.mode, replicas, members))
             ensure_slots(conn, [cfg.slot_of(node) for node in cfg.peers])
     except psycopg.Error as exc:
         log.error("monitor: the primary does not answer: %s", str(exc).strip())

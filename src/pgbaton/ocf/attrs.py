@@ -40,7 +40,8 @@ class PacemakerAttributes:
         self.env = env
 
     def get_score(self, node: str) -> int | None:
-        proc = _run(["crm_attribute", "--promotion", "--node", node, "--query", "--quiet"], self.env)
+        proc = _run(["crm_attribute", "--promotion", "--lifetime", "reboot", "--node", node, "--query", "--quiet"],
+                    self.env)
         if proc is None or proc.returncode != 0 or not proc.stdout.strip():
             return None
         try:

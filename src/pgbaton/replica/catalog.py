@@ -50,7 +50,7 @@ def source_row(conn: psycopg.Connection, name: str) -> SourceRow:
 
 
 def set_state(conn: psycopg.Connection, name: str, state: str, **extra: Any) -> None:
-    sets = [sql.SQL("state = %s")]
+    sets: list[sql.Composable] = [sql.SQL("state = %s")]
     values: list[Any] = [state]
     for key, value in extra.items():
         sets.append(sql.SQL("{} = %s").format(sql.Identifier(key)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -124,7 +124,7 @@ def stop(cfg: Config, source: str, pid_file: Path | None = None, timeout: float 
 
 
 def start_daemon(cfg: Config, source: str, pid_file: Path | None, log_file: Path | None,
-                 configure_logging: "callable[[Path], None]") -> int | None:  # type: ignore[valid-type]
+                 configure_logging: Callable[[Path], None]) -> int | None:
     pid_path = pid_file or default_pid_file(source)
     if pid_path.exists():
         try:
@@ -151,4 +151,3 @@ def start_daemon(cfg: Config, source: str, pid_file: Path | None, log_file: Path
     return None  # not reached
 
 
-__all__ = ["default_pid_file", "run_foreground", "start_daemon", "stop", "sys"]

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pymysql
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from pgbaton.cdc.store import ensure_log_table, log_table_name
 from pgbaton.config import Config, MySQLSourceConfig
@@ -195,7 +196,7 @@ def _create_tables(conn: psycopg.Connection, cfg: Config, name: str, src: MySQLS
             row = conn.execute(
                 """INSERT INTO tables (source, src_db, src_table, dst_schema, dst_table, pk_cols, definition, state)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, 'copying') RETURNING id""",
-                (name, t.db, t.name, dst_schema, t.name, list(t.pk_columns), psycopg.types.json.Jsonb(t.to_json())),
+                (name, t.db, t.name, dst_schema, t.name, list(t.pk_columns), Jsonb(t.to_json())),
             ).fetchone()
             assert row is not None
             ids[(t.db, t.name)] = int(row[0])

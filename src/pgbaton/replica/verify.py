@@ -86,7 +86,7 @@ def _verify_table(conn: psycopg.Connection, my: Any, src: Any, e: cat.TableEntry
             "equal": s_sum == d_sum, **({"examples": examples} if examples else {})}
 
 
-def _count(conn: psycopg.Connection, query: sql.Composable) -> int:
+def _count(conn: psycopg.Connection, query: sql.Composed) -> int:
     row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
 
