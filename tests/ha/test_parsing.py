@@ -54,6 +54,7 @@ def test_env_parsing_and_conninfo() -> None:
 
 
 def test_notification_env() -> None:
-    note = notification({"OCF_RESKEY_CRM_meta_notify_type": "pre", "OCF_RESKEY_CRM_meta_notify_operation": "promote",
-                         "OCF_RESKEY_CRM_meta_notify_promote_uname": "b ", "OCF_RESKEY_CRM_meta_notify_master_uname": "a"})
+    prefix = "OCF_RESKEY_CRM_meta_notify_"
+    note = notification({prefix + "type": "pre", prefix + "operation": "promote",
+                         prefix + "promote_uname": "b ", prefix + "master_uname": "a"})
     assert note.kind == "pre" and note.operation == "promote" and note.promote == ("b",) and note.promoted == ("a",)

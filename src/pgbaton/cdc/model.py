@@ -12,6 +12,11 @@ from enum import StrEnum
 from typing import Any
 
 
+# A row image: column values, and for values that are None why they are (the
+# reader's own notion, e.g. a zero date or an empty SET rather than SQL NULL).
+Image = tuple[dict[str, Any], dict[str, str]]
+
+
 class Op(StrEnum):
     INSERT = "I"
     UPDATE = "U"
@@ -38,7 +43,7 @@ class Rows:
     table: str
     op: Op
     # (before, after): before is None for inserts, after is None for deletes
-    images: list[tuple[dict[str, Any] | None, dict[str, Any] | None]]
+    images: list[tuple[Image | None, Image | None]]
     ts: float
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,15 +57,7 @@ class TableCodec:
 
     table_id: int
     pk: tuple[str, ...]
-    converters: Mapping[str, Any]
-
-    def encode(self, values: dict[str, Any]) -> dict[str, Any]:
-        conv = self.converters
-        out: dict[str, Any] = {}
-        for name, value in values.items():
-            fn = conv.get(name)
-            out[name] = fn(value) if fn is not None else (None if value is None else str(value))
-        return out
+    convert: Callable[[Mapping[str, Any], Mapping[str, str] | None], dict[str, Any]]
 
     def key(self, encoded: dict[str, Any]) -> dict[str, Any]:
         if not self.pk:
@@ -129,9 +121,9 @@ class LogWriter:
             b.seq += 1
             old = new = b"\\N"
             if before is not None:
-                old = _copy_escape(dumps(codec.key(codec.encode(before))))
+                old = _copy_escape(dumps(codec.key(codec.convert(*before))))
             if after is not None:
-                new = _copy_escape(dumps(codec.encode(after)))
+                new = _copy_escape(dumps(codec.convert(*after)))
             b.lines.append(b"%s\t%d\t%s\t%s\t%s\t%s\n" % (bid, b.seq, tid, op, old, new))
         n = len(rows.images)
         b.n_events += n

@@ -65,6 +65,41 @@ def postmaster_pid(cfg: NodeConfig) -> int | None:
     return pid if state != "Z" and b"postgres" in cmdline else None
 
 
+def _processes_in(path: Path) -> list[int]:
+    """Live (not zombie) processes whose working directory is ``path``: PostgreSQL's run in PGDATA."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "cwd") != str(path):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def clear_stale_lock(cfg: NodeConfig, wait: float = 15) -> None:
+    """After a crash: wait for orphaned backends to exit, then drop a postmaster.pid nobody holds.
+
+    A killed postmaster can linger as a zombie for a while; PostgreSQL (and pg_rewind's
+    single-user recovery) would take its PID in the lock file for a live server.
+    """
+    lock = cfg.pgdata / "postmaster.pid"
+    if not lock.exists() or postmaster_pid(cfg) is not None:
+        return
+    deadline = time.monotonic() + wait
+    while (left := _processes_in(cfg.pgdata.resolve())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if left:
+        raise InstanceError(f"processes {left} still run in {cfg.pgdata} after the postmaster died")
+    lock.unlink(missing_ok=True)
+    log.info("removed the stale postmaster.pid of a dead postmaster")
+
+
 def observe(cfg: NodeConfig) -> LocalState:
     """One look at the local instance, from files and processes only (fast, no SQL)."""
     pid = postmaster_pid(cfg)

@@ -25,7 +25,7 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-from pgbaton.cdc.model import Commit, Ddl, Heartbeat, Item, Op, Position, ReaderFailed, Rows
+from pgbaton.cdc.model import Commit, Ddl, Heartbeat, Image, Item, Op, Position, ReaderFailed, Rows
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +144,16 @@ class BinlogReader:
 
 
 def _rows(ev: Any) -> Rows:
+    images: list[tuple[Image | None, Image | None]]
     if isinstance(ev, WriteRowsEvent):
-        return Rows(ev.schema, ev.table, Op.INSERT, [(None, r["values"]) for r in ev.rows], float(ev.timestamp))
+        images = [(None, (r["values"], r["none_sources"])) for r in ev.rows]
+        return Rows(ev.schema, ev.table, Op.INSERT, images, float(ev.timestamp))
     if isinstance(ev, DeleteRowsEvent):
-        return Rows(ev.schema, ev.table, Op.DELETE, [(r["values"], None) for r in ev.rows], float(ev.timestamp))
-    return Rows(ev.schema, ev.table, Op.UPDATE,
-                [(r["before_values"], r["after_values"]) for r in ev.rows], float(ev.timestamp))
+        images = [((r["values"], r["none_sources"]), None) for r in ev.rows]
+        return Rows(ev.schema, ev.table, Op.DELETE, images, float(ev.timestamp))
+    images = [((r["before_values"], r["before_none_sources"]), (r["after_values"], r["after_none_sources"]))
+              for r in ev.rows]
+    return Rows(ev.schema, ev.table, Op.UPDATE, images, float(ev.timestamp))
 
 
 class ReaderThread(threading.Thread):

@@ -43,6 +43,8 @@ def start(agent: Agent) -> Rc:
         return Rc.ERR_GENERIC
     if plan is StartPlan.WAIT_REBUILD:
         return _wait_rebuild(agent)
+    if not local.running:
+        instance.clear_stale_lock(cfg)
     if found is not None:
         create_slot_remote(cfg.remote_dsn(found.host, found.port, replication=True), cfg.slot_of(cfg.node))
     if plan is StartPlan.REWIND:

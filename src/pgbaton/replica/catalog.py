@@ -113,6 +113,5 @@ def codecs(entries: list[TableEntry], src: MySQLSourceConfig, postgis: bool) -> 
     for e in entries:
         t = e.definition
         opts = typemap.type_options(src, t.db, t.name, postgis)
-        conv = {c.name: typemap.value_converter(c, opts) for c in t.columns}
-        out[(t.db, t.name)] = TableCodec(e.id, e.pk, conv)
+        out[(t.db, t.name)] = TableCodec(e.id, e.pk, typemap.row_converter(t.columns, opts))
     return out
