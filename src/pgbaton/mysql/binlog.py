@@ -100,6 +100,7 @@ class BinlogReader:
             # starts at the first binlog); the MySQL-style request resumes correctly on
             # MariaDB too, which still sends its GTID events.
             is_mariadb=self._is_mariadb and self._use_gtid,
+            only_schemas=sorted(self._databases),
             enable_logging=False,
             **kwargs,
         )

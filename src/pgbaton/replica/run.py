@@ -122,25 +122,24 @@ class Replica:
 
     def _loop(self, conn: psycopg.Connection, start: Position, next_batch: int) -> None:
         cfg, name, src = self.cfg, self.name, self.src
-        entries = cat.tables(conn, name)
-        postgis = cat.has_postgis(conn)
-        conn.commit()
-        codecs = cat.codecs(entries, src, postgis)
-        writer = LogWriter(conn, cfg.target.catalog_schema, name, codecs, next_batch)
-        wanted = {(e.definition.db, e.definition.name) for e in entries}
+        replay = ReplayThread(cfg, name, self.stop_event, self.wake)
+        replay.start()
+        # the writer encodes rows with the table definitions as of its place in the
+        # stream: let the replayer apply any DDL still pending before reading on
+        self._wait_replayed(conn, replay, None)
+        writer = LogWriter(conn, cfg.target.catalog_schema, name, {}, next_batch)
+        self._reload_codecs(conn, writer)
         reader = BinlogReader(
             _connection_settings(src), src.server_id, start, set(src.databases),
-            lambda db, t: (db, t) in wanted, heartbeat=src.heartbeat_seconds, use_gtid=src.use_gtid,
+            lambda db, t: True, heartbeat=src.heartbeat_seconds, use_gtid=src.use_gtid,
             is_mariadb=src.type == "mariadb",
         )
         items: queue.Queue[Item] = queue.Queue(maxsize=20000)
         rthread = ReaderThread(reader, items, self.stop_event)
-        replay = ReplayThread(cfg, name, self.stop_event, self.wake)
         rthread.start()
-        replay.start()
-        log.info("source %s: replica running from %s, %d tables", name, start, len(entries))
+        log.info("source %s: replica running from %s, %d tables", name, start, len(writer.codecs))
         try:
-            self._consume(writer, items)
+            self._consume(writer, items, replay)
         finally:
             self.request_stop()
             rthread.join(timeout=10)
@@ -149,7 +148,34 @@ class Replica:
             raise replay.error
         log.info("source %s: replica stopped", name)
 
-    def _consume(self, writer: LogWriter, items: queue.Queue[Item]) -> None:
+    def _reload_codecs(self, conn: psycopg.Connection, writer: LogWriter) -> None:
+        entries = cat.tables(conn, self.name)
+        postgis = cat.has_postgis(conn)
+        conn.commit()
+        writer.codecs = cat.codecs(entries, self.src, postgis)
+
+    def _wait_replayed(self, conn: psycopg.Connection, replay: ReplayThread, batch_id: int | None) -> None:
+        """Block until the replayer has applied ``batch_id`` (None: everything pending)."""
+        self.wake.set()
+        while not self.stop_event.is_set():
+            if batch_id is None:
+                row = conn.execute("SELECT count(*) FROM batches WHERE source = %s AND status = 'closed'",
+                                   (self.name,)).fetchone()
+                done = row is not None and row[0] == 0
+            else:
+                row = conn.execute("SELECT status FROM batches WHERE source = %s AND batch_id = %s",
+                                   (self.name, batch_id)).fetchone()
+                done = row is None or row[0] == "replayed"
+            conn.commit()
+            if done:
+                return
+            if not replay.is_alive():
+                break
+            time.sleep(0.01)
+        if replay.error is not None:
+            raise replay.error
+
+    def _consume(self, writer: LogWriter, items: queue.Queue[Item], replay: ReplayThread) -> None:
         max_rows = self.src.batch_max_rows
         max_age = self.src.batch_max_ms / 1000.0
         last_commit: Position | None = None
@@ -177,9 +203,12 @@ class Replica:
             elif isinstance(item, Ddl):
                 if last_commit is not None and writer.batch.n_events:
                     writer.flush(last_commit, now)
+                ddl_batch = writer.batch.batch_id
                 writer.write_ddl(item, now)
                 last_commit = item.pos
-                self.wake.set()
+                # rows after a DDL statement are encoded with the new definitions
+                self._wait_replayed(writer.conn, replay, ddl_batch)
+                self._reload_codecs(writer.conn, writer)
             elif isinstance(item, Heartbeat):
                 if writer.batch.n_events and last_commit is not None and writer.txn_lines == 0:
                     writer.flush(last_commit, now)
