@@ -58,16 +58,8 @@ class TableCodec:
     table_id: int
     pk: tuple[str, ...]
     convert: Callable[[Mapping[str, Any], Mapping[str, str] | None], dict[str, Any]]
-
-    def key(self, encoded: dict[str, Any]) -> dict[str, Any]:
-        if not self.pk:
-            return encoded
-        return {c: encoded.get(c) for c in self.pk}
-
-
-def _copy_escape(data: bytes) -> bytes:
-    # JSON text from orjson has no raw tabs or newlines; only backslashes need doubling
-    return data.replace(b"\\", b"\\\\")
+    # converts only the key columns of a before image (the whole row for tables without a key)
+    convert_key: Callable[[Mapping[str, Any], Mapping[str, str] | None], dict[str, Any]]
 
 
 @dataclass
@@ -113,18 +105,21 @@ class LogWriter:
         if codec is None:
             return
         b = self.batch
-        bid = str(b.batch_id).encode()
-        tid = str(codec.table_id).encode()
-        op = rows.op.value.encode()
+        head = b"%d\t" % b.batch_id
+        tail = b"\t%d\t%s\t" % (codec.table_id, rows.op.value.encode())
         dumps = orjson.dumps
+        conv, conv_key = codec.convert, codec.convert_key
+        append = b.lines.append
+        seq = b.seq
         for before, after in rows.images:
-            b.seq += 1
+            seq += 1
             old = new = b"\\N"
             if before is not None:
-                old = _copy_escape(dumps(codec.key(codec.convert(*before))))
+                old = dumps(conv_key(*before)).replace(b"\\", b"\\\\")
             if after is not None:
-                new = _copy_escape(dumps(codec.convert(*after)))
-            b.lines.append(b"%s\t%d\t%s\t%s\t%s\t%s\n" % (bid, b.seq, tid, op, old, new))
+                new = dumps(conv(*after)).replace(b"\\", b"\\\\")
+            append(b"%s%d%s%s\t%s\n" % (head, seq, tail, old, new))
+        b.seq = seq
         n = len(rows.images)
         b.n_events += n
         self.txn_lines += n

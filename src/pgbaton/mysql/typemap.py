@@ -543,7 +543,7 @@ RowConverter = Callable[[Mapping[str, Any], Mapping[str, str] | None], dict[str,
 
 
 def row_converter(columns: Sequence[MyColumn],
-                  opts: TypeOptions | Callable[[MyColumn], TypeOptions]) -> RowConverter:
+                  opts: TypeOptions | Callable[[MyColumn], TypeOptions], *, keep_unknown: bool = True) -> RowConverter:
     """Convert a whole row image: ``conv(row["values"], row["none_sources"])``
     (or before/after values with their none_sources).  Columns absent from a
     MINIMAL row image are left out of the result."""
@@ -563,8 +563,9 @@ def row_converter(columns: Sequence[MyColumn],
             src = sources.get(name, "null")
             if src != _ABSENT_SOURCE:
                 out[name] = on_none.get(src)
-        for name, v in values.items():
-            if name not in known:
-                out[name] = None if v is None else str(v)
+        if keep_unknown and len(values) > len(out):
+            for name, v in values.items():
+                if name not in known:
+                    out[name] = None if v is None else str(v)
         return out
     return convert

@@ -113,5 +113,7 @@ def codecs(entries: list[TableEntry], src: MySQLSourceConfig, postgis: bool) -> 
     for e in entries:
         t = e.definition
         opts = typemap.type_options(src, t.db, t.name, postgis)
-        out[(t.db, t.name)] = TableCodec(e.id, e.pk, typemap.row_converter(t.columns, opts))
+        key_cols = [c for c in t.columns if c.name in e.pk] if e.pk else list(t.columns)
+        out[(t.db, t.name)] = TableCodec(e.id, e.pk, typemap.row_converter(t.columns, opts),
+                                         typemap.row_converter(key_cols, opts, keep_unknown=not e.pk))
     return out

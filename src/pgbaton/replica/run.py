@@ -134,7 +134,7 @@ class Replica:
             lambda db, t: True, heartbeat=src.heartbeat_seconds, use_gtid=src.use_gtid,
             is_mariadb=src.type == "mariadb",
         )
-        items: queue.Queue[Item] = queue.Queue(maxsize=20000)
+        items: queue.Queue[list[Item]] = queue.Queue(maxsize=2000)
         rthread = ReaderThread(reader, items, self.stop_event)
         rthread.start()
         log.info("source %s: replica running from %s, %d tables", name, start, len(writer.codecs))
@@ -175,7 +175,7 @@ class Replica:
         if replay.error is not None:
             raise replay.error
 
-    def _consume(self, writer: LogWriter, items: queue.Queue[Item], replay: ReplayThread) -> None:
+    def _consume(self, writer: LogWriter, items: queue.Queue[list[Item]], replay: ReplayThread) -> None:
         max_rows = self.src.batch_max_rows
         max_age = self.src.batch_max_ms / 1000.0
         last_commit: Position | None = None
@@ -183,39 +183,42 @@ class Replica:
         written = 0
         while not self.stop_event.is_set():
             try:
-                item = items.get(timeout=0.2)
+                chunk = items.get(timeout=0.2)
             except queue.Empty:
                 continue
             now = time.time()
-            if isinstance(item, Rows):
-                writer.add_rows(item)
-                if writer.txn_lines >= max_rows:
-                    writer.spill()
-            elif isinstance(item, Commit):
-                writer.commit_seen(item.ts)
-                last_commit = item.pos
-                b = writer.batch
-                if items.empty() or b.n_events >= max_rows or time.monotonic() - b.started >= max_age:
-                    n = b.n_events
-                    if writer.flush(item.pos, now):
-                        written += n
+            last = len(chunk) - 1
+            for i, item in enumerate(chunk):
+                if isinstance(item, Rows):
+                    writer.add_rows(item)
+                    if writer.txn_lines >= max_rows:
+                        writer.spill()
+                elif isinstance(item, Commit):
+                    writer.commit_seen(item.ts)
+                    last_commit = item.pos
+                    b = writer.batch
+                    idle = i == last and items.empty()
+                    if idle or b.n_events >= max_rows or time.monotonic() - b.started >= max_age:
+                        n = b.n_events
+                        if writer.flush(item.pos, now):
+                            written += n
+                            self.wake.set()
+                elif isinstance(item, Ddl):
+                    if last_commit is not None and writer.batch.n_events:
+                        writer.flush(last_commit, now)
+                    ddl_batch = writer.batch.batch_id
+                    writer.write_ddl(item, now)
+                    last_commit = item.pos
+                    # rows after a DDL statement are encoded with the new definitions
+                    self._wait_replayed(writer.conn, replay, ddl_batch)
+                    self._reload_codecs(writer.conn, writer)
+                elif isinstance(item, Heartbeat):
+                    if writer.batch.n_events and last_commit is not None and writer.txn_lines == 0:
+                        writer.flush(last_commit, now)
                         self.wake.set()
-            elif isinstance(item, Ddl):
-                if last_commit is not None and writer.batch.n_events:
-                    writer.flush(last_commit, now)
-                ddl_batch = writer.batch.batch_id
-                writer.write_ddl(item, now)
-                last_commit = item.pos
-                # rows after a DDL statement are encoded with the new definitions
-                self._wait_replayed(writer.conn, replay, ddl_batch)
-                self._reload_codecs(writer.conn, writer)
-            elif isinstance(item, Heartbeat):
-                if writer.batch.n_events and last_commit is not None and writer.txn_lines == 0:
-                    writer.flush(last_commit, now)
-                    self.wake.set()
-                writer.save_heartbeat(item.head, item.received_at)
-            elif isinstance(item, ReaderFailed):
-                raise SourceError(item.message)
+                    writer.save_heartbeat(item.head, item.received_at)
+                elif isinstance(item, ReaderFailed):
+                    raise SourceError(item.message)
             if time.monotonic() - last_summary >= 10:
                 log.info("source %s: %d row changes stored in the last %.0f s", self.name, written,
                          time.monotonic() - last_summary)

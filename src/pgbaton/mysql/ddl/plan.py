@@ -1,0 +1,277 @@
+"""PostgreSQL statements for translated DDL actions, derived from old vs new
+tracked definitions with the same type mapping and naming as ``replica init``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from psycopg import sql
+
+from pgbaton.mysql import pgddl
+from pgbaton.mysql.ddl.translate import Alter
+from pgbaton.mysql.model import MyColumn, MyIndex, MyTable
+from pgbaton.mysql.typemap import PgColumn, TypeOptions, default_expression, kind, map_column, set_members
+
+log = logging.getLogger(__name__)
+
+OptsFor = Callable[[MyTable], TypeOptions]
+
+
+def create_sql(table: MyTable, schema: str, opts: TypeOptions) -> list[sql.Composed]:
+    """A new table, complete with keys and indexes (it is empty: no separate load step)."""
+    return [sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, table.name)),
+            *pgddl.create_table_sql(table, schema, opts),
+            *pgddl.post_load_sql(table, schema, opts)]
+
+
+def drop_sql(schema: str, name: str) -> list[sql.Composed]:
+    return [sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name))]
+
+
+def truncate_sql(schema: str, name: str) -> list[sql.Composed]:
+    return [sql.SQL("TRUNCATE {} RESTART IDENTITY").format(sql.Identifier(schema, name))]
+
+
+def rename_sql(table: MyTable, old_schema: str, old_name: str, new_schema: str, new_name: str) -> list[sql.Composed]:
+    """Move and rename the table, and rename its indexes to the new table's prefix."""
+    out: list[sql.Composed] = []
+    if old_schema != new_schema:
+        out.append(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(sql.Identifier(old_schema, old_name),
+                                                                  sql.Identifier(new_schema)))
+    if old_name != new_name:
+        out.append(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(new_schema, old_name),
+                                                                 sql.Identifier(new_name)))
+        for idx in table.indexes:
+            out.append(_rename_index(new_schema, _pg_index(old_name, idx), _pg_index(new_name, idx)))
+    return out
+
+
+def _pg_index(target: str, idx: MyIndex) -> str:
+    return pgddl.pg_name(target, "pkey") if idx.primary else pgddl.pg_name(target, idx.name)
+
+
+def _rename_index(schema: str, old: str, new: str) -> sql.Composed:
+    return sql.SQL("ALTER INDEX IF EXISTS {} RENAME TO {}").format(sql.Identifier(schema, old), sql.Identifier(new))
+
+
+# -- ALTER ---------------------------------------------------------------------------------
+
+def implicit_default(col: MyColumn) -> str | None:
+    """The value MySQL gives existing rows for a new NOT NULL column without DEFAULT,
+    in COLUMN_DEFAULT form."""
+    t = col.data_type
+    if t in ("enum",):
+        members = set_members(col)
+        return "'" + members[0].replace("'", "''") + "'" if members else "''"
+    if t in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "set", "binary", "varbinary",
+             "tinyblob", "blob", "mediumblob", "longblob"):
+        return "''"
+    if t == "date":
+        return "'0000-00-00'"
+    if t in ("datetime", "timestamp"):
+        return "'0000-00-00 00:00:00'"
+    if t == "time":
+        return "'00:00:00'"
+    if t == "bit":
+        return "b'0'"
+    if t in ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric", "float",
+             "double", "year"):
+        return "0"
+    return None
+
+
+def _fill_sql(col: MyColumn, opts: TypeOptions) -> str | None:
+    value = implicit_default(col)
+    if value is None:
+        return None
+    text, _ = default_expression(replace(col, default=value), opts)
+    return text
+
+
+def _using(ident: sql.Identifier, old: MyColumn, new: MyColumn, old_pc: PgColumn, new_pc: PgColumn,
+           opts_old: TypeOptions, opts_new: TypeOptions) -> sql.Composable:
+    """How existing values become the new type (the conversion MySQL does)."""
+    ko, kn = kind(old, opts_old), kind(new, opts_new)
+    target = sql.SQL(new_pc.type_sql)
+    if kn == "bool" and ko != "bool":
+        return sql.SQL("({} <> 0)").format(ident) if ko in ("int", "decimal", "float", "double") else \
+            sql.SQL("({}::text::numeric <> 0)").format(ident)
+    if ko == "bool":
+        return sql.SQL("{}::int::{}").format(ident, target)
+    if ko == "set" and kn != "set":
+        return sql.SQL("array_to_string({}, ',')::{}").format(ident, target)
+    if kn == "set" and ko != "set":
+        return sql.SQL("CASE WHEN {c}::text = '' THEN '{{}}'::text[] ELSE string_to_array({c}::text, ',') END").format(
+            c=ident)
+    if ko == "binary" and kn not in ("binary", "geometry"):
+        return sql.SQL("convert_from({}, 'UTF8')::{}").format(ident, target)
+    if kn == "binary" and ko not in ("binary", "geometry"):
+        return sql.SQL("convert_to({}::text, 'UTF8')").format(ident)
+    if {ko, kn} == {"datetime", "timestamp"}:
+        return sql.SQL("({} AT TIME ZONE 'UTC')::{}").format(ident, target)
+    if ko == "bit" and kn != "bit":
+        return sql.SQL("{}::bigint::{}").format(ident, target)
+    if kn == "bit" and ko != "bit":
+        return sql.SQL("{}::bigint::{}").format(ident, target)
+    if kn == "text" and new.data_type == "char" and old.data_type != "char":
+        return sql.SQL("rtrim({}::text)::{}").format(ident, target)
+    if kn == "json":
+        return sql.SQL("{}::text::jsonb").format(ident)
+    if ko in ("json", "time", "enum") or kn in ("enum",):
+        return sql.SQL("{}::text::{}").format(ident, target)
+    return sql.SQL("{}::{}").format(ident, target)
+
+
+def alter_sql(a: Alter, schema: str, target: str, opts_old: TypeOptions, opts_new: TypeOptions) -> list[sql.Composed]:
+    """PostgreSQL statements that turn the table of ``a.old`` into ``a.new``."""
+    tbl = sql.Identifier(schema, target)
+    old, new = a.old, a.new
+    ren = dict(a.column_renames)
+    old_by_new = {ren.get(c.name, c.name).lower(): c for c in old.columns}
+    new_names = {c.name.lower() for c in new.columns}
+    changed_type: set[str] = set()
+    pcs_old = {c.name.lower(): map_column(c, opts_old) for c in old.columns}
+    for c in new.columns:
+        oc = old_by_new.get(c.name.lower())
+        if oc is not None and map_column(c, opts_new).type_sql != pcs_old[oc.name.lower()].type_sql:
+            changed_type.add(c.name.lower())
+    out: list[sql.Composed] = []
+    keep, drop_idx, add_idx = _index_diff(a, changed_type)
+    for idx in drop_idx:
+        if idx.primary:
+            out.append(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+                tbl, sql.Identifier(pgddl.pg_name(target, "pkey"))))
+        else:
+            out.append(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, _pg_index(target, idx))))
+    for old_name, new_name in keep:
+        out.append(_rename_index(schema, pgddl.pg_name(target, old_name), pgddl.pg_name(target, new_name)))
+    out.extend(_column_renames(tbl, a.column_renames))
+    for c in old.columns:
+        if ren.get(c.name, c.name).lower() not in new_names:
+            out.append(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
+                tbl, sql.Identifier(ren.get(c.name, c.name))))
+    for c in new.columns:
+        oc = old_by_new.get(c.name.lower())
+        if oc is None:
+            out.extend(_add_column(tbl, c, opts_new))
+        else:
+            out.extend(_change_column(tbl, schema, target, oc, c, opts_old, opts_new))
+    if new.comment != old.comment:
+        out.append(sql.SQL("COMMENT ON TABLE {} IS {}").format(tbl, sql.Literal(new.comment or None)))
+    stub = replace(new, indexes=tuple(add_idx))
+    out.extend(s for s in pgddl.post_load_sql(stub, schema, opts_new, name=target)
+               if not _is_setval(s) or _identity_moved(old, new, opts_old, opts_new))
+    return out
+
+
+def _is_setval(stmt: sql.Composed) -> bool:
+    return "setval" in repr(stmt)
+
+
+def _identity_moved(old: MyTable, new: MyTable, opts_old: TypeOptions, opts_new: TypeOptions) -> bool:
+    """Identity sequences are set again when AUTO_INCREMENT= changed or an identity was added."""
+    if new.auto_increment != old.auto_increment:
+        return True
+    had = {c.name.lower() for c in old.columns if map_column(c, opts_old).identity}
+    return any(map_column(c, opts_new).identity and c.name.lower() not in had for c in new.columns)
+
+
+def _index_diff(a: Alter, changed_type: set[str]) -> tuple[list[tuple[str, str]], list[MyIndex], list[MyIndex]]:
+    """(indexes kept under a new name, indexes to drop, indexes to create)."""
+    ren = dict(a.column_renames)
+    iren = {k.lower(): v for k, v in a.index_renames}
+    new_by_name = {i.name.lower(): i for i in a.new.indexes}
+    keep: list[tuple[str, str]] = []
+    drop: list[MyIndex] = []
+    kept_names: set[str] = set()
+    for idx in a.old.indexes:
+        moved = replace(idx, name=iren.get(idx.name.lower(), idx.name),
+                        columns=tuple((ren.get(c, c), p) for c, p in idx.columns))
+        same = new_by_name.get(moved.name.lower())
+        if same is not None and same == moved and not any(c.lower() in changed_type for c, _ in same.columns):
+            kept_names.add(same.name.lower())
+            if moved.name != idx.name and not idx.primary:
+                keep.append((idx.name, moved.name))
+        else:
+            drop.append(idx)
+    add = [i for i in a.new.indexes if i.name.lower() not in kept_names]
+    return keep, drop, add
+
+
+def _column_renames(tbl: sql.Identifier, renames: tuple[tuple[str, str], ...]) -> list[sql.Composed]:
+    out: list[sql.Composed] = []
+    pairs = [(o, n) for o, n in renames if o != n]
+    if len(pairs) > 1:        # a swap or chain: go through temporary names
+        temp = [(o, f"pgbaton_tmp_{i}") for i, (o, _) in enumerate(pairs)]
+        pairs = temp + [(t, n) for (_, t), (_, n) in zip(temp, pairs, strict=True)]
+    for o, n in pairs:
+        out.append(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(tbl, sql.Identifier(o), sql.Identifier(n)))
+    return out
+
+
+def _column_def(pc: PgColumn, default_sql: str | None) -> sql.Composable:
+    parts: list[sql.Composable] = [sql.Identifier(pc.name), sql.SQL(pc.type_sql)]
+    if pc.identity:
+        parts.append(sql.SQL("GENERATED BY DEFAULT AS IDENTITY"))
+    if default_sql is not None:
+        parts.append(sql.SQL("DEFAULT {}").format(sql.SQL(default_sql)))
+    if not pc.nullable:
+        parts.append(sql.SQL("NOT NULL"))
+    return sql.SQL(" ").join(parts)
+
+
+def _add_column(tbl: sql.Identifier, col: MyColumn, opts: TypeOptions) -> list[sql.Composed]:
+    pc = map_column(col, opts)
+    for w in pc.warnings:
+        log.warning("%s: %s", col.name, w)
+    fill = None
+    if not pc.nullable and pc.default_sql is None and not pc.identity:
+        fill = _fill_sql(col, opts)
+    out = [sql.SQL("ALTER TABLE {} ADD COLUMN {}").format(tbl, _column_def(pc, pc.default_sql or fill))]
+    if fill is not None:
+        out.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(tbl, sql.Identifier(col.name)))
+    if pc.comment:
+        out.append(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(*tbl.strings, col.name),
+                                                                 sql.Literal(pc.comment)))
+    return out
+
+
+def _change_column(tbl: sql.Identifier, schema: str, target: str, old: MyColumn, new: MyColumn,
+                   opts_old: TypeOptions, opts_new: TypeOptions) -> list[sql.Composed]:
+    po, pn = map_column(old, opts_old), map_column(new, opts_new)
+    ident = sql.Identifier(new.name)
+
+    def alter(action: str, *args: sql.Composable) -> sql.Composed:
+        return sql.SQL("ALTER TABLE {} ALTER COLUMN {} " + action).format(tbl, ident, *args)
+
+    out: list[sql.Composed] = []
+    type_changed = po.type_sql != pn.type_sql
+    default_changed = po.default_sql != pn.default_sql
+    if (type_changed or default_changed or pn.identity) and po.default_sql is not None:
+        out.append(alter("DROP DEFAULT"))
+    if po.identity and (not pn.identity or type_changed):
+        out.append(alter("DROP IDENTITY IF EXISTS"))
+    if type_changed:
+        out.append(alter("TYPE {} USING {}", sql.SQL(pn.type_sql),
+                         _using(ident, old, new, po, pn, opts_old, opts_new)))
+    if po.nullable and not pn.nullable:
+        fill = _fill_sql(new, opts_new)
+        if fill is not None:
+            out.append(sql.SQL("UPDATE {} SET {} = {} WHERE {} IS NULL").format(tbl, ident, sql.SQL(fill), ident))
+        out.append(alter("SET NOT NULL"))
+    elif pn.nullable and not po.nullable:
+        out.append(alter("DROP NOT NULL"))
+    if pn.identity and (not po.identity or type_changed):
+        out.append(alter("ADD GENERATED BY DEFAULT AS IDENTITY"))
+        out.append(sql.SQL(
+            "SELECT setval(pg_get_serial_sequence(quote_ident({s}) || '.' || quote_ident({t}), {c}), "
+            "GREATEST(COALESCE(MAX({ci}), 0) + 1, 1), false) FROM {tbl}").format(
+            s=sql.Literal(schema), t=sql.Literal(target), c=sql.Literal(new.name), ci=ident, tbl=tbl))
+    if pn.default_sql is not None and (type_changed or default_changed or pn.identity is False and po.identity):
+        out.append(alter("SET DEFAULT {}", sql.SQL(pn.default_sql)))
+    if po.comment != pn.comment:
+        out.append(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(schema, target, new.name),
+                                                                 sql.Literal(pn.comment)))
+    return out
