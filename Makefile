@@ -3,12 +3,16 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all venv test test-fast typecheck lint demo demo-clean bench clean
+.PHONY: all venv venv-full test test-fast test-ha test-pacemaker install-agent typecheck lint demo demo-clean bench clean
 
 all: test
 
 venv:
 	@scripts/bootstrap.sh
+
+# everything, including the Pacemaker/Corosync stack for the HA cluster test
+venv-full:
+	@scripts/bootstrap.sh --pacemaker
 
 typecheck: venv
 	$(VENV)/bin/mypy
@@ -16,14 +20,26 @@ typecheck: venv
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 
-# The whole suite: type check, then every test against real servers.
-test: venv
+# The whole suite: type check, then every test against real servers
+# (MariaDB, PostgreSQL 15 and 18, Pacemaker/Corosync), all started by the tests.
+test: venv-full
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# Unit tests only: no servers, a few seconds.
+# Pure unit tests only: no servers, a few seconds.
 test-fast: venv
-	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/unit tests/ha/test_decide.py tests/ha/test_parsing.py $(PYTEST_ARGS)
+
+# HA agent against two real PostgreSQL instances, without a cluster
+test-ha: venv
+	$(VENV)/bin/pytest tests/ha -m "not pacemaker" $(PYTEST_ARGS)
+
+# the Pacemaker + Corosync cluster test (root)
+test-pacemaker: venv-full
+	$(VENV)/bin/pytest tests/ha -m pacemaker $(PYTEST_ARGS)
+
+install-agent: venv
+	$(PY) -m pgbaton ha install-agent
 
 # MariaDB -> PostgreSQL end to end in a private sandbox under .demo/
 demo: venv

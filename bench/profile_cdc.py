@@ -95,9 +95,13 @@ def _drain(cfg, expected: int, profile: bool) -> None:  # type: ignore[no-untype
     t0 = time.monotonic()
     th = threading.Thread(target=run)
     th.start()
+    read_done = None
     while True:
         time.sleep(0.2)
         st = status(cfg, "sb")[0]
+        if read_done is None and st["read_lag_s"] == 0:
+            read_done = time.monotonic() - t0
+            print(f"  binlog read and stored after {read_done:.2f} s; {st['pending_events']} events wait for replay")
         if st["read_lag_s"] == 0 and st["pending_events"] == 0:
             break
     result["drain"] = time.monotonic() - t0

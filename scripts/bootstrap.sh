@@ -12,6 +12,7 @@ command -v sysbench >/dev/null 2>&1 || need_apt+=(sysbench)
 if [ "${1:-}" = "--pacemaker" ] || [ "${PGBATON_PACEMAKER:-}" = "1" ]; then
   command -v pacemakerd >/dev/null 2>&1 || need_apt+=(pacemaker corosync crmsh resource-agents)
   command -v ocf-tester >/dev/null 2>&1 || need_apt+=(resource-agents)
+  command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}"

@@ -138,6 +138,8 @@ class MySQLSourceConfig(PasswordSource):
     batch_max_ms: Annotated[int, Field(ge=1)] = 100
     heartbeat_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     on_replay_error: OnError = OnError.disable_table
+    on_unknown_ddl: Literal["record", "stop"] = Field(
+        "record", description="a DDL statement that cannot be applied: record it and mark the table, or stop")
     use_gtid: bool = False
 
     @field_validator("databases")

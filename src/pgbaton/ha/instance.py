@@ -66,13 +66,19 @@ def postmaster_pid(cfg: NodeConfig) -> int | None:
 
 
 def _processes_in(path: Path) -> list[int]:
-    """Live (not zombie) processes whose working directory is ``path``: PostgreSQL's run in PGDATA."""
+    """Live (not zombie) processes whose working directory is ``path``: PostgreSQL's run in PGDATA.
+
+    Compared by device and inode, not by name, so processes of other mount namespaces
+    that see another directory under the same path do not count.
+    """
+    target = os.stat(path)
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if os.readlink(entry / "cwd") != str(path):
+            cwd = os.stat(entry / "cwd")
+            if (cwd.st_dev, cwd.st_ino) != (target.st_dev, target.st_ino):
                 continue
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
@@ -92,7 +98,7 @@ def clear_stale_lock(cfg: NodeConfig, wait: float = 15) -> None:
     if not lock.exists() or postmaster_pid(cfg) is not None:
         return
     deadline = time.monotonic() + wait
-    while (left := _processes_in(cfg.pgdata.resolve())) and time.monotonic() < deadline:
+    while (left := _processes_in(cfg.pgdata)) and time.monotonic() < deadline:
         time.sleep(0.2)
     if left:
         raise InstanceError(f"processes {left} still run in {cfg.pgdata} after the postmaster died")

@@ -23,7 +23,8 @@ class Work:
     table: MyTable
     columns: list[MyColumn]
     indexes: list[MyIndex]
-    renames: dict[str, str] = field(default_factory=dict)        # original column name -> current
+    origins: list[str | None] = field(default_factory=list)      # each column's name before the statement
+    added: set[str] = field(default_factory=set)                 # indexes this statement created (lower case)
     index_renames: dict[str, str] = field(default_factory=dict)  # original index name -> current
     notes: list[str] = field(default_factory=list)
     comment: str = ""
@@ -31,8 +32,22 @@ class Work:
 
     @classmethod
     def of(cls, table: MyTable) -> Work:
-        return cls(table, list(table.columns), list(table.indexes), comment=table.comment,
-                   auto_increment=table.auto_increment)
+        return cls(table, list(table.columns), list(table.indexes), origins=[c.name for c in table.columns],
+                   comment=table.comment, auto_increment=table.auto_increment)
+
+    @property
+    def renames(self) -> dict[str, str]:
+        """Original column name -> new name, for columns that kept their data."""
+        return {o: c.name for o, c in zip(self.origins, self.columns, strict=True) if o is not None and o != c.name}
+
+    def old_col(self, name: str) -> int | None:
+        """A column named in CHANGE/RENAME: names refer to the table before the statement
+        (so ``CHANGE a b .., CHANGE b a ..`` swaps)."""
+        low = name.lower()
+        hits = [i for i, c in enumerate(self.columns) if c.name.lower() == low]
+        old = [i for i in hits if self.origins[i] is not None and self.origins[i].lower() == low]  # type: ignore[union-attr]
+        found = old or hits
+        return found[0] if found else None
 
     # -- lookups ---------------------------------------------------------------------------
     def col_index(self, name: str) -> int | None:
@@ -59,6 +74,20 @@ class Work:
 
     # -- result ----------------------------------------------------------------------------
     def result(self, db: str | None = None, name: str | None = None) -> MyTable:
+        seen: set[str] = set()
+        for c in self.columns:
+            if c.name.lower() in seen:
+                raise DDLError(f"duplicate column name {c.name!r}")
+            seen.add(c.name.lower())
+        # indexes that existed before the statement name columns as they were then
+        final = {o.lower(): c.name for o, c in zip(self.origins, self.columns, strict=True) if o is not None}
+        kept: list[MyIndex] = []
+        for idx in self.indexes:
+            if idx.name.lower() not in self.added:
+                idx = replace(idx, columns=tuple((final[c.lower()], p) for c, p in idx.columns if c.lower() in final))
+            if idx.columns:
+                kept.append(idx)
+        self.indexes = kept
         pk = next((i for i in self.indexes if i.primary), None)
         pk_cols = {c.lower() for c, _ in pk.columns} if pk else set()
         cols = []
@@ -71,16 +100,18 @@ class Work:
                        indexes=tuple(indexes), comment=self.comment, auto_increment=self.auto_increment)
 
 
-def place(work: Work, col: MyColumn, spec: st.ColumnSpec, at: int | None) -> None:
+def place(work: Work, col: MyColumn, spec: st.ColumnSpec, at: int | None, origin: str | None = None) -> None:
     """Put ``col`` at ``at`` (its old place) or where FIRST / AFTER says, else at the end."""
     if spec.first:
-        work.columns.insert(0, col)
+        i = 0
     elif spec.after is not None:
-        work.columns.insert(work.need_col(spec.after) + 1, col)
+        i = work.need_col(spec.after) + 1
     elif at is not None:
-        work.columns.insert(at, col)
+        i = at
     else:
-        work.columns.append(col)
+        i = len(work.columns)
+    work.columns.insert(i, col)
+    work.origins.insert(i, origin)
 
 
 def add_index(work: Work, spec: st.IndexSpec) -> None:
@@ -94,6 +125,7 @@ def add_index(work: Work, spec: st.IndexSpec) -> None:
         if any(i.primary for i in work.indexes):
             raise DDLError(f"{work.table.db}.{work.table.name} already has a primary key")
         work.indexes.insert(0, MyIndex("PRIMARY", cols, unique=True, primary=True, kind="BTREE"))
+        work.added.add("primary")
         return
     if spec.name is not None and work.idx_index(spec.name) is not None:
         if spec.if_not_exists:
@@ -101,20 +133,7 @@ def add_index(work: Work, spec: st.IndexSpec) -> None:
         raise DDLError(f"index {spec.name!r} already exists on {work.table.db}.{work.table.name}")
     name = spec.name or work.free_index_name(cols[0][0])
     work.indexes.append(MyIndex(name, cols, unique=spec.unique, primary=False, kind=spec.kind))
-
-
-def _rename_in_indexes(work: Work, old: str, new: str) -> None:
-    low = old.lower()
-    work.indexes = [replace(i, columns=tuple((new if c.lower() == low else c, p) for c, p in i.columns))
-                    for i in work.indexes]
-
-
-def _record_rename(work: Work, old: str, new: str) -> None:
-    for orig, cur in list(work.renames.items()):
-        if cur == old:
-            work.renames[orig] = new
-            return
-    work.renames[old] = new
+    work.added.add(name.lower())
 
 
 def add_column(work: Work, clause: st.AddColumn) -> None:
@@ -136,20 +155,16 @@ def _inline_keys(work: Work, spec: st.ColumnSpec) -> None:
 
 
 def change_column(work: Work, clause: st.ChangeColumn) -> None:
-    i = work.col_index(clause.old)
+    i = work.old_col(clause.old)
     if i is None:
         if clause.if_exists:
             return
         work.need_col(clause.old)
         return
     old = work.columns.pop(i)
+    origin = work.origins.pop(i)
     new = clause.spec.column
-    if new.name.lower() != old.name.lower() and work.col_index(new.name) is not None:
-        raise DDLError(f"column {new.name!r} already exists")
-    place(work, new, clause.spec, i)
-    if new.name != old.name:
-        _rename_in_indexes(work, old.name, new.name)
-        _record_rename(work, old.name, new.name)
+    place(work, new, clause.spec, i, origin)
     _inline_keys(work, clause.spec)
 
 
@@ -161,6 +176,7 @@ def drop_column(work: Work, clause: st.DropColumn) -> None:
         work.need_col(clause.name)
         return
     name = work.columns.pop(i).name.lower()
+    work.origins.pop(i)
     if not work.columns:
         raise DDLError("cannot drop the last column of a table")
     kept = []
@@ -172,13 +188,12 @@ def drop_column(work: Work, clause: st.DropColumn) -> None:
 
 
 def rename_column(work: Work, clause: st.RenameColumn) -> None:
-    i = work.need_col(clause.old)
-    if clause.new.lower() != clause.old.lower() and work.col_index(clause.new) is not None:
-        raise DDLError(f"column {clause.new!r} already exists")
+    i = work.old_col(clause.old)
+    if i is None:
+        work.need_col(clause.old)
+        return
     old = work.columns[i]
     work.columns[i] = replace(old, name=clause.new)
-    _rename_in_indexes(work, old.name, clause.new)
-    _record_rename(work, old.name, clause.new)
 
 
 def set_default(work: Work, clause: st.SetDefault) -> None:
@@ -210,6 +225,8 @@ def rename_index(work: Work, clause: st.RenameIndex) -> None:
         raise DDLError(f"index {clause.new!r} already exists")
     old = work.indexes[i]
     work.indexes[i] = replace(old, name=clause.new)
+    if old.name.lower() in work.added:
+        work.added.add(clause.new.lower())
     for orig, cur in list(work.index_renames.items()):
         if cur == old.name:
             work.index_renames[orig] = clause.new

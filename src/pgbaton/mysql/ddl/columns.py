@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlglot.tokens import Token, TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
 from pgbaton.errors import DDLError
 from pgbaton.mysql.ddl.statements import ColumnSpec

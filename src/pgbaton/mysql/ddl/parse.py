@@ -9,7 +9,7 @@ opaque command for RENAME TABLE, FULLTEXT indexes, ``ADD COLUMN (a, b)``,
 
 from __future__ import annotations
 
-from sqlglot.tokens import TokenType
+from sqlglot.tokenizer_core import TokenType
 
 from pgbaton.errors import DDLError
 from pgbaton.mysql.ddl import statements as st

@@ -155,7 +155,7 @@ def alter_sql(a: Alter, schema: str, target: str, opts_old: TypeOptions, opts_ne
     for c in new.columns:
         oc = old_by_new.get(c.name.lower())
         if oc is None:
-            out.extend(_add_column(tbl, c, opts_new))
+            out.extend(_add_column(tbl, schema, target, c, opts_new))
         else:
             out.extend(_change_column(tbl, schema, target, oc, c, opts_old, opts_new))
     if new.comment != old.comment:
@@ -222,7 +222,8 @@ def _column_def(pc: PgColumn, default_sql: str | None) -> sql.Composable:
     return sql.SQL(" ").join(parts)
 
 
-def _add_column(tbl: sql.Identifier, col: MyColumn, opts: TypeOptions) -> list[sql.Composed]:
+def _add_column(tbl: sql.Identifier, schema: str, target: str, col: MyColumn,
+                opts: TypeOptions) -> list[sql.Composed]:
     pc = map_column(col, opts)
     for w in pc.warnings:
         log.warning("%s: %s", col.name, w)
@@ -233,7 +234,7 @@ def _add_column(tbl: sql.Identifier, col: MyColumn, opts: TypeOptions) -> list[s
     if fill is not None:
         out.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(tbl, sql.Identifier(col.name)))
     if pc.comment:
-        out.append(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(*tbl.strings, col.name),
+        out.append(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(schema, target, col.name),
                                                                  sql.Literal(pc.comment)))
     return out
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import SqlglotError
-from sqlglot.tokens import Token, TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
 from pgbaton.errors import DDLError
 

@@ -1,0 +1,154 @@
+"""Issue 3: DDL follows the replica.  One replica runs through the whole corpus
+(tests/integration/ddl_corpus.py) on a live MariaDB; afterwards every table must
+have the shape ``replica init`` would give it from the source as it is now, and
+the data must equal the source's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pymysql
+
+from pgbaton.config import Config
+from pgbaton.mysql import introspect, pgddl, typemap
+from pgbaton.replica.init import add_source, init_replica
+from pgbaton.replica.status import errors, status, table_status
+from pgbaton.replica.verify import verify
+from pgbaton.sandbox.servers import MariaDBServer
+
+from .ddl_corpus import SCENARIOS, ddl_count
+from .replica_helpers import ReplicaThread, caught_up, make_config, my_exec, wait_until
+
+_SHAPE = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attidentity <> '',
+       pg_get_expr(d.adbin, d.adrelid)
+  FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE a.attrelid = format('%%I.%%I', %s::text, %s::text)::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attname"""
+_INDEXES = """
+SELECT indexname, replace(indexdef, ' ON ' || quote_ident(schemaname) || '.', ' ON ')
+  FROM pg_indexes WHERE schemaname = %s AND tablename = %s ORDER BY indexname"""
+
+
+def _start(pg_db: str, my_db: str, mariadb: MariaDBServer, **opts: Any) -> Config:
+    my_exec(mariadb, my_db, ["CREATE TABLE seed (id int PRIMARY KEY, v varchar(10))",
+                             "INSERT INTO seed VALUES (1, 'a'), (2, 'b')"])
+    cfg = make_config(pg_db, mariadb, my_db, **opts)
+    add_source(cfg, "src")
+    init_replica(cfg, "src", show_progress=False)
+    return cfg
+
+
+def _run(mariadb: MariaDBServer, my_db: str, steps: list[str]) -> None:
+    for step in steps:
+        try:
+            my_exec(mariadb, my_db, [step.replace("{db}", my_db).replace("{{", "{").replace("}}", "}")])
+        except pymysql.MySQLError as exc:
+            raise AssertionError(f"corpus step failed on the source: {step}: {exc}") from None
+
+
+def _expected(cfg: Config, pg_db: str, mariadb: MariaDBServer, my_db: str) -> list[str]:
+    """Build, in schema 'expect', the tables `replica init` would create from the source now."""
+    my = pymysql.connect(**mariadb.connect_args(my_db))  # type: ignore[arg-type]
+    try:
+        tables = introspect.introspect(my, [my_db], lambda d, t: True)
+    finally:
+        my.close()
+    src = cfg.source("src")
+    with psycopg.connect(pg_db) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS expect CASCADE")
+        conn.execute("CREATE SCHEMA expect")
+        for t in tables:
+            opts = typemap.type_options(src, t.db, t.name, False)
+            for stmt in pgddl.create_table_sql(t, "expect", opts) + pgddl.post_load_sql(t, "expect", opts):
+                conn.execute(stmt)
+    return sorted(t.name for t in tables)
+
+
+def _shape(conn: psycopg.Connection, schema: str, table: str) -> tuple[list[Any], list[Any]]:
+    cols = conn.execute(_SHAPE, (schema, table)).fetchall()
+    idx = conn.execute(_INDEXES, (schema, table)).fetchall()
+    return cols, idx
+
+
+def _assert_shapes(cfg: Config, pg_db: str, mariadb: MariaDBServer, my_db: str) -> int:
+    names = _expected(cfg, pg_db, mariadb, my_db)
+    with psycopg.connect(pg_db) as conn:
+        replicated = sorted(r[0] for r in conn.execute(
+            "SELECT src_table FROM pgbaton.tables WHERE source = 'src' AND state = 'replicating'").fetchall())
+        assert replicated == names
+        bad = {}
+        for name in names:
+            got, want = _shape(conn, "app", name), _shape(conn, "expect", name)
+            if got != want:
+                bad[name] = {"got": got, "want": want}
+        assert not bad, bad
+    return len(names)
+
+
+def _assert_data(cfg: Config) -> None:
+    results = verify(cfg, "src")
+    bad = [r for r in results if not r["equal"]]
+    assert not bad, bad
+
+
+def test_corpus_follows_the_source(pg_db: str, my_db: str, mariadb: MariaDBServer) -> None:
+    cfg = _start(pg_db, my_db, mariadb, batch_max_ms=20)
+    with ReplicaThread(cfg) as rt:
+        for steps in SCENARIOS.values():
+            _run(mariadb, my_db, steps)
+        wait_until(lambda: caught_up(cfg), 60, "replica to catch up")
+        assert rt.error is None, rt.error
+        assert errors(cfg, "src") == []
+        st = status(cfg, "src")[0]
+        assert st["tables_disabled"] == 0 and st["errors"] == 0
+    assert rt.error is None
+    n = _assert_shapes(cfg, pg_db, mariadb, my_db)
+    assert n > 20
+    _assert_data(cfg)
+    assert ddl_count() >= 150
+
+
+def test_unknown_ddl_is_recorded_and_replication_goes_on(pg_db: str, my_db: str, mariadb: MariaDBServer) -> None:
+    cfg = _start(pg_db, my_db, mariadb)
+    with ReplicaThread(cfg) as rt:
+        _run(mariadb, my_db, [
+            "CREATE TABLE pt (id int NOT NULL, PRIMARY KEY (id)) PARTITION BY RANGE (id) "
+            "(PARTITION p0 VALUES LESS THAN (10), PARTITION p1 VALUES LESS THAN (100))",
+            "INSERT INTO pt VALUES (1), (50)",
+            "ALTER TABLE pt TRUNCATE PARTITION p0",       # changes rows without row events
+            "INSERT INTO pt VALUES (2)",
+            "ALTER TABLE seed ADD COLUMN w int",
+            "INSERT INTO seed VALUES (3, 'c', 3)",
+        ])
+        wait_until(lambda: caught_up(cfg), 60, "replica to catch up")
+        assert rt.error is None
+        errs = errors(cfg, "src")
+        assert len(errs) == 1, errs
+        e = errs[0]
+        assert e["kind"] == "ddl" and e["table"].endswith(".pt") and "PARTITION" in e["message"]
+        assert "TRUNCATE PARTITION" in e["change"]["statement"] and e["change"]["position"]
+        states = {t["source_table"].split(".")[1]: t for t in table_status(cfg, "src")}
+        assert states["pt"]["state"] == "disabled" and "PARTITION" in states["pt"]["last_error"]
+        assert states["seed"]["state"] == "replicating"
+        assert status(cfg, "src")[0]["tables_disabled"] == 1
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT w FROM app.seed WHERE id = 3").fetchone() == (3,)
+
+
+def test_on_unknown_ddl_stop_is_fatal(pg_db: str, my_db: str, mariadb: MariaDBServer) -> None:
+    cfg = _start(pg_db, my_db, mariadb, on_unknown_ddl="stop")
+    rt = ReplicaThread(cfg)
+    rt.thread.start()
+    try:
+        _run(mariadb, my_db, ["ALTER TABLE seed ADD COLUMN ok int",
+                              "CREATE TABLE pt (id int PRIMARY KEY) PARTITION BY HASH (id) PARTITIONS 2",
+                              "ALTER TABLE pt TRUNCATE PARTITION p0"])
+        wait_until(lambda: not rt.thread.is_alive(), 30, "replica to stop on the DDL")
+    finally:
+        rt.stop()
+    assert rt.error is not None and "TRUNCATE PARTITION" in str(rt.error)
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'app' "
+                            "AND table_name = 'seed' AND column_name = 'ok'").fetchone() == (1,)
