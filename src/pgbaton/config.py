@@ -134,6 +134,8 @@ class MySQLSourceConfig(PasswordSource):
     zero_date_sentinel: str = "0001-01-01 00:00:00"
     copy_workers: Annotated[int, Field(ge=1, le=64)] = 4
     copy_chunk_rows: Annotated[int, Field(ge=100)] = 20000
+    copy_via_client: bool = Field(
+        True, description="stream the snapshot through the mariadb/mysql client program when installed")
     batch_max_rows: Annotated[int, Field(ge=1)] = 50000
     batch_max_ms: Annotated[int, Field(ge=1)] = 100
     heartbeat_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0

@@ -89,7 +89,7 @@ def _assert_shapes(cfg: Config, pg_db: str, mariadb: MariaDBServer, my_db: str) 
 
 def _assert_data(cfg: Config) -> None:
     results = verify(cfg, "src")
-    bad = [r for r in results if not r["equal"]]
+    bad = [{"table": r["table"], **r.get("examples", {})} for r in results if not r["equal"]]
     assert not bad, bad
 
 

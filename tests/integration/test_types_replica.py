@@ -26,8 +26,9 @@ def _run(mariadb: MariaDBServer, db: str, statements: list[str]) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize("options", [{}, {"tinyint1_as_boolean": True, "zero_dates": "sentinel"}],
-                         ids=["defaults", "boolean-sentinel"])
+@pytest.mark.parametrize("options", [{}, {"tinyint1_as_boolean": True, "zero_dates": "sentinel"},
+                                     {"copy_via_client": False}],
+                         ids=["defaults", "boolean-sentinel", "pymysql-copy"])
 def test_all_types_through_init_and_cdc(pg_db: str, my_db: str, mariadb: MariaDBServer, options: dict) -> None:
     _run(mariadb, my_db, [DDL.format(name="a"), DDL.format(name="b"),
                           f"INSERT INTO `a` ({COLS}) VALUES {', '.join(ROWS)}"])

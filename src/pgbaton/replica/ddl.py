@@ -21,8 +21,20 @@ from pgbaton.config import Config, MySQLSourceConfig
 from pgbaton.errors import DDLError
 from pgbaton.mysql import typemap
 from pgbaton.mysql.ddl import plan
-from pgbaton.mysql.ddl.translate import (Action, Alter, Create, Drop, Fail, Key, Rename, Scope, Skip, Tracked,
-                                         Truncate, translate_text)
+from pgbaton.mysql.ddl.translate import (
+    Action,
+    Alter,
+    Create,
+    Drop,
+    Fail,
+    Key,
+    Rename,
+    Scope,
+    Skip,
+    Tracked,
+    Truncate,
+    translate_text,
+)
 from pgbaton.mysql.model import MyTable
 from pgbaton.replica import catalog as cat
 

@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from pgbaton.config import Config, MySQLSourceConfig
 from pgbaton.errors import PgbatonError, SourceError
 from pgbaton.mysql import introspect, pgddl, typemap
 from pgbaton.mysql.model import MyTable
+from pgbaton.mysql.readers import ClientReader, PyMySQLReader, SnapshotReader, client_program
 from pgbaton.mysql.snapshot import copy_table, open_snapshot
 from pgbaton.replica import catalog as cat
 from pgbaton.replica.progress import CopyProgress
@@ -76,6 +78,14 @@ def check_source(src: MySQLSourceConfig) -> list[str]:
     if problems:
         raise SourceError("the source cannot be replicated:\n  " + "\n  ".join(problems))
     return warnings
+
+
+def snapshot_reader_factory(src: MySQLSourceConfig) -> Callable[[], SnapshotReader]:
+    """The fast client-program reader when the program is installed, else PyMySQL."""
+    program = client_program() if src.copy_via_client else None
+    if program is not None:
+        return lambda: ClientReader(src, program)
+    return lambda: PyMySQLReader(mysql_connect(src, binary=True), src.copy_chunk_rows)
 
 
 def add_source(cfg: Config, name: str) -> list[str]:
@@ -207,7 +217,7 @@ def _copy_all(src: MySQLSourceConfig, conninfo: str, tables: list[MyTable],
               ids: dict[tuple[str, str], int], postgis: bool,
               show_progress: bool | None) -> tuple[Any, list[dict[str, Any]]]:
     workers = min(src.copy_workers, len(tables))
-    point, my_conns = open_snapshot(lambda: mysql_connect(src, binary=True), workers)
+    point, my_conns = open_snapshot(lambda: mysql_connect(src), snapshot_reader_factory(src), workers)
     log.info("snapshot taken at %s with %d worker(s)", point.pos, len(my_conns))
     todo: queue.Queue[MyTable] = queue.Queue()
     for t in sorted(tables, key=lambda t: -int(t.extra.get("rows_estimate", 0) or 0)):
@@ -216,7 +226,7 @@ def _copy_all(src: MySQLSourceConfig, conninfo: str, tables: list[MyTable],
     results: list[dict[str, Any]] = []
     errors: list[BaseException] = []
     with CopyProgress(expected, len(tables), show=show_progress) as progress:
-        def work(my: pymysql.connections.Connection) -> None:
+        def work(my: SnapshotReader) -> None:
             try:
                 pg = psycopg.connect(conninfo)
                 pg.execute("SET maintenance_work_mem = '256MB'")
@@ -250,13 +260,12 @@ def _copy_all(src: MySQLSourceConfig, conninfo: str, tables: list[MyTable],
     return point, results
 
 
-def _copy_one(my: pymysql.connections.Connection, pg: psycopg.Connection, src: MySQLSourceConfig, t: MyTable,
+def _copy_one(my: SnapshotReader, pg: psycopg.Connection, src: MySQLSourceConfig, t: MyTable,
               table_id: int, postgis: bool, progress: CopyProgress) -> dict[str, Any]:
     dst_schema = src.databases[t.db]
     opts = typemap.type_options(src, t.db, t.name, postgis)
     t0 = time.monotonic()
-    rows, size = copy_table(my, pg, t, dst_schema, t.name, opts, [c.name for c in t.columns], progress.advance,
-                            src.copy_chunk_rows)
+    rows, size = copy_table(my, pg, t, dst_schema, t.name, opts, [c.name for c in t.columns], progress.advance)
     t1 = time.monotonic()
     with pg.transaction():
         for stmt in pgddl.post_load_sql(t, dst_schema, opts):

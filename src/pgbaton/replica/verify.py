@@ -21,7 +21,7 @@ from pgbaton.errors import PgbatonError
 from pgbaton.mysql import typemap
 from pgbaton.mysql.snapshot import copy_table, open_snapshot
 from pgbaton.replica import catalog as cat
-from pgbaton.replica.init import mysql_connect
+from pgbaton.replica.init import mysql_connect, snapshot_reader_factory
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def verify(cfg: Config, source: str, tables: list[str] | None = None, samples: i
                        or e.definition.name in wanted]
             if not entries:
                 raise PgbatonError(f"none of the tables {', '.join(tables)} is replicated by source {source}")
-        _, mys = open_snapshot(lambda: mysql_connect(src, binary=True), 1)
+        _, mys = open_snapshot(lambda: mysql_connect(src), snapshot_reader_factory(src), 1)
         my = mys[0]
         results = []
         try:
@@ -92,6 +92,6 @@ def _count(conn: psycopg.Connection, query: sql.Composed) -> int:
 
 
 def _examples(conn: psycopg.Connection, a: sql.Composable, b: sql.Composable, n: int) -> list[str]:
-    rows = conn.execute(
-        sql.SQL("SELECT d::text FROM (SELECT * FROM {} AS a EXCEPT ALL SELECT * FROM {} AS b) AS d LIMIT {}").format(a, b, sql.Literal(n))).fetchall()
+    query = sql.SQL("SELECT d::text FROM (SELECT * FROM {} AS a EXCEPT ALL SELECT * FROM {} AS b) AS d LIMIT {}")
+    rows = conn.execute(query.format(a, b, sql.Literal(n))).fetchall()
     return [r[0] for r in rows]
