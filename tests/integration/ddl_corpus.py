@@ -266,7 +266,43 @@ SCENARIOS: dict[str, list[str]] = {
         "ALTER TABLE po ALGORITHM=COPY, LOCK=SHARED, ADD COLUMN w int",
         "INSERT INTO po VALUES (3, 3, 3)",
     ],
+    "mariadb_forms": [
+        "CREATE TABLE mf (id int PRIMARY KEY, a int)",
+        "INSERT INTO mf VALUES (1, 1)",
+        "ALTER TABLE IF EXISTS mf ADD COLUMN IF NOT EXISTS b int DEFAULT -1",
+        "ALTER TABLE IF EXISTS nosuch ADD COLUMN c int",
+        "ALTER ONLINE TABLE mf ADD COLUMN c varchar(10) DEFAULT 'on'",
+        "ALTER IGNORE TABLE mf ADD COLUMN d int",
+        "INSERT INTO mf VALUES (2, 2, 2, 'x', 2)",
+        "ALTER TABLE mf MODIFY COLUMN IF EXISTS d bigint",
+        "ALTER TABLE mf CHANGE COLUMN IF EXISTS d e bigint DEFAULT 5",
+        "INSERT INTO mf (id) VALUES (3)",
+        "ALTER TABLE mf DROP COLUMN IF EXISTS e",
+        "ALTER TABLE mf ADD INDEX IF NOT EXISTS k_a (a)",
+        "ALTER TABLE mf DROP INDEX IF EXISTS k_a",
+        "ALTER TABLE mf ADD COLUMN f double DEFAULT -0.5, ADD COLUMN g decimal(5,2) DEFAULT -12.5",
+        "INSERT INTO mf (id, a) VALUES (4, 4)",
+        "ALTER TABLE mf ADD COLUMN h int DEFAULT (3)",
+        "INSERT INTO mf (id) VALUES (5)",
+        "ALTER TABLE mf ADD COLUMN i varchar(20) DEFAULT 'it''s \\\\ ok'",
+        "INSERT INTO mf (id) VALUES (6)",
+        "ALTER TABLE mf COMMENT 'mariadb forms'",
+        "ALTER TABLE mf ALTER COLUMN b SET DEFAULT -7, ALTER COLUMN c DROP DEFAULT",
+        "INSERT INTO mf (id) VALUES (7)",
+        "CREATE TABLE IF NOT EXISTS mf2 (id int PRIMARY KEY) ENGINE=InnoDB",
+        "RENAME TABLE mf2 TO mf3",
+        "DROP TABLE IF EXISTS mf3",
+        "CREATE TABLE mf4 (id int NOT NULL, v varchar(5), UNIQUE KEY (id))",
+        "INSERT INTO mf4 VALUES (1, 'a')",
+        "UPDATE mf4 SET v = 'b' WHERE id = 1",
+        "ALTER TABLE mf4 ADD CONSTRAINT pk PRIMARY KEY (id)",
+        "UPDATE mf4 SET v = 'c' WHERE id = 1",
+        "ALTER TABLE mf4 ADD COLUMN w int NOT NULL DEFAULT 0 AFTER id, ADD INDEX k_w (w), DROP INDEX id, "
+        "MODIFY v varchar(10) NOT NULL DEFAULT '', ALGORITHM=COPY",
+        "UPDATE mf4 SET w = 3 WHERE id = 1",
+    ],
 }
+
 
 def ddl_count() -> int:
     data = ("INSERT", "UPDATE", "DELETE")

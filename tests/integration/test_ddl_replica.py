@@ -82,7 +82,8 @@ def _assert_shapes(cfg: Config, pg_db: str, mariadb: MariaDBServer, my_db: str) 
         for name in names:
             got, want = _shape(conn, "app", name), _shape(conn, "expect", name)
             if got != want:
-                bad[name] = {"got": got, "want": want}
+                bad[name] = {"got": sorted(set(got[0]) - set(want[0])) + sorted(set(got[1]) - set(want[1])),
+                             "want": sorted(set(want[0]) - set(got[0])) + sorted(set(want[1]) - set(got[1]))}
         assert not bad, bad
     return len(names)
 

@@ -83,7 +83,7 @@ class BinlogReader:
         self._stream: BinLogStreamReader | None = None
 
     def _open(self) -> BinLogStreamReader:
-        fast_maps = tablemap.install()
+        tablemap.install()
         kwargs: dict[str, Any] = {}
         if self._use_gtid:
             kwargs["auto_position"] = self._start.gtid
@@ -94,7 +94,6 @@ class BinlogReader:
             server_id=self._server_id,
             blocking=True,
             only_events=[
-                *([tablemap.CachingTableMapEvent] if fast_maps else []),
                 MariadbGtidEvent, GtidEvent, QueryEvent, XidEvent, RotateEvent, HeartbeatLogEvent,
                 WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent,
             ],

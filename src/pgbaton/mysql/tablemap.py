@@ -4,44 +4,48 @@ Every row event in a binlog is preceded by a table map event describing the
 table.  mysql-replication parses each one from scratch (column objects, optional
 metadata), which is the larger part of its CPU time on small transactions.  The
 bytes of a table map event are identical as long as the table and its id do not
-change, so this subclass parses each distinct event body once and reuses the
-result.  It is registered in place of the library's class for the lifetime of
-the process; a different table definition has different bytes and is parsed anew.
+change, so pgbaton parses each distinct event body once and reuses the result,
+for the lifetime of the process; a different table definition (or a reused
+table id) has different bytes and is parsed anew.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any
 
-from pymysqlreplication import packet as _packet
-from pymysqlreplication.constants.BINLOG import TABLE_MAP_EVENT
 from pymysqlreplication.event import BinLogEvent
 from pymysqlreplication.row_event import TableMapEvent
 
 log = logging.getLogger(__name__)
 
-_SKIP = frozenset({"packet", "timestamp", "event_size", "_ctl_connection", "table_map"})
+_SKIP = frozenset({"packet", "timestamp", "event_size", "_ctl_connection", "table_map", "dbms"})
+_FILTERS = ("only_tables", "ignored_tables", "only_schemas", "ignored_schemas", "freeze_schema",
+            "optional_meta_data")
+_MAX_ENTRIES = 4096
+_parsed: dict[tuple[bytes, str], dict[str, Any]] = {}
+_library_init = TableMapEvent.__init__
 
 
-class CachingTableMapEvent(TableMapEvent):  # type: ignore[misc]
-    _parsed: ClassVar[dict[bytes, dict[str, Any]]] = {}
-    _max_entries: ClassVar[int] = 4096
+def _caching_init(self: Any, from_packet: Any, event_size: int, table_map: dict[int, Any], ctl_connection: Any,
+                  **kwargs: Any) -> None:
+    """Replacement for TableMapEvent.__init__: parse each distinct event body once.
 
-    def __init__(self, from_packet: Any, event_size: int, table_map: dict[int, Any], ctl_connection: Any,
-                 **kwargs: Any) -> None:
-        raw = _peek(from_packet, event_size)
-        state = self._parsed.get(raw) if raw is not None else None
-        if state is None:
-            super().__init__(from_packet, event_size, table_map, ctl_connection, **kwargs)
-            if raw is not None and self._processed:
-                if len(self._parsed) >= self._max_entries:
-                    self._parsed.clear()
-                self._parsed[raw] = {k: v for k, v in self.__dict__.items() if k not in _SKIP}
-            return
-        BinLogEvent.__init__(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
-        self.__dict__.update(state)
-        table_map[self.table_id] = self.table_obj
+    The cache key includes the stream's filters, so readers with different
+    filters never share a decision to skip or keep a table."""
+    raw = _peek(from_packet, event_size)
+    key = (raw, repr([kwargs.get(f) for f in _FILTERS])) if raw is not None else None
+    state = _parsed.get(key) if key is not None else None
+    if state is None:
+        _library_init(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
+        if key is not None and self._processed:
+            if len(_parsed) >= _MAX_ENTRIES:
+                _parsed.clear()
+            _parsed[key] = {k: v for k, v in self.__dict__.items() if k not in _SKIP}
+        return
+    BinLogEvent.__init__(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
+    self.__dict__.update(state)
+    table_map[self.table_id] = self.table_obj
 
 
 def _peek(from_packet: Any, size: int) -> bytes | None:
@@ -58,14 +62,12 @@ _installed = False
 
 
 def install() -> bool:
-    """Use the caching class for table map events. Returns False if the library layout differs."""
+    """Make table map parsing cache its results (process-wide, transparent to every reader).
+
+    The class itself is kept, so every reader's event filters keep working; only its
+    constructor learns to reuse an earlier parse of identical bytes."""
     global _installed
-    if _installed:
-        return True
-    mapping = getattr(_packet.BinLogPacketWrapper, "_BinLogPacketWrapper__event_map", None)
-    if not isinstance(mapping, dict) or mapping.get(TABLE_MAP_EVENT) is not TableMapEvent:
-        log.info("mysql-replication layout not recognised; table map events are parsed every time")
-        return False
-    mapping[TABLE_MAP_EVENT] = CachingTableMapEvent
-    _installed = True
+    if not _installed:
+        TableMapEvent.__init__ = _caching_init  # type: ignore[method-assign]
+        _installed = True
     return True

