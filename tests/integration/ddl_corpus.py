@@ -13,7 +13,8 @@ SCENARIOS: dict[str, list[str]] = {
         "qty int DEFAULT -5, price decimal(10,2) DEFAULT '-1.50', ts datetime(6) DEFAULT CURRENT_TIMESTAMP(6), "
         "PRIMARY KEY (id), UNIQUE KEY uq_name (name), KEY k_qty (qty)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 "
         "COMMENT='first table'",
-        "INSERT INTO c1 (name, qty, price, ts) VALUES ('a', 1, 2.5, '2024-01-01 10:00:00.123456'), ('b', NULL, NULL, NULL)",
+        "INSERT INTO c1 (name, qty, price, ts) VALUES ('a', 1, 2.5, '2024-01-01 10:00:00.123456'), "
+        "('b', NULL, NULL, NULL)",
         "CREATE TABLE IF NOT EXISTS c1 (id int)",
         "CREATE TABLE IF NOT EXISTS `c2` (`id` bigint unsigned NOT NULL, `v` text, PRIMARY KEY (`id`))",
         "INSERT INTO c2 VALUES (18446744073709551615, 'max'), (1, NULL)",
@@ -115,7 +116,8 @@ SCENARIOS: dict[str, list[str]] = {
         "INSERT INTO a1 (name, qty) VALUES ('o', 8)",
         "ALTER TABLE a1 ALTER COLUMN c1 SET DEFAULT -42",
         "INSERT INTO a1 (name, qty) VALUES ('p', 8)",
-        "ALTER TABLE a1 ADD COLUMN ts timestamp(6) NULL DEFAULT NULL, ADD COLUMN dt datetime DEFAULT '2001-01-01 00:00:00'",
+        "ALTER TABLE a1 ADD COLUMN ts timestamp(6) NULL DEFAULT NULL, "
+        "ADD COLUMN dt datetime DEFAULT '2001-01-01 00:00:00'",
         "INSERT INTO a1 (name, qty, ts, dt) VALUES ('q', 1, '2024-05-05 05:05:05.5', '2024-05-05 05:05:05')",
         "ALTER TABLE a1 MODIFY ts timestamp(6) NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)",
         "INSERT INTO a1 (name, qty, ts) VALUES ('r', 1, '2024-06-06 06:06:06.000001')",

@@ -41,7 +41,8 @@ def _mutations(rng: random.Random) -> str:
         return base[:i] + base[j:] if rng.random() < 0.5 else base[:j] + base[i:j] + base[j:]
     if ops == 2:        # random characters inserted
         i = rng.randrange(len(base) + 1)
-        return base[:i] + "".join(rng.choice(string.printable + "ü€\x00") for _ in range(rng.randrange(1, 6))) + base[i:]
+        noise = "".join(rng.choice(string.printable + "ü€\x00") for _ in range(rng.randrange(1, 6)))
+        return base[:i] + noise + base[i:]
     if ops == 3:        # word salad
         return " ".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 25)))
     tokens = base.split()   # shuffled tokens

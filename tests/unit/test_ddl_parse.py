@@ -23,7 +23,8 @@ def _alter(text: str) -> tuple[st.Clause, ...]:
 
 @pytest.mark.parametrize(("decl", "data_type", "column_type"), [
     ("int", "int", "int(11)"), ("int(10) unsigned", "int", "int(10) unsigned"),
-    ("INTEGER UNSIGNED ZEROFILL", "int", "int(10) unsigned zerofill"), ("bigint unsigned", "bigint", "bigint(20) unsigned"),
+    ("INTEGER UNSIGNED ZEROFILL", "int", "int(10) unsigned zerofill"),
+    ("bigint unsigned", "bigint", "bigint(20) unsigned"),
     ("tinyint(1)", "tinyint", "tinyint(1)"), ("bool", "tinyint", "tinyint(1)"), ("int8", "bigint", "bigint(20)"),
     ("middleint", "mediumint", "mediumint(9)"), ("real", "double", "double"), ("double precision", "double", "double"),
     ("float(30)", "double", "double"), ("float(7,3)", "float", "float(7,3)"), ("dec(5,1)", "decimal", "decimal(5,1)"),
@@ -31,7 +32,8 @@ def _alter(text: str) -> tuple[st.Clause, ...]:
     ("datetime(6)", "datetime", "datetime(6)"), ("timestamp", "timestamp", "timestamp"), ("time(3)", "time", "time(3)"),
     ("year", "year", "year(4)"), ("char", "char", "char(1)"), ("national varchar(5)", "varchar", "varchar(5)"),
     ("character varying(9)", "varchar", "varchar(9)"), ("long varchar", "mediumtext", "mediumtext"),
-    ("text(100)", "tinytext", "tinytext"), ("blob(70000)", "mediumblob", "mediumblob"), ("binary(4)", "binary", "binary(4)"),
+    ("text(100)", "tinytext", "tinytext"), ("blob(70000)", "mediumblob", "mediumblob"),
+    ("binary(4)", "binary", "binary(4)"),
     ("enum('a','b''c')", "enum", "enum('a','b''c')"), ("set('x','y')", "set", "set('x','y')"),
     ("json", "json", "longtext"), ("point", "point", "point"), ("geometry", "geometry", "geometry"),
     ("serial", "bigint", "bigint(20) unsigned"), ("uuid", "uuid", "uuid"),
@@ -87,7 +89,8 @@ def test_table_level_keys_and_options() -> None:
         "PARTITION BY HASH (a) PARTITIONS 4")
     assert isinstance(stmt, st.CreateTable)
     assert stmt.name == ("db", "odd name") and stmt.if_not_exists
-    kinds = [(i.name, i.primary, i.unique, i.kind, i.columns) for i in stmt.indexes if i.kind not in ("FOREIGN", "CHECK")]
+    kinds = [(i.name, i.primary, i.unique, i.kind, i.columns) for i in stmt.indexes
+             if i.kind not in ("FOREIGN", "CHECK")]
     assert kinds[:5] == [("PRIMARY", True, True, "BTREE", (("a", None),)), ("uq", False, True, "BTREE", (("b", 10),)),
                          (None, False, False, "BTREE", (("b", None), ("a", None))),
                          (None, False, False, "HASH", (("a", None),)), ("ft", False, False, "FULLTEXT", (("c", None),))]
@@ -183,7 +186,8 @@ def test_drop_rename_truncate() -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "CREATE VIEW v AS SELECT 1", "CREATE OR REPLACE ALGORITHM=MERGE DEFINER=`u`@`%` SQL SECURITY INVOKER VIEW v AS SELECT 1",
+    "CREATE VIEW v AS SELECT 1",
+    "CREATE OR REPLACE ALGORITHM=MERGE DEFINER=`u`@`%` SQL SECURITY INVOKER VIEW v AS SELECT 1",
     "CREATE DEFINER=`root`@`localhost` TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1",
     "DROP TRIGGER IF EXISTS tr", "CREATE PROCEDURE p() SELECT 1", "DROP FUNCTION f", "ALTER VIEW v AS SELECT 2",
     "GRANT SELECT ON db.* TO u", "REVOKE ALL ON *.* FROM u", "SAVEPOINT s", "RELEASE SAVEPOINT s",

@@ -61,7 +61,8 @@ class Session:
         return [s.as_string(None) for s in plan.alter_sql(a, "app", a.old.name, OPTS, OPTS)]
 
 
-BASE = "CREATE TABLE t (id int NOT NULL AUTO_INCREMENT PRIMARY KEY, a varchar(10), b int NOT NULL DEFAULT 0, KEY k_a (a))"
+BASE = ("CREATE TABLE t (id int NOT NULL AUTO_INCREMENT PRIMARY KEY, a varchar(10), b int NOT NULL DEFAULT 0, "
+        "KEY k_a (a))")
 
 
 def test_create_table_definition() -> None:
@@ -165,10 +166,12 @@ def test_type_change_uses_conversion() -> None:
 def test_defaults() -> None:
     s = Session(BASE)
     assert s.sql("ALTER TABLE t ALTER COLUMN b SET DEFAULT -7") == [
-        'ALTER TABLE "app"."t" ALTER COLUMN "b" DROP DEFAULT', 'ALTER TABLE "app"."t" ALTER COLUMN "b" SET DEFAULT \'-7\'']
+        'ALTER TABLE "app"."t" ALTER COLUMN "b" DROP DEFAULT',
+        'ALTER TABLE "app"."t" ALTER COLUMN "b" SET DEFAULT \'-7\'']
     assert s.sql("ALTER TABLE t ALTER b DROP DEFAULT") == ['ALTER TABLE "app"."t" ALTER COLUMN "b" DROP DEFAULT']
     s2 = Session("CREATE TABLE t (ts datetime(6))")
-    assert any("CURRENT_TIMESTAMP" in x for x in s2.sql("ALTER TABLE t MODIFY ts datetime(6) DEFAULT CURRENT_TIMESTAMP(6)"))
+    out = s2.sql("ALTER TABLE t MODIFY ts datetime(6) DEFAULT CURRENT_TIMESTAMP(6)")
+    assert any("CURRENT_TIMESTAMP" in x for x in out)
 
 
 def test_index_clauses() -> None:

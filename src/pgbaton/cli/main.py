@@ -64,16 +64,20 @@ def emit(data: Any, as_json: bool) -> bool:
     return as_json
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"pgbaton {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     config: Annotated[Path | None, typer.Option("--config", "-c", envvar="PGBATON_CONFIG",
                                                 help="YAML configuration file [default: ./pgbaton.yaml]")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging and tracebacks.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
 ) -> None:
-    if version:
-        out.print(f"pgbaton {__version__}")
-        raise typer.Exit()
     state.config_path = config
     state.debug = debug
     setup_logging(logging.DEBUG if debug else logging.INFO)
@@ -249,15 +253,22 @@ def status_cmd(
         data: Any = rows if source is None else {**rows[0], "tables": tables}
         emit(data, True)
         return
-    keys = ["state", "running", "read_lag_s", "replay_lag_s", "pending_events", "read_lag_bytes", "last_event_at",
-            "rows_replayed", "tables_replicated", "tables_disabled", "errors", "read_position", "source_head"]
     t = Table(title="pgbaton status")
-    t.add_column("source")
-    for k in keys:
-        t.add_column(k.replace("_", " "))
+    for col in ("source", "state", "read lag s", "replay lag s", "pending", "rows replayed", "tables", "errors"):
+        t.add_column(col, justify="left" if col in ("source", "state") else "right")
     for r in rows:
-        t.add_row(r["source"], *[_fmt(r.get(k)) for k in keys])
+        state_txt = r["state"] + (" (running)" if r.get("running") and r["state"] != "running" else "")
+        tables_txt = f"{r.get('tables_replicated', 0)}" + (f" +{r['tables_disabled']} disabled"
+                                                          if r.get("tables_disabled") else "")
+        t.add_row(r["source"], state_txt, _fmt(r.get("read_lag_s")), _fmt(r.get("replay_lag_s")),
+                  _fmt(r.get("pending_events")), _fmt(r.get("rows_replayed")), tables_txt, _fmt(r.get("errors")))
     out.print(t)
+    for r in rows:
+        out.print(f"[dim]{r['source']}: read {r.get('read_position') or '-'} / source head "
+                  f"{r.get('source_head') or '-'} ({_fmt(r.get('read_lag_bytes'))} bytes behind), "
+                  f"last event {r.get('last_event_at') or '-'}[/]")
+        if r.get("source_error"):
+            out.print(f"[yellow]{r['source']}: source not reachable: {r['source_error']}[/]")
     if tables:
         tt = Table(title=f"tables of {source}")
         for col in ("source_table", "target_table", "state", "rows_copied", "last_error"):

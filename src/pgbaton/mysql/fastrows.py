@@ -121,9 +121,11 @@ def _encoding(column: Any, errors: str) -> str | None:
     if not isinstance(enc, str):
         raise Unsupported(f"charset {name!r}")
     try:
-        b"".decode(enc, errors)
+        b"a".decode(enc, errors)  # (an empty string is never looked up)
     except LookupError:
         return None
+    except ValueError:  # a codec that exists, and wants other bytes
+        pass
     return enc
 
 
@@ -141,6 +143,8 @@ def _length_prefixed(var: str, size: int, enc: str | None, errors: str) -> list[
     body = f"b[p + {size}:q]"
     if enc is not None:
         body += f".decode({enc!r}, {errors!r})"
+    else:  # the library "decodes" with an unknown codec, which Python only looks up for a non-empty string
+        body += " or ''"
     return [*lines, f"{var} = {body}", "p = q"]
 
 

@@ -161,7 +161,7 @@ def change_column(work: Work, clause: st.ChangeColumn) -> None:
             return
         work.need_col(clause.old)
         return
-    old = work.columns.pop(i)
+    work.columns.pop(i)
     origin = work.origins.pop(i)
     new = clause.spec.column
     place(work, new, clause.spec, i, origin)

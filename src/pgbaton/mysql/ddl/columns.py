@@ -198,7 +198,8 @@ def _literal(cur: Cursor) -> str:
         while cur.is_type(*STRING_TYPES):          # 'a' 'b' is one literal
             parts.append(cur.next().text)
         return mysql_string("".join(parts))
-    if tok.token_type == TokenType.NUMBER or (tok.token_type == TokenType.DOT and cur.is_type(TokenType.NUMBER, ahead=1)):
+    leading_dot = tok.token_type == TokenType.DOT and cur.is_type(TokenType.NUMBER, ahead=1)
+    if tok.token_type == TokenType.NUMBER or leading_dot:
         text = "".join(cur.next().text for _ in range(2 if tok.token_type == TokenType.DOT else 1))
         if text.startswith("."):
             text = "0" + text
