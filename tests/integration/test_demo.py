@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    base = tmp_path / "demo"
+def test_demo_runs_end_to_end(sandbox_root: Path) -> None:
+    base = sandbox_root / "demo"
     cmd = [sys.executable, "-m", "pgbaton.sandbox.demo", "run", "--dir", str(base), "--rows", "2000", "--seconds", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
