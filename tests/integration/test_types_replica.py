@@ -13,7 +13,6 @@ from pgbaton.sandbox.servers import MariaDBServer
 from .replica_helpers import ReplicaThread, caught_up, make_config, wait_until
 from .test_types_roundtrip import COLS, DDL, ROWS
 
-
 COPY_COLS = COLS.replace("id,", "100 + id,", 1).replace(" vc,", " CONCAT('c', id, vc),", 1)
 
 

@@ -98,12 +98,16 @@ def datetime2(fsp: int) -> Gen:
 
 
 def time2(fsp: int) -> Gen:
+    """MySQL's TIME2: the signed fixed-point value (int part, fraction) plus an offset, big-endian."""
+    size = (fsp + 1) // 2
+
     def gen(r: random.Random) -> bytes:
         h, mi, s = r.randrange(839), r.randrange(60), r.randrange(60)
-        value = (h << 12) | (mi << 6) | s
+        frac = r.randrange(10 ** fsp) * 10 ** (2 * size - fsp) if fsp else 0
+        value = ((h << 12) | (mi << 6) | s) << 8 * size | frac
         if r.random() < 0.5:
-            value = -value
-        return ((value + 0x800000) & 0xFFFFFF).to_bytes(3, "big") + fsp_bytes(fsp, r)
+            value = -value  # a negative time with a fraction borrows from the int part
+        return ((0x800000 << 8 * size) + value).to_bytes(3 + size, "big")
     return gen
 
 
@@ -194,7 +198,10 @@ SCHEMA: list[tuple[Column, Gen]] = [
     (col(T.TIMESTAMP2, "ts2", fsp=2), timestamp2(2)),
     (col(T.TIMESTAMP2, "ts5", fsp=5), timestamp2(5)),
     (col(T.TIME2, "tm", fsp=0), time2(0)),
+    (col(T.TIME2, "tm1", fsp=1), time2(1)),
     (col(T.TIME2, "tm2", fsp=2), time2(2)),
+    (col(T.TIME2, "tm3", fsp=3), time2(3)),
+    (col(T.TIME2, "tm5", fsp=5), time2(5)),
     (col(T.TIME2, "tm4", fsp=4), time2(4)),
     (col(T.TIME2, "tm6", fsp=6), time2(6)),
     (col(T.STRING, "ch", max_length=20, character_set_name="utf8"), pascal(1, text)),

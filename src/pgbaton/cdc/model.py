@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-
 # A row image: column values, and for values that are None why they are (the
 # reader's own notion, e.g. a zero date or an empty SET rather than SQL NULL).
 Image = tuple[dict[str, Any], dict[str, str]]

@@ -22,7 +22,6 @@ import threading
 import time
 from pathlib import Path
 
-import pymysql
 import yaml
 
 from pgbaton.sandbox.servers import MariaDBServer, PostgresServer, _pid_alive
@@ -62,7 +61,7 @@ SCHEMA = [
 
 
 def _load(my: MariaDBServer, rows: int) -> None:
-    conn = pymysql.connect(**my.connect_args(), autocommit=True, charset="utf8mb4")  # type: ignore[arg-type]
+    conn = my.connect()
     with conn.cursor() as cur:
         cur.execute("CREATE DATABASE shop CHARACTER SET utf8mb4")
         cur.execute("USE shop")
@@ -98,7 +97,7 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         rnd = random.Random(1)
-        conn = pymysql.connect(**self.my.connect_args("shop"), autocommit=False, charset="utf8mb4")  # type: ignore[arg-type]
+        conn = self.my.connect("shop", autocommit=False)
         end = time.monotonic() + self.seconds
         try:
             with conn.cursor() as cur:

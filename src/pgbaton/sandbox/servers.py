@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pymysql
+
 log = logging.getLogger(__name__)
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -260,6 +262,11 @@ class MariaDBServer:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def connect(self, database: str | None = None, *, autocommit: bool = True) -> pymysql.connections.Connection:
+        """A PyMySQL connection as root over loopback TCP."""
+        return pymysql.connect(host="127.0.0.1", port=self.port, user="root", password="", database=database,
+                               autocommit=autocommit, charset="utf8mb4")
 
     def connect_args(self, database: str | None = None) -> dict[str, object]:
         args: dict[str, object] = {"host": "127.0.0.1", "port": self.port, "user": "root", "password": ""}
