@@ -140,6 +140,7 @@ class MySQLSourceConfig(PasswordSource):
     batch_max_ms: Annotated[int, Field(ge=1)] = 100
     heartbeat_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     on_replay_error: OnError = OnError.disable_table
+    log_retention_seconds: Annotated[float, Field(ge=0)] = 600.0
     on_unknown_ddl: Literal["record", "stop"] = Field(
         "record", description="a DDL statement that cannot be applied: record it and mark the table, or stop")
     use_gtid: bool = False

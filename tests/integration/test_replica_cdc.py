@@ -139,3 +139,29 @@ def test_replay_error_stops_when_configured(pg_db: str, my_db: str, mariadb: Mar
     with psycopg.connect(pg_db) as conn:
         pending = conn.execute("SELECT count(*) FROM pgbaton.batches WHERE status = 'closed'").fetchone()
         assert pending is not None and pending[0] >= 1   # kept for after the fix, not dropped
+
+
+def test_replayed_changes_are_cleaned_up(replica, mariadb: MariaDBServer, my_db: str, pg_db: str) -> None:  # type: ignore[no-untyped-def]
+    from pgbaton.cdc.replay import Replayer
+    from pgbaton.config import OnError
+    from pgbaton.replica.catalog import catalog_connection
+
+    cfg = replica
+    with ReplicaThread(cfg):
+        for i in range(5):
+            my_exec(mariadb, my_db, [f"INSERT INTO nopk VALUES ({100 + i}, 'x')"])
+        wait_until(lambda: caught_up(cfg), 30, "catch up")
+    with psycopg.connect(pg_db) as conn:
+        before = conn.execute("SELECT count(*) FROM pgbaton.log_src").fetchone()
+    assert before is not None and before[0] >= 5
+    conn2 = catalog_connection(cfg)
+    try:
+        replayer = Replayer(conn2, "pgbaton", "src", OnError.stop, lambda c, b: None)
+        assert replayer.cleanup(3600) == 0          # retention not reached: nothing goes
+        assert replayer.cleanup(0, step_batches=2) >= 2   # in steps of two batches
+    finally:
+        conn2.close()
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT count(*) FROM pgbaton.log_src").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pgbaton.batches WHERE status = 'replayed'").fetchone() == (0,)
+    _assert_equal(cfg)

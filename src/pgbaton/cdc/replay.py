@@ -203,6 +203,30 @@ class Replayer:
                             "error": _pg_message(exc)}
         return None
 
+    def cleanup(self, retention_seconds: float, step_batches: int = 200) -> int:
+        """Delete log rows of batches replayed longer ago than the retention, a few batches per
+        transaction so that reading and replay are never held up. Returns batches removed."""
+        removed = 0
+        while True:
+            with self.conn.transaction():
+                row = self.conn.execute(
+                    """SELECT min(batch_id), max(batch_id) FROM (
+                           SELECT batch_id FROM batches
+                            WHERE source = %s AND status = 'replayed'
+                              AND replayed_at < clock_timestamp() - make_interval(secs => %s)
+                            ORDER BY batch_id LIMIT %s) AS b""",
+                    (self.source, retention_seconds, step_batches)).fetchone()
+                if row is None or row[0] is None:
+                    return removed
+                self.conn.execute(sql.SQL("DELETE FROM {} WHERE batch_id BETWEEN %s AND %s").format(self._log),
+                                  (row[0], row[1]))
+                done = self.conn.execute(
+                    """DELETE FROM batches WHERE source = %s AND status = 'replayed' AND batch_id BETWEEN %s AND %s""",
+                    (self.source, row[0], row[1]))
+                removed += done.rowcount
+            if removed and done.rowcount < step_batches:
+                return removed
+
     def _mark(self, first: int, last: int, n_events: int) -> None:
         self.conn.execute(
             """UPDATE batches SET status = 'replayed', replayed_at = clock_timestamp()

@@ -203,7 +203,7 @@ def _column_reader(i: int, column: Any, var: str, none: str, errors: str,
         return [
             "x = b[p] | b[p + 1] << 8 | b[p + 2] << 16",
             "p += 3",
-            "if not x & 31 or not x >> 5 & 15 or not x >> 9:",
+            "if x == 0 or not x & 31 or not x >> 5 & 15 or not x >> 9:",
             f"    {var} = None",
             f"    {none} = {NONE_SOURCE.OUT_OF_DATE_RANGE!r}",
             "else:",

@@ -49,12 +49,16 @@ class ReplayThread(threading.Thread):
         try:
             replayer = Replayer(conn, self.cfg.target.catalog_schema, self.source, src.on_replay_error,
                                 _ddl_handler(self.cfg, self.source))
+            last_cleanup = time.monotonic()
             while not self.stop.is_set():
                 self.wake.wait(0.5)
                 self.wake.clear()
                 n = replayer.replay_pending()
                 if n:
                     log.debug("replayed %d row changes", n)
+                if time.monotonic() - last_cleanup > 5:
+                    last_cleanup = time.monotonic()
+                    replayer.cleanup(src.log_retention_seconds)
             replayer.replay_pending()
         except BaseException as exc:
             self.error = exc
