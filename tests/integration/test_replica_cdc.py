@@ -55,7 +55,8 @@ def test_init_copies_snapshot(replica, pg_db: str) -> None:  # type: ignore[no-u
         assert st["state"] == "initialized" and st["tables_replicated"] == 3
 
 
-def test_cdc_all_change_shapes(replica, mariadb: MariaDBServer, my_db: str, pg_db: str) -> None:  # type: ignore[no-untyped-def]
+def test_cdc_all_change_shapes(replica, mariadb: MariaDBServer, my_db: str,  # type: ignore[no-untyped-def]
+                               pg_db: str) -> None:
     cfg = replica
     with ReplicaThread(cfg) as rt:
         my_exec(mariadb, my_db, ["INSERT INTO items (name, qty) VALUES ('new1', 1), ('new2', 2)"])
@@ -75,7 +76,8 @@ def test_cdc_all_change_shapes(replica, mariadb: MariaDBServer, my_db: str, pg_d
                                  "UPDATE items SET name = 'item61' WHERE name = 'tmp'"])
         # multi-table transaction and a rollback that must not arrive
         my_exec(mariadb, my_db, ["INSERT INTO pairs VALUES (99, 'z', 1)", "DELETE FROM nopk WHERE x = 2",
-                                 "INSERT INTO nopk VALUES (1, 'a'), (3, 'c')", "UPDATE nopk SET y = 'aa' WHERE x = 1 LIMIT 1"])
+                                 "INSERT INTO nopk VALUES (1, 'a'), (3, 'c')",
+                                 "UPDATE nopk SET y = 'aa' WHERE x = 1 LIMIT 1"])
         my_exec(mariadb, my_db, ["DELETE FROM nopk WHERE x IS NULL"])
         # a large transaction, bigger than a batch (spilled in chunks)
         my_exec(mariadb, my_db, [("INSERT INTO pairs VALUES (%s, %s, %s)", (1000 + i, "big", i)) for i in range(3000)]

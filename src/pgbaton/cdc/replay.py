@@ -183,8 +183,9 @@ class Replayer:
         cols = table.pk
         match = (sql.SQL(" AND ").join(sql.SQL("t.{c} = r.{c}").format(c=sql.Identifier(c)) for c in cols)
                  if cols else sql.SQL("t IS NOT DISTINCT FROM r"))
-        delete = sql.SQL("DELETE FROM {t} AS t WHERE t.ctid = (SELECT t.ctid FROM {t} AS t, "
-                         "jsonb_populate_record(NULL::{t}, %s::jsonb) AS r WHERE {m} LIMIT 1)").format(t=target, m=match)
+        delete_one = sql.SQL("DELETE FROM {t} AS t WHERE t.ctid = (SELECT t.ctid FROM {t} AS t, "
+                             "jsonb_populate_record(NULL::{t}, %s::jsonb) AS r WHERE {m} LIMIT 1)")
+        delete = delete_one.format(t=target, m=match)
         insert = sql.SQL("INSERT INTO {t} SELECT r.* FROM jsonb_populate_record(NULL::{t}, %s::jsonb) AS r").format(
             t=target)
         with self.conn.transaction(force_rollback=True):
@@ -221,7 +222,8 @@ class Replayer:
                 self.conn.execute(sql.SQL("DELETE FROM {} WHERE batch_id BETWEEN %s AND %s").format(self._log),
                                   (row[0], row[1]))
                 done = self.conn.execute(
-                    """DELETE FROM batches WHERE source = %s AND status = 'replayed' AND batch_id BETWEEN %s AND %s""",
+                    """DELETE FROM batches
+                        WHERE source = %s AND status = 'replayed' AND batch_id BETWEEN %s AND %s""",
                     (self.source, row[0], row[1]))
                 removed += done.rowcount
             if removed and done.rowcount < step_batches:

@@ -16,9 +16,9 @@ JSON, pre-5.6 temporal types, unknown types, missing column names) is decoded
 by the library, and so is any event whose decoding fails here: the packet is
 only advanced once the fast path has decoded the whole event.
 
-``install()`` registers the subclasses for the row event type codes, like
-``tablemap.install()`` does for table maps; a ``BinLogStreamReader`` only returns
-events whose class is in its ``only_events``, so add ``event_classes()`` there.
+``install()`` puts the fast path into the library's ``RowsEvent._fetch_rows``
+(process-wide, like ``tablemap.install()``): the event classes stay the library's,
+so every reader's ``only_events`` and every ``isinstance`` check keep working.
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ import logging
 import struct
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any, ClassVar
+from typing import Any
 
-from pymysqlreplication import packet as _packet
 from pymysqlreplication.constants import BINLOG, FIELD_TYPE, NONE_SOURCE
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
 
@@ -415,28 +414,34 @@ def _plan(table: Any, columns: list[Any], key: tuple[Any, ...]) -> RowsFn | None
 
 # ---- the events ----------------------------------------------------------------------------
 
-def _fast_rows(ev: Any, kind: str) -> list[dict[str, Any]] | None:
+_KINDS: dict[type, str] = {WriteRowsEvent: _WRITE, UpdateRowsEvent: _UPDATE, DeleteRowsEvent: _DELETE}
+
+
+def _fast_rows(ev: Any) -> list[dict[str, Any]] | None:
     """Decode all rows of ``ev`` and advance its packet; None (packet untouched) to let the library do it."""
-    if not ev.complete:
-        return None
-    wrapper = ev.packet
-    inner: Any = getattr(wrapper, "packet", None)
-    data = getattr(inner, "_data", None)
-    pos = getattr(inner, "_position", None)
-    read_bytes = wrapper.__dict__.get("read_bytes")
-    if (type(data) is not bytes or type(pos) is not int or type(read_bytes) is not int
-            or wrapper.__dict__.get(_DATA_BUFFER) != b"" or _CODES.get(ev.event_type) != kind):
-        return None
-    table = ev.table_map[ev.table_id]
-    columns = ev.columns
-    if columns is not table.columns or len(columns) != ev.number_of_columns:
-        return None
-    present2 = ev.columns_present_bitmap2 if kind == _UPDATE else None
-    fn = _plan(table, columns, (kind, ev.columns_present_bitmap, present2, bool(ev._ignore_decode_errors)))
-    if fn is None:
-        return None
-    end = pos + ev.event_size - read_bytes
-    if end > len(data):
+    try:
+        kind = _KINDS.get(type(ev))  # exactly the library's classes: subclasses may read differently
+        if kind is None or _CODES.get(ev.event_type) != kind or not ev.complete:
+            return None
+        wrapper = ev.packet
+        inner: Any = wrapper.packet
+        data = inner._data
+        pos = inner._position
+        read_bytes = wrapper.__dict__.get("read_bytes")
+        if (type(data) is not bytes or type(pos) is not int or type(read_bytes) is not int
+                or wrapper.__dict__.get(_DATA_BUFFER) != b""):
+            return None
+        table = ev.table_map[ev.table_id]
+        columns = ev.columns
+        if columns is not table.columns or len(columns) != ev.number_of_columns:
+            return None
+        present2 = ev.columns_present_bitmap2 if kind == _UPDATE else None
+        fn = _plan(table, columns, (kind, ev.columns_present_bitmap, present2, bool(ev._ignore_decode_errors)))
+        end = pos + ev.event_size - read_bytes
+        if fn is None or end > len(data):
+            return None
+    except Exception:  # not the layout this module knows: the library decodes
+        log.debug("row event layout not recognised; mysql-replication decodes it", exc_info=True)
         return None
     try:
         rows, stop = fn(data, pos, end, {})
@@ -444,114 +449,62 @@ def _fast_rows(ev: Any, kind: str) -> list[dict[str, Any]] | None:
             raise ValueError(f"rows end at {stop}, the event at {end}")
     except Exception:
         log.debug("fast row decoding failed for %s.%s; mysql-replication decodes this event",
-                  ev.schema, ev.table, exc_info=True)
+                  getattr(ev, "schema", "?"), getattr(ev, "table", "?"), exc_info=True)
         stats["error"] += 1
         return None
     inner._position = stop
     wrapper.read_bytes = read_bytes + (stop - pos)
-    ev.is_partial_json_update = False
+    ev.is_partial_json_update = False  # as the library's reading leaves it
     return rows
 
 
-class FastWriteRowsEvent(WriteRowsEvent):  # type: ignore[misc]
-    _kind: ClassVar[str] = _WRITE
-
-    def _fetch_rows(self) -> None:
-        rows = _fast_rows(self, self._kind)
-        if rows is None:
-            stats["fallback"] += 1
-            super()._fetch_rows()
-        else:
-            stats["fast"] += 1
-            setattr(self, _ROWS_ATTR, rows)
+_library_fetch_rows = RowsEvent.__dict__.get("_fetch_rows")
 
 
-class FastUpdateRowsEvent(UpdateRowsEvent):  # type: ignore[misc]
-    _kind: ClassVar[str] = _UPDATE
-
-    def _fetch_rows(self) -> None:
-        rows = _fast_rows(self, self._kind)
-        if rows is None:
-            stats["fallback"] += 1
-            super()._fetch_rows()
-        else:
-            stats["fast"] += 1
-            setattr(self, _ROWS_ATTR, rows)
-
-
-class FastDeleteRowsEvent(DeleteRowsEvent):  # type: ignore[misc]
-    _kind: ClassVar[str] = _DELETE
-
-    def _fetch_rows(self) -> None:
-        rows = _fast_rows(self, self._kind)
-        if rows is None:
-            stats["fallback"] += 1
-            super()._fetch_rows()
-        else:
-            stats["fast"] += 1
-            setattr(self, _ROWS_ATTR, rows)
+def _fetch_rows(self: Any) -> None:
+    """Replacement for RowsEvent._fetch_rows: the fast path, else the library's own."""
+    rows = _fast_rows(self)
+    if rows is None:
+        stats["fallback"] += 1
+        _library_fetch_rows(self)  # type: ignore[misc]
+    else:
+        stats["fast"] += 1
+        setattr(self, _ROWS_ATTR, rows)
 
 
 # ---- registration --------------------------------------------------------------------------
-
-_LIBRARY: dict[int, type] = {
-    BINLOG.WRITE_ROWS_EVENT_V1: WriteRowsEvent, BINLOG.WRITE_ROWS_EVENT_V2: WriteRowsEvent,
-    BINLOG.UPDATE_ROWS_EVENT_V1: UpdateRowsEvent, BINLOG.UPDATE_ROWS_EVENT_V2: UpdateRowsEvent,
-    BINLOG.DELETE_ROWS_EVENT_V1: DeleteRowsEvent, BINLOG.DELETE_ROWS_EVENT_V2: DeleteRowsEvent,
-}
-_FAST: dict[type, type] = {
-    WriteRowsEvent: FastWriteRowsEvent, UpdateRowsEvent: FastUpdateRowsEvent, DeleteRowsEvent: FastDeleteRowsEvent,
-}
-
-
-def event_classes() -> list[type]:
-    """The classes to add to ``BinLogStreamReader(only_events=...)`` once ``install()`` returned True."""
-    return [FastWriteRowsEvent, FastUpdateRowsEvent, FastDeleteRowsEvent]
-
-
-def _event_map() -> dict[int, type] | None:
-    mapping = getattr(_packet.BinLogPacketWrapper, "_BinLogPacketWrapper__event_map", None)
-    return mapping if isinstance(mapping, dict) else None
-
 
 def _layout_ok() -> bool:
     try:
         version = metadata.version("mysql-replication")
     except metadata.PackageNotFoundError:
         return False
-    if not version.startswith("1.0."):
-        return False
-    rows = getattr(RowsEvent, "rows", None)
-    return (isinstance(rows, property) and callable(getattr(RowsEvent, "_fetch_rows", None))
-            and callable(getattr(RowsEvent, "charset_to_encoding", None)))
+    rows = RowsEvent.__dict__.get("rows")
+    return (version.startswith("1.0.") and callable(_library_fetch_rows) and isinstance(rows, property)
+            and callable(getattr(RowsEvent, "charset_to_encoding", None))
+            and all("_fetch_rows" not in cls.__dict__ and "rows" not in cls.__dict__ for cls in _KINDS))
 
 
 def install() -> bool:
-    """Decode row events with the fast classes. Returns False (library untouched) if its layout differs."""
-    mapping = _event_map()
-    if mapping is None or not _layout_ok():
+    """Decode rows with the fast path, process-wide and transparent to every reader (the
+    event classes stay the library's, so ``only_events`` and ``isinstance`` are unchanged).
+
+    Returns False, leaving the library untouched, if its layout is not the expected one."""
+    current = RowsEvent.__dict__.get("_fetch_rows")
+    if current is _fetch_rows:
+        return True
+    if current is not _library_fetch_rows or not _layout_ok():
         log.info("mysql-replication layout not recognised; rows are decoded by the library")
         return False
-    if all(mapping.get(code) is _FAST[base] for code, base in _LIBRARY.items()):
-        return True
-    if not all(mapping.get(code) is base for code, base in _LIBRARY.items()):
-        log.info("mysql-replication's row event classes are already replaced; rows are decoded by the library")
-        return False
-    for code, base in _LIBRARY.items():
-        mapping[code] = _FAST[base]
+    RowsEvent._fetch_rows = _fetch_rows
     return True
 
 
 def uninstall() -> None:
-    """Give the row event codes back to the library's classes (for tests and comparisons)."""
-    mapping = _event_map()
-    if mapping is None:
-        return
-    for code, base in _LIBRARY.items():
-        if mapping.get(code) is _FAST[base]:
-            mapping[code] = base
+    """Give row decoding back to the library (for tests and comparisons)."""
+    if RowsEvent.__dict__.get("_fetch_rows") is _fetch_rows:
+        RowsEvent._fetch_rows = _library_fetch_rows
 
 
 def installed() -> bool:
-    mapping = _event_map()
-    return mapping is not None and all(mapping.get(code) is _FAST[base] for code, base in _LIBRARY.items())
+    return RowsEvent.__dict__.get("_fetch_rows") is _fetch_rows

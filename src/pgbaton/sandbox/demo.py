@@ -80,7 +80,8 @@ def _load(my: MariaDBServer, rows: int) -> None:
                         SELECT 1 + seq % {n}, '2024-02-01' + INTERVAL seq SECOND,
                                if(seq % 3 = 0, NULL, '2024-03-01'), seq % 300 + 0.5, if(seq % 5 = 0, 'gift\nwrap', NULL)
                         FROM seq_1_to_{n}""")
-        cur.execute(f"""INSERT INTO order_items SELECT 1 + seq DIV 3, seq % 3, lpad(1 + seq % {n // 10}, 8, '0'), 1 + seq % 4
+        cur.execute(f"""INSERT INTO order_items
+                        SELECT 1 + seq DIV 3, seq % 3, lpad(1 + seq % {n // 10}, 8, '0'), 1 + seq % 4
                         FROM seq_0_to_{n * 3 - 1}""")
         cur.execute("INSERT INTO audit_log VALUES (now(), 'demo', 'loaded'), (now(), 'demo', 'loaded')")
     conn.close()
@@ -107,12 +108,13 @@ class Writer(threading.Thread):
                     oid = cur.lastrowid
                     cur.execute("INSERT INTO order_items VALUES (%s, 0, '00000001', 2), (%s, 1, '00000002', 1)",
                                 (oid, oid))
-                    cur.execute("UPDATE products SET stock = IF(stock > 0, stock - 1, 99), tags = 'sale' WHERE sku = %s",
-                                (f"{rnd.randrange(1, 10):08d}",))
+                    cur.execute("UPDATE products SET stock = IF(stock > 0, stock - 1, 99), tags = 'sale' "
+                                "WHERE sku = %s", (f"{rnd.randrange(1, 10):08d}",))
                     if rnd.random() < 0.2:
                         cur.execute("DELETE FROM order_items WHERE order_id = %s AND line = 1", (oid,))
                     if rnd.random() < 0.05:
-                        cur.execute("UPDATE customers SET id = id + 1000000 WHERE id = %s", (rnd.randrange(1, 100),))
+                        cur.execute("UPDATE customers SET id = id + 1000000 WHERE id = %s",
+                                    (rnd.randrange(1, 100),))
                     cur.execute("INSERT INTO audit_log VALUES (now(), 'app', 'order')")
                     conn.commit()
                     self.transactions += 1
