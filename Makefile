@@ -24,6 +24,7 @@ lint: venv
 # (MariaDB, PostgreSQL 15 and 18, Pacemaker/Corosync), all started by the tests.
 test: venv-full
 	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Pure unit tests only: no servers, a few seconds.
