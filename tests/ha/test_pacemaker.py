@@ -176,7 +176,6 @@ def test_kill9_primary_fails_over_without_losing_commits(cluster: Cluster) -> No
         assert isinstance(new_write, float)
         failover = new_write - killed_at
         log.warning("kill -9 to first commit on the new primary: %.2f s", failover)
-        print(f"kill -9 to first commit on the new primary: {failover:.2f} s")   # shown with pytest -s
         wait(lambda: c.roles() == {n1.name: "Unpromoted", n2.name: "Promoted"}, 120,
              "old primary back as a standby")
         wait(lambda: streaming(c, 1) == "pgb_node1:sync", 120, "old primary streams from the new one")
