@@ -141,6 +141,8 @@ class MySQLSourceConfig(PasswordSource):
     heartbeat_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     on_replay_error: OnError = OnError.disable_table
     log_retention_seconds: Annotated[float, Field(ge=0)] = 600.0
+    log_vacuum_seconds: Annotated[float, Field(ge=0, description="VACUUM the log table after cleanups at most "
+                                                                 "this often; 0: leave it to autovacuum")] = 60.0
     on_unknown_ddl: Literal["record", "stop"] = Field(
         "record", description="a DDL statement that cannot be applied: record it and mark the table, or stop")
     use_gtid: bool = False
@@ -171,10 +173,100 @@ class MySQLSourceConfig(PasswordSource):
         return args
 
 
+# -- PostgreSQL -> PostgreSQL migrations ---------------------------------------------------
+class ClusterConfig(PasswordSource):
+    """A PostgreSQL cluster taking part in a migration (source or target)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5432, ge=1, le=65535)
+    user: str = "postgres"
+    dbname: str = Field("postgres", description="maintenance database; the migration catalog lives here on the target")
+    connect_timeout: int = Field(10, ge=1)
+    peer_host: str | None = Field(
+        None, description="host name the other cluster uses to reach this one (subscriptions) [default: host]")
+
+    def conninfo(self, dbname: str | None = None, application_name: str = "pgbaton", *,
+                 for_peer: bool = False, what: str = "cluster") -> str:
+        """A libpq connection string to one database; the password is added only when configured."""
+        from psycopg.conninfo import make_conninfo
+
+        params: dict[str, Any] = {
+            "host": (self.peer_host or self.host) if for_peer else self.host, "port": self.port,
+            "dbname": dbname or self.dbname, "user": self.user,
+            "connect_timeout": self.connect_timeout, "application_name": application_name,
+        }
+        pw = self.resolve_password(what)
+        if pw is not None:
+            params["password"] = pw
+        return make_conninfo(**params)
+
+
+class SwitchMethod(StrEnum):
+    none = "none"
+    pgbouncer = "pgbouncer"
+
+
+class SwitchConfig(PasswordSource):
+    """How client traffic moves from the source to the target at switchover."""
+
+    method: SwitchMethod = SwitchMethod.none
+    host: str = "127.0.0.1"
+    port: int = Field(6432, ge=1, le=65535)
+    user: str = Field("pgbouncer", description="a PgBouncer admin user")
+    ini_file: Path | None = Field(None, description="pgbouncer.ini whose [databases] entries pgbaton rewrites")
+
+    @model_validator(mode="after")
+    def _needs_ini(self) -> SwitchConfig:
+        if self.method is SwitchMethod.pgbouncer and self.ini_file is None:
+            raise ValueError("switch.ini_file is required with method pgbouncer")
+        return self
+
+
+class NoKeyPolicy(StrEnum):
+    replica_identity_full = "replica_identity_full"
+    refuse = "refuse"
+
+
+class MigrationOptions(_Model):
+    bin_dir: Path | None = Field(None, description="binaries of the target's major version (pg_dump, psql)")
+    copy_roles: bool = Field(False, description="copy roles with pg_dumpall --roles-only before the schema")
+    no_primary_key: NoKeyPolicy = NoKeyPolicy.replica_identity_full
+    catalog_schema: str = "pgbaton_migrate"
+    sync_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+
+    @field_validator("catalog_schema")
+    @classmethod
+    def _schema_name(cls, v: str) -> str:
+        if not IDENT.match(v):
+            raise ValueError("must be a lower-case identifier (letters, digits, _)")
+        return v
+
+
+class MigrationConfig(_Model):
+    """One PostgreSQL -> PostgreSQL migration of one or many databases."""
+
+    source: ClusterConfig
+    target: ClusterConfig
+    databases: list[str] = Field(..., min_length=1)
+    switch: SwitchConfig = Field(default_factory=lambda: SwitchConfig.model_validate({}))
+    options: MigrationOptions = Field(default_factory=lambda: MigrationOptions.model_validate({}))
+
+    @field_validator("databases")
+    @classmethod
+    def _db_names(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("a database is listed twice")
+        for db in v:
+            if not db or len(db) > 63:
+                raise ValueError(f"database name {db!r} must be 1 to 63 characters")
+        return v
+
+
 class Config(_Model):
     target: TargetConfig
     sources: dict[str, MySQLSourceConfig] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    migrations: dict[str, MigrationConfig] = Field(default_factory=dict)
 
     @field_validator("sources")
     @classmethod
@@ -190,6 +282,21 @@ class Config(_Model):
         except KeyError:
             known = ", ".join(sorted(self.sources)) or "none"
             raise ConfigError(f"source {name!r} is not in the configuration (configured: {known})") from None
+
+    @field_validator("migrations")
+    @classmethod
+    def _migration_names(cls, v: dict[str, MigrationConfig]) -> dict[str, MigrationConfig]:
+        for name in v:
+            if not IDENT.match(name):
+                raise ValueError(f"migration name {name!r} must be a lower-case identifier of at most 40 characters")
+        return v
+
+    def migration(self, name: str) -> MigrationConfig:
+        try:
+            return self.migrations[name]
+        except KeyError:
+            known = ", ".join(sorted(self.migrations)) or "none"
+            raise ConfigError(f"migration {name!r} is not in the configuration (configured: {known})") from None
 
 
 def _describe(err: dict[str, Any]) -> str:

@@ -34,6 +34,14 @@ class Position:
         return f"{self.file}:{self.pos}" + (f" (gtid {self.gtid})" if self.gtid else "")
 
 
+def position_key(file: str, pos: int) -> tuple[str, int, int]:
+    """Sort key of a binlog position: files are ordered by their numeric suffix, then the offset."""
+    base, _, suffix = file.rpartition(".")
+    if suffix.isdigit():
+        return (base, int(suffix), int(pos))
+    return (file, 0, int(pos))
+
+
 @dataclass(slots=True)
 class Rows:
     """Row changes of one table from one source event (inside a transaction)."""

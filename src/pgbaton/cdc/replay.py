@@ -10,6 +10,7 @@ applied alone, in their place in the stream.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -20,6 +21,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from pgbaton.cdc.model import position_key
 from pgbaton.cdc.store import log_table_name
 from pgbaton.config import OnError
 from pgbaton.errors import ReplayError
@@ -39,6 +41,9 @@ class ReplayTable:
     name: str
     pk: tuple[str, ...]
     label: str          # db.table on the source, for messages
+    # re-synchronised table: its changes in batches ending at or before this position are
+    # already in its snapshot (position_key of the snapshot position)
+    sync_key: tuple[str, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,11 @@ class Batch:
     table_ids: tuple[int, ...]
     ddl: str | None
     ddl_db: str | None
+    end_file: str | None = None
+    end_pos: int | None = None
+
+    def ends_after(self, key: tuple[str, int, int]) -> bool:
+        return self.end_file is not None and position_key(self.end_file, self.end_pos or 0) > key
 
 
 DdlHandler = Callable[[psycopg.Connection, Batch], None]
@@ -83,26 +93,39 @@ class Replayer:
         self._log = sql.Identifier(schema, log_table_name(source))
         self._stmts: dict[int, tuple[sql.Composed, sql.Composed]] = {}
         self.tables: dict[int, ReplayTable] = {}
+        self.tables_version = 0
         self.reload_tables()
 
-    def reload_tables(self) -> None:
+    def reload_tables(self, *, commit: bool = True) -> None:
+        version = self.conn.execute("SELECT tables_version FROM sources WHERE name = %s",
+                                    (self.source,)).fetchone()
         rows = self.conn.execute(
-            """SELECT id, dst_schema, dst_table, pk_cols, src_db || '.' || src_table
+            """SELECT id, dst_schema, dst_table, pk_cols, src_db || '.' || src_table, sync_file, sync_pos
                  FROM tables WHERE source = %s AND state = 'replicating'""",
             (self.source,),
         ).fetchall()
-        self.conn.commit()
-        self.tables = {r[0]: ReplayTable(r[0], r[1], r[2], tuple(r[3]), r[4]) for r in rows}
+        if commit:
+            self.conn.commit()
+        self.tables_version = int(version[0]) if version else 0
+        self.tables = {r[0]: ReplayTable(r[0], r[1], r[2], tuple(r[3]), r[4],
+                                         position_key(r[5], r[6]) if r[5] is not None else None) for r in rows}
         self._stmts = {}
+
+    def _sync_with_catalog(self) -> None:
+        """Inside a replay transaction: wait for a sync_tables catch-up step, reload tables if changed."""
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (replay_lock_key(self.source),))
+        row = self.conn.execute("SELECT tables_version FROM sources WHERE name = %s", (self.source,)).fetchone()
+        if row is not None and int(row[0]) != self.tables_version:
+            self.reload_tables(commit=False)
 
     def _pending(self, limit: int = 500) -> list[Batch]:
         rows = self.conn.execute(
-            """SELECT batch_id, kind, n_events, table_ids, ddl, ddl_db FROM batches
+            """SELECT batch_id, kind, n_events, table_ids, ddl, ddl_db, end_file, end_pos FROM batches
                 WHERE source = %s AND status = 'closed' ORDER BY batch_id LIMIT %s""",
             (self.source, limit),
         ).fetchall()
         self.conn.commit()
-        return [Batch(r[0], r[1], r[2], tuple(r[3]), r[4], r[5]) for r in rows]
+        return [Batch(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
 
     def replay_pending(self) -> int:
         """Replay everything that is closed now. Returns the number of row events applied."""
@@ -129,13 +152,21 @@ class Replayer:
         table_ids = sorted({t for b in group for t in b.table_ids})
         params = {"first": first, "last": last}
         with self.conn.transaction():
+            self._sync_with_catalog()
             self.conn.execute("SET LOCAL enable_hashjoin = off")
             self.conn.execute("SET LOCAL enable_mergejoin = off")
             for tid in table_ids:
                 table = self.tables.get(tid)
                 if table is None:
-                    continue  # disabled or dropped: its changes are skipped
-                self._apply_table(table, {**params, "tbl": tid})
+                    continue  # disabled, dropped or being copied: its changes are skipped
+                tparams = {**params, "tbl": tid}
+                if table.sync_key is not None:
+                    # a re-synchronised table: only batches after its snapshot position
+                    after = [b.batch_id for b in group if b.ends_after(table.sync_key)]
+                    if not after:
+                        continue
+                    tparams["first"] = after[0]
+                self._apply_table(table, tparams)
             self._mark(first, last, n_events)
         return n_events
 
@@ -210,6 +241,11 @@ class Replayer:
         removed = 0
         while True:
             with self.conn.transaction():
+                copying = self.conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM tables WHERE source = %s AND state = 'copying')",
+                    (self.source,)).fetchone()
+                if copying and copying[0]:
+                    return removed   # sync_tables still needs the changes made during its copy
                 row = self.conn.execute(
                     """SELECT min(batch_id), max(batch_id) FROM (
                            SELECT batch_id FROM batches
@@ -229,6 +265,15 @@ class Replayer:
             if removed and done.rowcount < step_batches:
                 return removed
 
+    def vacuum(self) -> None:
+        """VACUUM the log table so the space of deleted batches is reused (blocks neither reads nor writes)."""
+        self.conn.commit()
+        self.conn.autocommit = True
+        try:
+            self.conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._log))
+        finally:
+            self.conn.autocommit = False
+
     def _mark(self, first: int, last: int, n_events: int) -> None:
         self.conn.execute(
             """UPDATE batches SET status = 'replayed', replayed_at = clock_timestamp()
@@ -240,6 +285,11 @@ class Replayer:
                 WHERE name = %s""",
             (n_events, self.source),
         )
+
+
+def replay_lock_key(source: str) -> int:
+    """Transaction lock of each replay transaction; sync_tables takes it for its catch-up step."""
+    return zlib.crc32(f"pgbaton-replay:{source}".encode())
 
 
 def _groups(batches: list[Batch], max_events: int) -> list[list[Batch]]:

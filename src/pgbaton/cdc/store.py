@@ -20,7 +20,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from pgbaton.cdc.model import Ddl, Op, Position, Rows
+from pgbaton.cdc.model import Ddl, Op, Position, Rows, position_key
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,17 @@ class TableCodec:
     convert: Callable[[Mapping[str, Any], Mapping[str, str] | None], dict[str, Any]]
     # converts only the key columns of a before image (the whole row for tables without a key)
     convert_key: Callable[[Mapping[str, Any], Mapping[str, str] | None], dict[str, Any]]
+    # a table being re-synchronised: each source transaction that touches it ends a batch,
+    # while it is being copied and up to its snapshot position, so replay can skip exactly
+    # the changes the snapshot already holds (batches ending at or before that position)
+    copying: bool = False
+    sync_until: Position | None = None
+
+    def isolates(self, commit: Position) -> bool:
+        if self.copying:
+            return True
+        s = self.sync_until
+        return s is not None and position_key(commit.file, commit.pos) <= position_key(s.file, s.pos)
 
 
 @dataclass
@@ -93,6 +104,7 @@ class LogWriter:
         self.batch = PendingBatch(self._take_id())
         self.txn_lines = 0          # lines of the current source transaction not yet closed
         self.committed_lines = 0    # lines in the batch that belong to complete transactions
+        self.txn_isolated: dict[int, TableCodec] = {}   # re-synchronising tables the open transaction touched
 
     def _take_id(self) -> int:
         bid = self._next_id
@@ -124,11 +136,18 @@ class LogWriter:
         b.n_events += n
         self.txn_lines += n
         b.table_ids.add(codec.table_id)
+        if codec.copying or codec.sync_until is not None:
+            self.txn_isolated[codec.table_id] = codec
         if b.first_ts is None:
             b.first_ts = rows.ts
         b.last_ts = rows.ts
 
+    def must_cut(self, commit: Position) -> bool:
+        """True when the transaction ending at ``commit`` must end its batch (see TableCodec)."""
+        return any(c.isolates(commit) for c in self.txn_isolated.values())
+
     def commit_seen(self, ts: float) -> None:
+        self.txn_isolated = {}
         self.txn_lines = 0
         self.committed_lines = self.batch.n_events
         if self.batch.first_ts is None:

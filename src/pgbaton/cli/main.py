@@ -176,12 +176,18 @@ def replica_start(
     pid_file: Annotated[Path | None, typer.Option(help="PID file [default: /tmp/pgbaton-SOURCE.pid].")] = None,
     log_file: Annotated[Path | None, typer.Option(help="Log file of the daemon [default: next to the pid file].")]
     = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Start at this binlog position (FILE:POS or GTID), "
+                                                             "for tables loaded some other way.")] = None,
 ) -> None:
     """Follow the binlog and replay changes until stopped (SIGTERM or `replica stop`)."""
     from pgbaton.replica import daemon as d
 
     cfg = state.config()
     cfg.source(source)
+    if from_:
+        from pgbaton.replica.position import start_from
+
+        out.print(f"source {source}: starting at {start_from(cfg, source, from_)}")
     if daemon:
         level = logging.DEBUG if state.debug else getattr(logging, cfg.log_level.upper())
         d.start_daemon(cfg, source, pid_file, log_file, lambda p: setup_logging(level, path=p))
@@ -225,6 +231,128 @@ def replica_verify(
         out.print(t)
     if bad:
         raise typer.Exit(1)
+
+
+def _table_list(tables: str) -> list[str]:
+    names = [t.strip() for t in tables.split(",") if t.strip()]
+    if not names:
+        raise PgbatonError("--tables: give db.table or table names separated by commas, or 'disabled'")
+    return names
+
+
+@replica_app.command("sync-tables")
+def replica_sync_tables(
+    source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
+    tables: Annotated[str, typer.Option(help="Comma-separated tables (db.table or table), or 'disabled'.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Copy tables again from a fresh snapshot while the replica keeps running (also adds excluded tables)."""
+    from pgbaton.replica.sync import sync_tables
+
+    res = sync_tables(state.config(), source, _table_list(tables))
+    data = {"source": source, "tables": res.tables, "rows": res.rows, "position": res.position,
+            "replica_running": res.online, "caught_up_batches": res.caught_up_batches, "detail": res.per_table}
+    if emit(data, as_json):
+        return
+    if not res.tables:
+        out.print(f"source {source}: no table to sync")
+        return
+    out.print(f"source {source}: {', '.join(res.tables)} copied again ({res.rows:,} rows) at {res.position}; "
+              "replicating")
+
+
+@replica_app.command("disable-tables")
+def replica_disable_tables(
+    source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
+    tables: Annotated[str, typer.Option(help="Comma-separated tables (db.table or table).")],
+) -> None:
+    """Stop replicating some tables (their target tables stay as they are). Safe to rerun."""
+    from pgbaton.replica.tables import disable_tables
+
+    done = disable_tables(state.config(), source, _table_list(tables))
+    out.print(f"source {source}: " + (f"disabled {', '.join(done)}" if done else "already disabled"))
+
+
+@replica_app.command("enable-tables")
+def replica_enable_tables(
+    source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
+    tables: Annotated[str, typer.Option(help="Comma-separated tables (db.table or table), or 'disabled'.")],
+) -> None:
+    """Replicate disabled tables again: same as sync-tables (they are copied again)."""
+    from pgbaton.replica.tables import enable_tables
+
+    res = enable_tables(state.config(), source, _table_list(tables))
+    out.print(f"source {source}: " + (f"{', '.join(res.tables)} enabled (copied at {res.position})"
+                                      if res.tables else "no table to enable"))
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise PgbatonError(f"{question} Rerun with --yes to confirm (no terminal to ask on).")
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(1)
+
+
+@replica_app.command("detach")
+def replica_detach(
+    source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    foreign_keys: Annotated[bool, typer.Option("--foreign-keys/--no-foreign-keys",
+                                               help="Create the source's foreign keys (reads the source).")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Stop following the source for good: the target tables become a standalone database."""
+    from pgbaton.replica.detach import detach, summary
+
+    cfg = state.config()
+    cfg.source(source)
+    _confirm(f"Detach source {source}? Its replica ends for good and pgbaton's objects for it are removed.", yes)
+    res = detach(cfg, source, foreign_keys=foreign_keys)
+    if emit(summary(res), as_json):
+        return
+    for w in res.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    if not res.removed:
+        out.print(f"source {source}: not registered (already detached)")
+        return
+    out.print(f"source {source} detached: {res.replayed_events:,} stored changes applied, "
+              f"{len(res.sequences)} sequence(s) set, {len(res.foreign_keys)} foreign key(s) created")
+
+
+@source_app.command("drop")
+def source_drop(
+    name: Annotated[str, typer.Argument(help="Source name.")],
+    drop_tables: Annotated[bool, typer.Option("--drop-tables", help="Drop its target tables too.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove a source from the catalog: its log, batches, table list and errors (safe to rerun)."""
+    from pgbaton.replica.detach import drop_source
+
+    cfg = state.config()
+    cfg.source(name)
+    _confirm(f"Remove source {name} from the catalog{' and drop its target tables' if drop_tables else ''}?", yes)
+    done = drop_source(cfg, name, drop_tables=drop_tables)
+    out.print(f"source {name} " + ("removed" if done else "was not registered"))
+
+
+@app.command("maintenance")
+def maintenance_cmd(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
+    retention: Annotated[float | None, typer.Option(help="Seconds replayed batches are kept "
+                                                          "[default: log_retention_seconds].")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Delete replayed batches past their retention and VACUUM the log and catalog tables."""
+    from pgbaton.replica.maintenance import maintenance
+
+    rows = maintenance(state.config(), source, retention_seconds=retention)
+    if emit(rows, as_json):
+        return
+    for r in rows:
+        out.print(f"{r['source']}: {r['batches_removed']:,} replayed batch(es) removed; log table "
+                  f"{r['log_bytes_before'] / 2**20:.1f} -> {r['log_bytes_after'] / 2**20:.1f} MiB")
 
 
 # -- status / errors ---------------------------------------------------------------------

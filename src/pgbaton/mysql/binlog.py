@@ -26,7 +26,7 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from pgbaton.cdc.model import Commit, Ddl, Heartbeat, Image, Item, Op, Position, ReaderFailed, Rows
-from pgbaton.mysql import tablemap
+from pgbaton.mysql import fastrows, tablemap
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class BinlogReader:
 
     def _open(self) -> BinLogStreamReader:
         tablemap.install()
+        fastrows.install()
         kwargs: dict[str, Any] = {}
         if self._use_gtid:
             kwargs["auto_position"] = self._start.gtid

@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 
 from pgbaton.catalog import migrate
+from pgbaton.cdc.model import Position
 from pgbaton.cdc.store import TableCodec
 from pgbaton.config import Config, MySQLSourceConfig
 from pgbaton.errors import SourceError
@@ -95,16 +96,18 @@ class TableEntry:
     dst_table: str
     pk: tuple[str, ...]
     state: str
+    sync_pos: Position | None = None
 
 
 def tables(conn: psycopg.Connection, source: str, states: tuple[str, ...] = ("replicating",)) -> list[TableEntry]:
     rows = conn.execute(
-        """SELECT id, definition, dst_schema, dst_table, pk_cols, state FROM tables
-            WHERE source = %s AND state = ANY(%s) ORDER BY id""",
+        """SELECT id, definition, dst_schema, dst_table, pk_cols, state, sync_file, sync_pos, sync_gtid
+             FROM tables WHERE source = %s AND state = ANY(%s) ORDER BY id""",
         (source, list(states)),
     ).fetchall()
     conn.commit()
-    return [TableEntry(r[0], MyTable.from_json(r[1]), r[2], r[3], tuple(r[4]), r[5]) for r in rows]
+    return [TableEntry(r[0], MyTable.from_json(r[1]), r[2], r[3], tuple(r[4]), r[5],
+                       Position(r[6], int(r[7]), r[8]) if r[6] is not None else None) for r in rows]
 
 
 def codecs(entries: list[TableEntry], src: MySQLSourceConfig, postgis: bool) -> dict[tuple[str, str], TableCodec]:
@@ -115,5 +118,6 @@ def codecs(entries: list[TableEntry], src: MySQLSourceConfig, postgis: bool) -> 
         opts = typemap.type_options(src, t.db, t.name, postgis)
         key_cols = [c for c in t.columns if c.name in e.pk] if e.pk else list(t.columns)
         out[(t.db, t.name)] = TableCodec(e.id, e.pk, typemap.row_converter(t.columns, opts),
-                                         typemap.row_converter(key_cols, opts, keep_unknown=not e.pk))
+                                         typemap.row_converter(key_cols, opts, keep_unknown=not e.pk),
+                                         copying=e.state == "copying", sync_until=e.sync_pos)
     return out

@@ -49,7 +49,8 @@ class ReplayThread(threading.Thread):
         try:
             replayer = Replayer(conn, self.cfg.target.catalog_schema, self.source, src.on_replay_error,
                                 _ddl_handler(self.cfg, self.source))
-            last_cleanup = time.monotonic()
+            last_cleanup = last_vacuum = time.monotonic()
+            removed = 0
             while not self.stop.is_set():
                 self.wake.wait(0.5)
                 self.wake.clear()
@@ -58,7 +59,10 @@ class ReplayThread(threading.Thread):
                     log.debug("replayed %d row changes", n)
                 if time.monotonic() - last_cleanup > 5:
                     last_cleanup = time.monotonic()
-                    replayer.cleanup(src.log_retention_seconds)
+                    removed += replayer.cleanup(src.log_retention_seconds)
+                    if removed and src.log_vacuum_seconds and time.monotonic() - last_vacuum >= src.log_vacuum_seconds:
+                        replayer.vacuum()
+                        last_vacuum, removed = time.monotonic(), 0
             replayer.replay_pending()
         except BaseException as exc:
             self.error = exc
@@ -91,6 +95,8 @@ class Replica:
         self.src = cfg.source(source)
         self.stop_event = threading.Event()
         self.wake = threading.Event()
+        self.tables_version = 0
+        self.last_tables_check = time.monotonic()
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -153,10 +159,30 @@ class Replica:
         log.info("source %s: replica stopped", name)
 
     def _reload_codecs(self, conn: psycopg.Connection, writer: LogWriter) -> None:
-        entries = cat.tables(conn, self.name)
+        row = conn.execute("SELECT tables_version FROM sources WHERE name = %s", (self.name,)).fetchone()
+        version = int(row[0]) if row else 0
+        entries = cat.tables(conn, self.name, ("replicating", "copying"))
         postgis = cat.has_postgis(conn)
-        conn.commit()
         writer.codecs = cat.codecs(entries, self.src, postgis)
+        conn.execute("UPDATE sources SET writer_tables_version = %s WHERE name = %s", (version, self.name))
+        conn.commit()
+        self.tables_version = version
+
+    def _check_tables(self, writer: LogWriter, last_commit: Position | None) -> None:
+        """Between source transactions: pick up tables that sync_tables or enable/disable changed.
+        The batch so far is closed first, so batches written after the reload follow the new rules."""
+        self.last_tables_check = time.monotonic()
+        conn = writer.conn
+        row = conn.execute("SELECT tables_version FROM sources WHERE name = %s", (self.name,)).fetchone()
+        conn.commit()
+        if row is None or int(row[0]) == self.tables_version:
+            return
+        if writer.batch.n_events and last_commit is not None:
+            writer.flush(last_commit, time.time())
+            self.wake.set()
+        self._reload_codecs(conn, writer)
+        log.info("source %s: table list reloaded (version %d, %d tables)", self.name, self.tables_version,
+                 len(writer.codecs))
 
     def _wait_replayed(self, conn: psycopg.Connection, replay: ReplayThread, batch_id: int | None) -> None:
         """Block until the replayer has applied ``batch_id`` (None: everything pending)."""
@@ -186,6 +212,8 @@ class Replica:
         last_summary = time.monotonic()
         written = 0
         while not self.stop_event.is_set():
+            if writer.txn_lines == 0 and time.monotonic() - self.last_tables_check >= 0.5:
+                self._check_tables(writer, last_commit)
             try:
                 chunk = items.get(timeout=0.2)
             except queue.Empty:
@@ -198,11 +226,12 @@ class Replica:
                     if writer.txn_lines >= max_rows:
                         writer.spill()
                 elif isinstance(item, Commit):
+                    cut = writer.must_cut(item.pos)
                     writer.commit_seen(item.ts)
                     last_commit = item.pos
                     b = writer.batch
                     idle = i == last and items.empty()
-                    if idle or b.n_events >= max_rows or time.monotonic() - b.started >= max_age:
+                    if cut or idle or b.n_events >= max_rows or time.monotonic() - b.started >= max_age:
                         n = b.n_events
                         if writer.flush(item.pos, now):
                             written += n

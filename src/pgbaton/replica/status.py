@@ -122,12 +122,13 @@ def table_status(cfg: Config, source: str) -> list[dict[str, Any]]:
     try:
         rows = conn.execute(
             """SELECT src_db, src_table, dst_schema, dst_table, state, rows_copied, disabled_reason,
-                      cardinality(pk_cols) = 0
+                      cardinality(pk_cols) = 0, sync_file || ':' || sync_pos, synced_at
                  FROM tables WHERE source = %s ORDER BY src_db, src_table""", (source,)).fetchall()
     finally:
         conn.close()
     return [{"source_table": f"{r[0]}.{r[1]}", "target_table": f"{r[2]}.{r[3]}", "state": r[4],
-             "rows_copied": r[5], "last_error": r[6], "row_match": bool(r[7])} for r in rows]
+             "rows_copied": r[5], "last_error": r[6], "row_match": bool(r[7]), "sync_position": r[8],
+             "synced_at": _iso(r[9])} for r in rows]
 
 
 def errors(cfg: Config, source: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

@@ -1,0 +1,113 @@
+"""``pgbaton migrate ...``: PostgreSQL -> PostgreSQL migration of one or many databases."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from pgbaton.config import Config
+
+app = typer.Typer(no_args_is_help=True, help="PostgreSQL -> PostgreSQL migration by logical replication.")
+
+NameArg = Annotated[str, typer.Argument(help="Migration name from the configuration (migrations: NAME).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _config() -> Config:
+    from pgbaton.cli.main import state  # late: cli.main mounts this module
+
+    return state.config()
+
+
+def _json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.command("check")
+def check_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
+    """Preflight: a verdict per item; exit 1 when any item fails."""
+    from pgbaton.migrate.plan import may_start, preflight
+    from pgbaton.migrate.probe import preflight_facts
+
+    cfg = _config().migration(name)
+    verdicts = preflight(preflight_facts(cfg, name), cfg.options.no_primary_key)
+    ok = may_start(verdicts)
+    if as_json:
+        _json({"migration": name, "ok": ok, "verdicts": [v.as_dict() for v in verdicts]})
+    else:
+        for v in verdicts:
+            where = f"{v.database}: " if v.database else ""
+            typer.echo(f"{v.status.value.upper():4}  {where}{v.item}: {v.detail}")
+        typer.echo(f"migration {name}: " + ("ready to start" if ok else "NOT ready: fix the FAIL items"))
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command("start")
+def start_cmd(
+    name: NameArg,
+    wait: Annotated[bool, typer.Option(help="Wait until every table is synced and caught up.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy the schema and set up publication, slot and subscription per database (safe to rerun)."""
+    from pgbaton.migrate.execute import start
+    from pgbaton.migrate.status import wait_synced
+
+    cfg = _config()
+    res = start(cfg, name)
+    if wait:
+        wait_synced(cfg, name)
+    if as_json:
+        _json({"migration": name, "steps": res.steps})
+        return
+    for db, steps in res.steps.items():
+        typer.echo(f"{db}: {', '.join(steps) if steps else 'already set up'}")
+
+
+@app.command("status")
+def status_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
+    """Per database: state, tables synced / total, lag in bytes and seconds."""
+    from pgbaton.migrate.status import status
+
+    rows = [r.as_dict() for r in status(_config(), name)]
+    if as_json:
+        _json({"migration": name, "databases": rows})
+        return
+    for r in rows:
+        lag_s = "-" if r["lag_seconds"] is None else f"{r['lag_seconds']:.3f} s"
+        lag_b = "-" if r["lag_bytes"] is None else f"{r['lag_bytes']} B"
+        typer.echo(f"{r['database']}: {r['state']}, tables {r['tables_synced']}/{r['tables_total']}, "
+                   f"lag {lag_b} / {lag_s}" + "".join(f"; {e}" for e in r["errors"]))  # type: ignore[attr-defined]
+
+
+@app.command("sync-sequences")
+def sync_sequences_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
+    """Move every target sequence forward to its source value (never backwards)."""
+    from pgbaton.migrate.sequences import sync_sequences
+
+    done = sync_sequences(_config(), name)
+    if as_json:
+        _json({"migration": name, "sequences": done})
+        return
+    for db, seqs in done.items():
+        typer.echo(f"{db}: " + (", ".join(f"{k}={v}" for k, v in seqs.items()) or "nothing to move"))
+
+
+@app.command("abort")
+def abort_cmd(
+    name: NameArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo `start`: drop slots, publications, subscriptions and the target databases pgbaton created."""
+    from pgbaton.migrate.execute import abort
+
+    if not yes:
+        typer.confirm(f"drop everything migration {name} created, including target databases?", abort=True)
+    done = abort(_config(), name)
+    if as_json:
+        _json({"migration": name, "removed": done})
+        return
+    typer.echo("\n".join(done) if done else "nothing to remove")

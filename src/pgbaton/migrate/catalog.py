@@ -1,0 +1,94 @@
+"""The migration catalog on the target: which databases pgbaton created and how far it got."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from pgbaton.migrate import sqlfiles
+
+
+@dataclass(frozen=True)
+class DbRecord:
+    dbname: str
+    created_db: bool
+    schema_copied: bool
+    subscribed: bool
+
+
+class Catalog:
+    """Rows of one migration in ``schema`` on an open (autocommit) connection to the target."""
+
+    def __init__(self, conn: psycopg.Connection, schema: str, migration: str) -> None:
+        self.conn, self.schema, self.migration = conn, schema, migration
+
+    def _t(self, table: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))
+
+    def exists(self) -> bool:
+        row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                                (f"{self.schema}.migration_database",)).fetchone()
+        return bool(row and row[0])
+
+    def ensure(self) -> None:
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('pgbaton_migrate_catalog'))")
+            self.conn.execute(sqlfiles.with_schema("catalog", self.schema))
+
+    def begin(self, databases: list[str]) -> None:
+        with self.conn.transaction():
+            self.conn.execute(sql.SQL("INSERT INTO {} (name) VALUES (%s) ON CONFLICT DO NOTHING")
+                              .format(self._t("migration")), (self.migration,))
+            for db in databases:
+                self.conn.execute(sql.SQL("INSERT INTO {} (migration, dbname) VALUES (%s, %s) ON CONFLICT DO NOTHING")
+                                  .format(self._t("migration_database")), (self.migration, db))
+
+    def databases(self) -> dict[str, DbRecord]:
+        if not self.exists():
+            return {}
+        rows = self.conn.execute(sql.SQL("SELECT dbname, created_db, schema_copied, subscribed FROM {} "
+                                         "WHERE migration = %s")
+                                 .format(self._t("migration_database")), (self.migration,)).fetchall()
+        return {r[0]: DbRecord(r[0], r[1], r[2], r[3]) for r in rows}
+
+    def mark(self, dbname: str, **flags: bool) -> None:
+        sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in flags)
+        self.conn.execute(sql.SQL("UPDATE {} SET {}, updated_at = now() WHERE migration = %s AND dbname = %s")
+                          .format(self._t("migration_database"), sets), (*flags.values(), self.migration, dbname))
+
+    def set_state(self, state: str) -> None:
+        self.conn.execute(sql.SQL("UPDATE {} SET state = %s, updated_at = now() WHERE name = %s")
+                          .format(self._t("migration")), (state, self.migration))
+
+    def state(self) -> str | None:
+        if not self.exists():
+            return None
+        row = self.conn.execute(sql.SQL("SELECT state FROM {} WHERE name = %s").format(self._t("migration")),
+                                (self.migration,)).fetchone()
+        return str(row[0]) if row else None
+
+    def record_identity(self, dbname: str, table: str, previous: str) -> None:
+        self.conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING")
+                          .format(self._t("replica_identity")), (self.migration, dbname, table, previous))
+
+    def identities(self, dbname: str) -> list[tuple[str, str]]:
+        if not self.exists():
+            return []
+        rows = self.conn.execute(sql.SQL("SELECT table_name, previous FROM {} WHERE migration = %s AND dbname = %s")
+                                 .format(self._t("replica_identity")), (self.migration, dbname)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def forget(self) -> None:
+        """Remove this migration; drop the whole catalog schema when it was the last one."""
+        if not self.exists():
+            return
+        with self.conn.transaction():
+            self.conn.execute(sql.SQL("DELETE FROM {} WHERE migration = %s").format(self._t("replica_identity")),
+                              (self.migration,))
+            self.conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(self._t("migration")),
+                              (self.migration,))
+            row = self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._t("migration"))).fetchone()
+            if row and row[0] == 0:
+                self.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(self.schema)))

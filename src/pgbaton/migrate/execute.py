@@ -1,0 +1,215 @@
+"""Carry out what ``steps`` decided: ``start`` and ``abort`` against the two clusters."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from pgbaton.config import Config, MigrationConfig
+from pgbaton.errors import PgbatonError
+from pgbaton.migrate import plan, schema
+from pgbaton.migrate.catalog import Catalog
+from pgbaton.migrate.model import Step
+from pgbaton.migrate.names import object_name, sync_slot_pattern
+from pgbaton.migrate.probe import connect, database_exists, db_progress, preflight_facts, user_tables
+from pgbaton.migrate.steps import next_steps
+
+log = logging.getLogger(__name__)
+Ident = sql.Identifier
+
+
+@dataclass
+class StartResult:
+    steps: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return any(self.steps.values())
+
+
+def start(config: Config, name: str, *, skip_check: bool = False) -> StartResult:
+    """Set every database up to stream (idempotent: a rerun does only what is missing)."""
+    cfg = config.migration(name)
+    with connect(cfg.target, "target") as tconn:
+        catalog = Catalog(tconn, cfg.options.catalog_schema, name)
+        first = catalog.state() is None
+        if first and not skip_check:
+            verdicts = plan.preflight(preflight_facts(cfg, name), cfg.options.no_primary_key)
+            if not plan.may_start(verdicts):
+                failed = "; ".join(f"{v.database + ': ' if v.database else ''}{v.item}: {v.detail}"
+                                   for v in verdicts if v.status.value == "fail")
+                raise PgbatonError(f"migration {name}: preflight failed ({failed}); see `migrate check`")
+        catalog.ensure()
+        catalog.begin(cfg.databases)
+        if first and cfg.options.copy_roles:
+            schema.copy_roles(cfg)
+        result = StartResult()
+        for db in cfg.databases:
+            steps = next_steps(db_progress(cfg, name, db, catalog))
+            result.steps[db] = [s.value for s in steps]
+            for step in steps:
+                log.info("migration %s, database %s: %s", name, db, step.value)
+                _STEPS[step](cfg, name, db, catalog)
+        catalog.set_state("streaming")
+    return result
+
+
+def _set_replica_identity(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
+    with connect(cfg.source, "source", db) as s:
+        for t in user_tables(s):
+            if t.needs_identity:
+                catalog.record_identity(db, t.name, t.replident)  # recorded first: abort restores it
+                s.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.SQL(t.name)))
+
+
+def _drop_target_db(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
+    with connect(cfg.target, "target") as t:
+        t.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(Ident(db)))
+
+
+def _create_target_db(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
+    with connect(cfg.source, "source") as s:
+        row = s.execute("SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
+                        "WHERE datname = %s", (db,)).fetchone()
+    if row is None:
+        raise PgbatonError(f"database {db} does not exist on the source")
+    catalog.mark(db, created_db=True)  # intent first: a crash after CREATE still lets abort drop it
+    with connect(cfg.target, "target") as t:
+        if not database_exists(t, db):
+            t.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}")
+                      .format(Ident(db), sql.Literal(row[0]), sql.Literal(row[1]), sql.Literal(row[2])))
+
+
+def _copy_schema(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
+    schema.copy_schema(cfg, db)
+    catalog.mark(db, schema_copied=True)
+
+
+def _create_publication(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
+    with connect(cfg.source, "source", db) as s:
+        s.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(Ident(object_name(name, db))))
+
+
+def _create_slot(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
+    with connect(cfg.source, "source", db) as s:
+        s.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (object_name(name, db),))
+
+
+def _create_subscription(cfg: MigrationConfig, name: str, db: str, catalog: Catalog, *,
+                         copy: bool = True) -> None:
+    obj = object_name(name, db)
+    source = cfg.source.conninfo(db, obj, for_peer=True, what="source")
+    with connect(cfg.target, "target", db) as t:
+        # one statement outside any transaction block (autocommit)
+        t.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
+                          "slot_name = {}, copy_data = {}, synchronous_commit = 'on')")
+                  .format(Ident(obj), sql.Literal(source), Ident(obj), sql.Literal(obj), sql.Literal(copy)))
+    catalog.mark(db, subscribed=True)
+
+
+def _reattach_subscription(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
+    log.warning("migration %s, database %s: subscription missing; resuming from the slot without a copy", name, db)
+    _create_subscription(cfg, name, db, catalog, copy=False)
+
+
+def _refuse_lost_slot(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
+    raise PgbatonError(f"migration {name}, database {db}: the subscription and the slot {object_name(name, db)} "
+                       "are gone after the initial copy, so changes were lost; run `migrate abort` and start again")
+
+
+def _enable_subscription(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
+    with connect(cfg.target, "target", db) as t:
+        t.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(Ident(object_name(name, db))))
+
+
+_STEPS = {
+    Step.set_replica_identity: _set_replica_identity,
+    Step.drop_partial_target_db: _drop_target_db,
+    Step.create_target_db: _create_target_db,
+    Step.copy_schema: _copy_schema,
+    Step.create_publication: _create_publication,
+    Step.create_slot: _create_slot,
+    Step.create_subscription: _create_subscription,
+    Step.reattach_subscription: _reattach_subscription,
+    Step.enable_subscription: _enable_subscription,
+    Step.refuse_lost_slot: _refuse_lost_slot,
+}
+
+
+# -- abort ----------------------------------------------------------------------------------
+def abort(config: Config, name: str, *, timeout: float = 30.0) -> list[str]:
+    """Back to the state before ``start``: slots first, then publications, subscriptions, databases."""
+    cfg = config.migration(name)
+    done: list[str] = []
+    with connect(cfg.target, "target") as tconn:
+        catalog = Catalog(tconn, cfg.options.catalog_schema, name)
+        records = catalog.databases()
+        for db in cfg.databases:
+            obj = object_name(name, db)
+            subid = _disable_subscription(cfg, db, obj) if database_exists(tconn, db) else None
+            with connect(cfg.source, "source") as s:
+                done += _drop_slots(s, obj, subid, timeout)
+            if database_exists(tconn, db):
+                done += _drop_subscription(cfg, db, obj)
+            with connect(cfg.source, "source", db) as s:
+                if s.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (obj,)).fetchone():
+                    s.execute(sql.SQL("DROP PUBLICATION {}").format(Ident(obj)))
+                    done.append(f"{db}: publication {obj}")
+                for table, previous in catalog.identities(db):
+                    ident = sql.SQL("NOTHING" if previous == "n" else "DEFAULT")
+                    s.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(sql.SQL(table), ident))
+                    done.append(f"{db}: replica identity of {table} restored")
+            rec = records.get(db)
+            if rec and rec.created_db and database_exists(tconn, db):
+                tconn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(Ident(db)))
+                done.append(f"{db}: target database")
+        catalog.forget()
+    return done
+
+
+def _disable_subscription(cfg: MigrationConfig, db: str, obj: str) -> int | None:
+    with connect(cfg.target, "target", db) as t:
+        row = t.execute("SELECT oid FROM pg_subscription WHERE subname = %s AND subdbid = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database())", (obj,)).fetchone()
+        if row is None:
+            return None
+        t.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(Ident(obj)))
+        return int(row[0])
+
+
+def _drop_slots(src: psycopg.Connection, obj: str, subid: int | None, timeout: float) -> list[str]:
+    """Drop the subscription's slot and its table-sync slots, ending walsenders still using them."""
+    pattern = sync_slot_pattern(subid) if subid is not None else None
+    dropped: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = src.execute("SELECT slot_name, active_pid FROM pg_replication_slots "
+                           "WHERE slot_name = %s OR slot_name LIKE %s", (obj, pattern or obj)).fetchall()
+        if not rows:
+            return dropped
+        for slot, pid in rows:
+            try:
+                if pid is not None:
+                    src.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    continue
+                src.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                dropped.append(f"slot {slot}")
+            except psycopg.errors.ObjectInUse:
+                pass  # a walsender took it again; the next pass ends it
+        if time.monotonic() > deadline:
+            raise PgbatonError(f"could not drop replication slots {[r[0] for r in rows]} within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def _drop_subscription(cfg: MigrationConfig, db: str, obj: str) -> list[str]:
+    with connect(cfg.target, "target", db) as t:
+        if t.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (obj,)).fetchone() is None:
+            return []
+        # the slot is gone already: detach it so that DROP SUBSCRIPTION does not look for it
+        t.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(Ident(obj)))
+        t.execute(sql.SQL("DROP SUBSCRIPTION {}").format(Ident(obj)))
+    return [f"{db}: subscription {obj}"]

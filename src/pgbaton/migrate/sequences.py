@@ -1,0 +1,35 @@
+"""Copy sequence values from the source to the target (switchover step 5, usable on its own)."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from pgbaton.config import Config
+from pgbaton.migrate.probe import connect
+from pgbaton.migrate.switchover import SeqValue, sequence_updates
+
+log = logging.getLogger(__name__)
+
+_READ = ("SELECT format('%I.%I', schemaname, sequencename), last_value, increment_by FROM pg_sequences "
+         "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
+
+
+def _read(conn: psycopg.Connection) -> dict[str, SeqValue]:
+    return {r[0]: SeqValue(r[1], r[2]) for r in conn.execute(_READ).fetchall()}
+
+
+def sync_sequences(config: Config, name: str) -> dict[str, dict[str, int]]:
+    """Per database, the sequences moved forward on the target and their new values."""
+    cfg = config.migration(name)
+    done: dict[str, dict[str, int]] = {}
+    for db in cfg.databases:
+        with connect(cfg.source, "source", db) as s, connect(cfg.target, "target", db) as t:
+            updates, missing = sequence_updates(_read(s), _read(t))
+            for seq, value in updates.items():
+                t.execute("SELECT setval(%s::regclass, %s, true)", (seq, value))
+        if missing:
+            log.warning("database %s: sequences missing on the target: %s", db, ", ".join(missing))
+        done[db] = updates
+    return done

@@ -1,0 +1,29 @@
+-- pgbaton's migration catalog, in the target's maintenance database.  Idempotent.
+CREATE SCHEMA IF NOT EXISTS {schema};
+
+CREATE TABLE IF NOT EXISTS {schema}.migration (
+    name        text PRIMARY KEY,
+    state       text NOT NULL DEFAULT 'started',
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.migration_database (
+    migration     text NOT NULL REFERENCES {schema}.migration (name) ON DELETE CASCADE,
+    dbname        text NOT NULL,
+    created_db    boolean NOT NULL DEFAULT false,  -- set before CREATE DATABASE: abort drops it
+    schema_copied boolean NOT NULL DEFAULT false,
+    subscribed    boolean NOT NULL DEFAULT false,  -- the initial copy was started: never copy again
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration, dbname)
+);
+
+-- tables whose replica identity pgbaton changed on the source, to restore on abort
+CREATE TABLE IF NOT EXISTS {schema}.replica_identity (
+    migration   text NOT NULL,
+    dbname      text NOT NULL,
+    table_name  text NOT NULL,   -- schema-qualified, quoted
+    previous    text NOT NULL,   -- pg_class.relreplident before pgbaton: d or n
+    PRIMARY KEY (migration, dbname, table_name),
+    FOREIGN KEY (migration, dbname) REFERENCES {schema}.migration_database ON DELETE CASCADE
+);

@@ -1,0 +1,14 @@
+-- Settings and privileges of one cluster for the preflight.
+SELECT current_setting('server_version_num')::int                     AS version_num,
+       current_setting('wal_level')                                    AS wal_level,
+       current_setting('max_replication_slots')::int                   AS max_replication_slots,
+       (SELECT count(*) FROM pg_replication_slots)::int                AS used_replication_slots,
+       current_setting('max_wal_senders')::int                         AS max_wal_senders,
+       (SELECT count(*) FROM pg_stat_replication)::int                 AS used_wal_senders,
+       current_setting('max_worker_processes')::int                    AS max_worker_processes,
+       current_setting('max_logical_replication_workers')::int         AS max_logical_replication_workers,
+       current_setting('max_sync_workers_per_subscription')::int       AS max_sync_workers_per_subscription,
+       r.rolsuper                                                      AS is_superuser,
+       r.rolreplication OR r.rolsuper                                  AS can_replicate
+FROM pg_roles AS r
+WHERE r.rolname = current_user;

@@ -1,0 +1,111 @@
+"""Switchover decisions, pure: may it proceed, in which order, and what undoes a failed step.
+
+The executor is not written yet (see docs/migrate.md); these functions fix the protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pgbaton.migrate.model import DbState, DbStatus
+
+
+class Action(StrEnum):
+    """The switchover, step by step; every database together or none."""
+
+    pause_clients = "pause_clients"            # PgBouncer PAUSE
+    freeze_source = "freeze_source"            # source databases read-only, open writers ended
+    read_source_lsn = "read_source_lsn"        # per database, after the freeze
+    wait_applied = "wait_applied"              # target applied up to that position, per database
+    copy_sequences = "copy_sequences"
+    create_reverse = "create_reverse"          # target -> source publications/subscriptions, no copy
+    retire_forward = "retire_forward"          # forward subscriptions, slots, publications
+    point_switcher = "point_switcher"          # switcher at the target, RESUME
+    record_state = "record_state"
+
+
+ORDER = tuple(Action)
+
+class Undo(StrEnum):
+    resume_clients = "resume_clients"
+    unfreeze_source = "unfreeze_source"
+    drop_reverse = "drop_reverse"
+    restore_forward = "restore_forward"
+
+
+# what undoes each step, applied newest first when a later step fails (before point_switcher)
+_UNDO: dict[Action, Undo] = {
+    Action.pause_clients: Undo.resume_clients,
+    Action.freeze_source: Undo.unfreeze_source,
+    Action.create_reverse: Undo.drop_reverse,
+    Action.retire_forward: Undo.restore_forward,
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    proceed: bool
+    reasons: tuple[str, ...]
+
+
+def may_switch(statuses: list[DbStatus], expected: list[str], max_lag_bytes: int = 16 * 2**20) -> Decision:
+    """Step 1: every database streaming, every table synced, no errors, lag small enough to drain fast."""
+    reasons: list[str] = []
+    seen = {s.database: s for s in statuses}
+    for db in expected:
+        s = seen.get(db)
+        if s is None:
+            reasons.append(f"{db}: no status")
+            continue
+        if s.state is not DbState.streaming:
+            reasons.append(f"{db}: {s.state.value}, not streaming")
+        if s.tables_total == 0 or s.tables_synced < s.tables_total:
+            reasons.append(f"{db}: {s.tables_synced}/{s.tables_total} tables synced")
+        if s.errors:
+            reasons.append(f"{db}: " + "; ".join(s.errors))
+        if s.lag_bytes is None:
+            reasons.append(f"{db}: lag unknown (no slot)")
+        elif s.lag_bytes > max_lag_bytes:
+            reasons.append(f"{db}: lag {s.lag_bytes} bytes > {max_lag_bytes}")
+    return Decision(not reasons, tuple(reasons))
+
+
+def rollback(done: list[Action]) -> list[Undo]:
+    """What to undo, newest first, when a step fails after ``done`` succeeded.
+
+    Once the switcher points at the target the switchover is complete: a later failure
+    (recording the state) is repaired by rerunning, never by switching back.
+    """
+    if Action.point_switcher in done:
+        return []
+    return [_UNDO[a] for a in reversed(done) if a in _UNDO]
+
+
+def resume_from(done: list[Action]) -> list[Action]:
+    """After a crash: the steps still to run, given those recorded as done (rerun = resume)."""
+    return [a for a in ORDER if a not in done]
+
+
+@dataclass(frozen=True)
+class SeqValue:
+    last_value: int | None  # None: never used (pg_sequences.last_value is NULL)
+    increment: int = 1
+
+
+def sequence_updates(source: dict[str, SeqValue], target: dict[str, SeqValue]) -> tuple[dict[str, int], list[str]]:
+    """setval() per target sequence so that it is not behind the source; and sequences missing there.
+
+    A sequence the source never used, or one already ahead on the target, is left alone:
+    sequences only move forward.
+    """
+    updates: dict[str, int] = {}
+    for name, src in source.items():
+        tgt = target.get(name)
+        if tgt is None or src.last_value is None:
+            continue
+        ahead = tgt.last_value is not None and (
+            tgt.last_value >= src.last_value if src.increment > 0 else tgt.last_value <= src.last_value)
+        if not ahead:
+            updates[name] = src.last_value
+    return updates, sorted(set(source) - set(target))

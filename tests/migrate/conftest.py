@@ -1,0 +1,98 @@
+"""Fixtures for PostgreSQL 15 -> 18 migrations on the session's shared servers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from pgbaton.config import Config, parse_config
+from pgbaton.sandbox.servers import PostgresServer, pg18_bin
+
+
+@dataclass
+class Migration:
+    name: str
+    databases: list[str]
+    config: Config
+    source: PostgresServer
+    target: PostgresServer
+
+
+def _drop_leftovers(server: PostgresServer, databases: list[str]) -> None:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        for db in databases:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
+                with psycopg.connect(server.dsn(db), autocommit=True) as dbc:
+                    for (sub,) in dbc.execute("SELECT subname FROM pg_subscription s JOIN pg_database d "
+                                              "ON d.oid = s.subdbid AND d.datname = current_database()").fetchall():
+                        dbc.execute(f'ALTER SUBSCRIPTION "{sub}" DISABLE')
+                        dbc.execute(f'ALTER SUBSCRIPTION "{sub}" SET (slot_name = NONE)')
+                        dbc.execute(f'DROP SUBSCRIPTION "{sub}"')
+        # every slot of these databases (ours and table-sync ones), or DROP DATABASE refuses
+        for _ in range(50):
+            rows = conn.execute("SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = ANY(%s)",
+                                (databases,)).fetchall()
+            if not rows:
+                break
+            for slot, pid in rows:
+                if pid is not None:
+                    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                else:
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            time.sleep(0.1)
+        for db in databases:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@pytest.fixture
+def migration(pg15: PostgresServer, pg18: PostgresServer) -> Iterator[Migration]:
+    """Three fresh databases on PostgreSQL 15 and a migration of them to PostgreSQL 18."""
+    tag = uuid.uuid4().hex[:8]
+    name = f"m{tag}"
+    dbs = [f"mig_{tag}_{i}" for i in range(3)]
+    with psycopg.connect(pg15.dsn(), autocommit=True) as conn:
+        for db in dbs:
+            conn.execute(f'CREATE DATABASE "{db}"')
+    cfg = parse_config({
+        "target": {"port": pg18.port},
+        "migrations": {name: {
+            "source": {"port": pg15.port}, "target": {"port": pg18.port}, "databases": dbs,
+            "options": {"bin_dir": str(pg18_bin())},
+        }},
+    })
+    yield Migration(name, dbs, cfg, pg15, pg18)
+    _drop_leftovers(pg18, dbs)
+    _drop_leftovers(pg15, dbs)
+
+
+@pytest.fixture
+def run_cli(migration: Migration, tmp_path: Path) -> Callable[..., Result]:
+    """Run `migrate ...` as the lead will mount it (pgbaton -c FILE migrate ...)."""
+    import yaml
+
+    from pgbaton.cli import main as cli_main
+    from pgbaton.cli.migrate import app as migrate_app
+
+    cfg_file = tmp_path / "pgbaton.yaml"
+    cfg_file.write_text(yaml.safe_dump(migration.config.model_dump(mode="json", exclude_none=True)))
+    root = typer.Typer()
+
+    @root.callback()
+    def _opts() -> None:
+        cli_main.state.config_path = cfg_file
+        cli_main.state._config = None
+
+    root.add_typer(migrate_app, name="migrate")
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(root, ["migrate", *args], catch_exceptions=False)
+
+    return run
