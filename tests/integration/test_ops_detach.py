@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import psycopg
 import pytest
+import yaml
 
 from pgbaton.errors import PgbatonError
 from pgbaton.replica.detach import detach, drop_source
@@ -70,3 +75,33 @@ def test_drop_source_removes_catalog_objects(pg_db: str, my_db: str, mariadb: Ma
             == (None, None)
     add_source(cfg, "src")                      # the name can be used again
     init_replica(cfg, "src", show_progress=False)
+
+
+def test_cli_sync_status_and_detach_confirmation(pg_db: str, my_db: str, mariadb: MariaDBServer,
+                                                 tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pgbaton.cli.main import app
+
+    my_exec(mariadb, my_db, SCHEMA + ["INSERT INTO parent (code) VALUES ('a')"])
+    cfg = make_config(pg_db, mariadb, my_db)
+    path = tmp_path / "pgbaton.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True)))
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(app, ["-c", str(path), *args])
+
+    assert run("source", "add", "src").exit_code == 0
+    assert run("replica", "init", "--source", "src", "--no-progress", "--json").exit_code == 0
+    res = run("replica", "sync-tables", "--source", "src", "--tables", "parent", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["tables"] == [f"{my_db}.parent"]
+    res = run("status", "--source", "src", "--json")
+    tables = {t["source_table"]: t for t in json.loads(res.stdout)["tables"]}
+    assert tables[f"{my_db}.parent"]["sync_position"] and tables[f"{my_db}.child"]["state"] == "replicating"
+    res = run("replica", "detach", "--source", "src")          # no terminal to ask on: refused
+    assert isinstance(res.exception, PgbatonError) and "--yes" in str(res.exception)
+    assert run("replica", "detach", "--source", "src", "--yes").exit_code == 0
+    res = run("replica", "detach", "--source", "src", "--yes")
+    assert res.exit_code == 0 and "already detached" in res.output

@@ -429,15 +429,15 @@ def errors_cmd(
             out.print(f"    change: {json.dumps(r['change'], default=str)[:2000]}")
 
 
-def _mount_optional() -> None:
-    try:
-        from pgbaton.cli.ha import app as ha_app
-    except ImportError:
-        return
+def _mount_subcommands() -> None:
+    from pgbaton.cli.ha import app as ha_app
+    from pgbaton.cli.migrate import app as migrate_app
+
     app.add_typer(ha_app, name="ha", help="Two-node PostgreSQL high availability (Pacemaker).")
+    app.add_typer(migrate_app, name="migrate", help="PostgreSQL -> PostgreSQL migration (first slice).")
 
 
-_mount_optional()
+_mount_subcommands()
 
 
 def main() -> None:

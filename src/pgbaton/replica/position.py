@@ -79,6 +79,7 @@ def start_from(cfg: Config, source: str, position: str) -> Position:
         if missing:
             raise SourceError(f"source {source}: the target has no table {', '.join(missing)}; load them first "
                               "(or use `replica init`)")
+        conn.commit()
         with conn.transaction():
             ensure_log_table(conn, schema, source)
             for t in tables:
