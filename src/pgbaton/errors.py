@@ -19,6 +19,10 @@ class SourceError(PgbatonError):
     """A source database cannot be used as configured."""
 
 
+class SourceUnavailable(SourceError):
+    """The source went away while replicating (restart, network): worth retrying."""
+
+
 class ReplayError(PgbatonError):
     """A change could not be applied to the target."""
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+import psycopg
+
 from pgbaton.config import Config
-from pgbaton.errors import PgbatonError
+from pgbaton.errors import PgbatonError, SourceUnavailable
 from pgbaton.replica import catalog as cat
 from pgbaton.replica.run import Replica
 
@@ -23,20 +26,61 @@ def default_pid_file(source: str) -> Path:
     return base / f"pgbaton-{source}.pid"
 
 
+class Supervisor:
+    """Keeps a replica running: when the source or the target goes away (restart,
+    network), it starts the replica again from its stored position after a pause
+    that doubles up to ``max_backoff``.  Errors that a retry cannot fix (replay
+    errors with on_replay_error: stop, configuration) end it."""
+
+    def __init__(self, cfg: Config, source: str, max_backoff: float = 30.0) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.max_backoff = max_backoff
+        self.stopping = threading.Event()
+        self.current: Replica | None = None
+        self.restarts = 0
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        if self.current is not None:
+            self.current.request_stop()
+
+    def run(self) -> None:
+        backoff = 1.0
+        while not self.stopping.is_set():
+            self.current = Replica(self.cfg, self.source)
+            if self.stopping.is_set():
+                return
+            started = time.monotonic()
+            try:
+                self.current.run()
+                return
+            except (SourceUnavailable, psycopg.OperationalError) as exc:
+                if self.stopping.is_set():
+                    return
+                if time.monotonic() - started > 60:
+                    backoff = 1.0
+                log.error("source %s: %s; starting again in %.0f s", self.source,
+                          str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, backoff)
+                self.restarts += 1
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+
 def run_foreground(cfg: Config, source: str, pid_file: Path | None = None) -> None:
     """Run until SIGTERM/SIGINT or an error; the pid file (if any) lives as long as the process."""
-    replica = Replica(cfg, source)
+    supervisor = Supervisor(cfg, source)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s received: stopping source %s", signal.Signals(signum).name, source)
-        replica.request_stop()
+        supervisor.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if pid_file is not None:
         pid_file.write_text(f"{os.getpid()}\n")
     try:
-        replica.run()
+        supervisor.run()
     finally:
         if pid_file is not None:
             try:

@@ -21,7 +21,7 @@ from pgbaton.cdc.model import Commit, Ddl, Heartbeat, Item, Position, ReaderFail
 from pgbaton.cdc.replay import Batch, Replayer
 from pgbaton.cdc.store import LogWriter, discard_open_batches, ensure_log_table
 from pgbaton.config import Config, MySQLSourceConfig
-from pgbaton.errors import PgbatonError, SourceError
+from pgbaton.errors import PgbatonError, SourceError, SourceUnavailable
 from pgbaton.mysql.binlog import BinlogReader, ReaderThread
 from pgbaton.replica import catalog as cat
 from pgbaton.replica.ddl import apply_ddl_batch
@@ -251,7 +251,7 @@ class Replica:
                         self.wake.set()
                     writer.save_heartbeat(item.head, item.received_at)
                 elif isinstance(item, ReaderFailed):
-                    raise SourceError(item.message)
+                    raise SourceUnavailable(item.message)
             if time.monotonic() - last_summary >= 10:
                 log.info("source %s: %d row changes stored in the last %.0f s", self.name, written,
                          time.monotonic() - last_summary)
