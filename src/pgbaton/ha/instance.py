@@ -161,11 +161,35 @@ def start(cfg: NodeConfig, timeout: float = 60) -> None:
     if not logfile.exists():
         logfile.touch()
         chown_to_system_user(cfg, logfile)
-    proc = run_as(cfg, [cfg.tool("pg_ctl"), "-D", str(cfg.pgdata), "-l", str(logfile), "-o", _server_options(cfg),
-                        "-w", "-t", str(max(int(timeout), 1)), "start"], timeout=timeout + 10)
-    if proc.returncode != 0 and postmaster_pid(cfg) is None:
-        raise InstanceError(f"pg_ctl start failed: {(proc.stderr or proc.stdout).strip()} (see {logfile})")
-    log.info("PostgreSQL started in %s", cfg.pgdata)
+    deadline = time.monotonic() + timeout
+    for attempt in (1, 2, 3):
+        size = logfile.stat().st_size if logfile.exists() else 0
+        left = max(deadline - time.monotonic(), 1.0)
+        proc = run_as(cfg, [cfg.tool("pg_ctl"), "-D", str(cfg.pgdata), "-l", str(logfile), "-o",
+                            _server_options(cfg), "-w", "-t", str(max(int(left), 1)), "start"], timeout=left + 10)
+        if proc.returncode == 0 or postmaster_pid(cfg) is not None:
+            log.info("PostgreSQL started in %s", cfg.pgdata)
+            return
+        tail = _log_since(logfile, size)
+        # right after a crash, backends of the dead postmaster may still hold its shared
+        # memory or lock file for a moment: wait for them and try again
+        if attempt < 3 and any(m in tail for m in ("already in use", "lock file", "still in use")):
+            log.warning("start: %s; retrying", tail.strip().splitlines()[-1] if tail.strip() else "busy")
+            clear_stale_lock(cfg)
+            time.sleep(1.0)
+            continue
+        break
+    raise InstanceError(f"pg_ctl start failed: {(proc.stderr or proc.stdout).strip()} "
+                        f"(server log: {tail.strip()[-600:] or 'empty'}; see {logfile})")
+
+
+def _log_since(logfile: Path, offset: int) -> str:
+    try:
+        with open(logfile, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def stop(cfg: NodeConfig, timeout: float = 60) -> None:
