@@ -12,13 +12,14 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from pgbaton.errors import ConfigError
 
+_T = TypeVar("_T")
 IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 DEFAULT_CONFIG = "pgbaton.yaml"
 
@@ -268,35 +269,27 @@ class Config(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     migrations: dict[str, MigrationConfig] = Field(default_factory=dict)
 
-    @field_validator("sources")
+    @field_validator("sources", "migrations")
     @classmethod
-    def _source_names(cls, v: dict[str, MySQLSourceConfig]) -> dict[str, MySQLSourceConfig]:
+    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
         for name in v:
             if not IDENT.match(name):
-                raise ValueError(f"source name {name!r} must be a lower-case identifier of at most 40 characters")
+                raise ValueError(f"name {name!r} must be a lower-case identifier of at most 40 characters")
         return v
 
     def source(self, name: str) -> MySQLSourceConfig:
-        try:
-            return self.sources[name]
-        except KeyError:
-            known = ", ".join(sorted(self.sources)) or "none"
-            raise ConfigError(f"source {name!r} is not in the configuration (configured: {known})") from None
-
-    @field_validator("migrations")
-    @classmethod
-    def _migration_names(cls, v: dict[str, MigrationConfig]) -> dict[str, MigrationConfig]:
-        for name in v:
-            if not IDENT.match(name):
-                raise ValueError(f"migration name {name!r} must be a lower-case identifier of at most 40 characters")
-        return v
+        return _named("source", self.sources, name)
 
     def migration(self, name: str) -> MigrationConfig:
-        try:
-            return self.migrations[name]
-        except KeyError:
-            known = ", ".join(sorted(self.migrations)) or "none"
-            raise ConfigError(f"migration {name!r} is not in the configuration (configured: {known})") from None
+        return _named("migration", self.migrations, name)
+
+
+def _named(kind: str, entries: dict[str, _T], name: str) -> _T:
+    try:
+        return entries[name]
+    except KeyError:
+        known = ", ".join(sorted(entries)) or "none"
+        raise ConfigError(f"{kind} {name!r} is not in the configuration (configured: {known})") from None
 
 
 def _describe(err: dict[str, Any]) -> str:
