@@ -215,6 +215,10 @@ class SwitchConfig(PasswordSource):
     port: int = Field(6432, ge=1, le=65535)
     user: str = Field("pgbouncer", description="a PgBouncer admin user")
     ini_file: Path | None = Field(None, description="pgbouncer.ini whose [databases] entries pgbaton rewrites")
+    timeout_seconds: float = Field(
+        30.0, gt=0, description="switchover: how long the target may take to apply the frozen source's last changes")
+    max_lag_bytes: int = Field(
+        16 * 2**20, ge=0, description="switchover refuses to start when a database lags more than this")
 
     @model_validator(mode="after")
     def _needs_ini(self) -> SwitchConfig:

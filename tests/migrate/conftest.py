@@ -31,6 +31,7 @@ def _drop_leftovers(server: PostgresServer, databases: list[str]) -> None:
         for db in databases:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
                 with psycopg.connect(server.dsn(db), autocommit=True) as dbc:
+                    dbc.execute("SET default_transaction_read_only = off")  # a source frozen by switchover
                     for (sub,) in dbc.execute("SELECT subname FROM pg_subscription s JOIN pg_database d "
                                               "ON d.oid = s.subdbid AND d.datname = current_database()").fetchall():
                         dbc.execute(f'ALTER SUBSCRIPTION "{sub}" DISABLE')

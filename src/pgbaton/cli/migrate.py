@@ -95,6 +95,25 @@ def sync_sequences_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
         typer.echo(f"{db}: " + (", ".join(f"{k}={v}" for k, v in seqs.items()) or "nothing to move"))
 
 
+@app.command("switchover")
+def switchover_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
+    """Move the clients to the target: pause, freeze the source, drain, reverse the replication, switch."""
+    from pgbaton.migrate.switch_exec import switchover
+
+    res = switchover(_config(), name)
+    if as_json:
+        _json(res.as_dict())
+    elif res.switched:
+        typer.echo(f"migration {name}: switched over" + (f" ({', '.join(res.steps)})" if res.steps else "")
+                   + (f"; clients paused {res.paused_seconds:.3f} s" if res.paused_seconds is not None else ""))
+    else:
+        typer.echo(f"migration {name}: NOT switched over")
+        for reason in res.reasons:
+            typer.echo(f"  {reason}")
+    if not res.switched:
+        raise typer.Exit(1)
+
+
 @app.command("abort")
 def abort_cmd(
     name: NameArg,

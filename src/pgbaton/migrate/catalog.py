@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from pgbaton.migrate import sqlfiles
 
@@ -68,6 +70,25 @@ class Catalog:
         row = self.conn.execute(sql.SQL("SELECT state FROM {} WHERE name = %s").format(self._t("migration")),
                                 (self.migration,)).fetchone()
         return str(row[0]) if row else None
+
+    def switch_steps(self) -> dict[str, tuple[str, Any]]:
+        """Switchover steps recorded for this migration: action -> (started | done, detail)."""
+        if not self.exists():
+            return {}
+        rows = self.conn.execute(sql.SQL("SELECT action, state, detail FROM {} WHERE migration = %s")
+                                 .format(self._t("switchover_step")), (self.migration,)).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def record_step(self, action: str, state: str, detail: Any = None) -> None:
+        self.conn.execute(sql.SQL("INSERT INTO {} (migration, action, state, detail) VALUES (%s, %s, %s, %s) "
+                                  "ON CONFLICT (migration, action) DO UPDATE SET state = EXCLUDED.state, "
+                                  "detail = coalesce(EXCLUDED.detail, {}.detail), updated_at = now()")
+                          .format(self._t("switchover_step"), sql.Identifier("switchover_step")),
+                          (self.migration, action, state, Jsonb(detail) if detail is not None else None))
+
+    def clear_steps(self) -> None:
+        self.conn.execute(sql.SQL("DELETE FROM {} WHERE migration = %s").format(self._t("switchover_step")),
+                          (self.migration,))
 
     def record_identity(self, dbname: str, table: str, previous: str) -> None:
         self.conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING")

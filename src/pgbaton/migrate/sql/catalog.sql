@@ -27,3 +27,15 @@ CREATE TABLE IF NOT EXISTS {schema}.replica_identity (
     PRIMARY KEY (migration, dbname, table_name),
     FOREIGN KEY (migration, dbname) REFERENCES {schema}.migration_database ON DELETE CASCADE
 );
+
+-- switchover progress: a step is recorded 'started' before it acts and 'done' after, so that a
+-- rerun after a crash undoes (or, once the switcher points at the target, finishes) exactly
+-- what was begun.  detail: what the step observed (the source LSN per database).
+CREATE TABLE IF NOT EXISTS {schema}.switchover_step (
+    migration   text NOT NULL REFERENCES {schema}.migration (name) ON DELETE CASCADE,
+    action      text NOT NULL,
+    state       text NOT NULL CHECK (state IN ('started', 'done')),
+    detail      jsonb,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration, action)
+);

@@ -1,0 +1,236 @@
+"""Switchover through a real PgBouncer under load: PostgreSQL 15 -> 18 and the reverse stream back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import Result
+
+from pgbaton.config import parse_config
+from pgbaton.migrate import execute
+from pgbaton.migrate.catalog import Catalog
+from pgbaton.migrate.names import object_name
+from pgbaton.migrate.status import wait_synced
+from pgbaton.migrate.switch_exec import switchover
+from pgbaton.migrate.switchover import Action
+from pgbaton.sandbox.servers import free_port
+from tests.migrate.conftest import Migration
+
+SCHEMA = """
+CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, amount numeric(10,2), note text);
+CREATE SEQUENCE ticket_seq;
+CREATE TABLE tickets (id bigint PRIMARY KEY DEFAULT nextval('ticket_seq'), body text);
+CREATE TABLE events (at timestamptz DEFAULT now(), payload jsonb);  -- no primary key
+INSERT INTO orders (amount, note) SELECT g, 'seed' FROM generate_series(1, 200) g;
+INSERT INTO tickets (body) SELECT 'seed' FROM generate_series(1, 50);
+INSERT INTO events (payload) SELECT jsonb_build_object('i', g) FROM generate_series(1, 20) g;
+"""
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+pytestmark = pytest.mark.skipif(not os.path.exists(PGBOUNCER), reason="pgbouncer is not installed")
+
+
+@dataclass
+class Bouncer:
+    base: Path
+    port: int
+    pid: int
+
+    @property
+    def ini(self) -> Path:
+        return self.base / "pgbouncer.ini"
+
+    def dsn(self, db: str) -> str:
+        return f"host=127.0.0.1 port={self.port} dbname={db} user=postgres connect_timeout=5"
+
+
+def _start_bouncer(m: Migration) -> Bouncer:
+    base = Path(tempfile.mkdtemp(prefix="pgbaton-bouncer-"))
+    base.chmod(0o1777)
+    port = free_port()
+    entries = "".join(f"{db} = host=127.0.0.1 port={m.source.port} dbname={db}\n" for db in m.databases)
+    (base / "users.txt").write_text('"postgres" ""\n')
+    (base / "pgbouncer.ini").write_text(
+        f"[databases]\n{entries}\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n"
+        f"unix_socket_dir =\nauth_type = trust\nauth_file = {base}/users.txt\nadmin_users = postgres\n"
+        f"pool_mode = transaction\nmax_client_conn = 200\ndefault_pool_size = 10\n"
+        f"server_reset_query =\nignore_startup_parameters = extra_float_digits\n"
+        f"logfile = {base}/pgbouncer.log\npidfile = {base}/pgbouncer.pid\n")
+    cmd = [PGBOUNCER, "-d", str(base / "pgbouncer.ini")]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=20)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            pid = int((base / "pgbouncer.pid").read_text().split()[0])
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return Bouncer(base, port, pid)
+        except (OSError, ValueError, IndexError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _stop_bouncer(b: Bouncer) -> None:
+    try:
+        os.kill(b.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{b.pid}").exists():
+        time.sleep(0.05)
+    shutil.rmtree(b.base, ignore_errors=True)
+
+
+@dataclass
+class BouncedMigration(Migration):
+    bouncer: Bouncer | None = None
+
+
+@pytest.fixture
+def migration(migration: Migration) -> Iterator[BouncedMigration]:
+    """The shared 3-database migration, its clients going through a PgBouncer of this test."""
+    for db in migration.databases:
+        with psycopg.connect(migration.source.dsn(db), autocommit=True) as c:
+            c.execute(SCHEMA)
+    bouncer = _start_bouncer(migration)
+    raw = migration.config.model_dump(mode="json", exclude_none=True)
+    raw["migrations"][migration.name]["switch"] = {
+        "method": "pgbouncer", "port": bouncer.port, "user": "postgres", "ini_file": str(bouncer.ini),
+        "timeout_seconds": 20}
+    m = BouncedMigration(migration.name, migration.databases, parse_config(raw), migration.source,
+                         migration.target, bouncer)
+    try:
+        yield m
+    finally:
+        _stop_bouncer(bouncer)
+        with psycopg.connect(m.target.dsn(), autocommit=True) as t:
+            Catalog(t, "pgbaton_migrate", m.name).forget()
+
+
+@dataclass
+class Load:
+    """Small transactions through PgBouncer, one thread per database, from before start to after switchover."""
+
+    dsns: list[str]
+    stop: threading.Event = field(default_factory=threading.Event)
+    failures: list[str] = field(default_factory=list)
+    done: int = 0
+    longest: float = 0.0
+    phase: str = "before"
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def _run(self, dsn: str) -> None:
+        conn: psycopg.Connection | None = None
+        while not self.stop.is_set():
+            t0 = time.monotonic()
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
+                with conn.transaction():
+                    conn.execute("INSERT INTO orders (amount, note) VALUES (1, %s)", (self.phase,))
+                    conn.execute("INSERT INTO tickets (body) VALUES (%s)", (self.phase,))
+                    conn.execute("UPDATE events SET payload = payload || jsonb_build_object('w', %s::text) "
+                                 "WHERE ctid = (SELECT min(ctid) FROM events)", (self.phase,))
+                self.done += 1
+            except psycopg.Error as exc:
+                self.failures.append(f"{self.phase}: {exc}")
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self.longest = max(self.longest, time.monotonic() - t0)
+            time.sleep(0.002)
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Load:
+        self.threads = [threading.Thread(target=self._run, args=(d,), daemon=True) for d in self.dsns]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(10)
+
+
+def _fingerprint(dsn: str) -> dict[str, tuple[int, str]]:
+    out = {}
+    with psycopg.connect(dsn) as c:
+        for t in ("orders", "tickets", "events"):
+            row = c.execute(f"SELECT count(*), coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') "
+                            f"FROM {t} x").fetchone()
+            assert row is not None
+            out[t] = (row[0], row[1])
+    return out
+
+
+def _wait_reverse_applied(m: Migration, timeout: float = 20) -> None:
+    """Until the source has confirmed every reverse slot up to the target's current position."""
+    with psycopg.connect(m.target.dsn(), autocommit=True) as t:
+        row = t.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        deadline = time.monotonic() + timeout
+        slots = [object_name(m.name, db, "rev") for db in m.databases]
+        while True:
+            behind = t.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = ANY(%s) "
+                               "AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < %s::pg_lsn)",
+                               (slots, row[0])).fetchone()
+            if behind == (0,):
+                return
+            assert time.monotonic() < deadline, "reverse replication did not catch up"
+            time.sleep(0.1)
+
+
+def test_switchover_under_load_through_pgbouncer(
+        migration: BouncedMigration, run_cli: Callable[..., Result]) -> None:
+    m = migration
+    assert m.bouncer is not None
+    with Load([m.bouncer.dsn(db) for db in m.databases]) as load:
+        execute.start(m.config, m.name)
+        wait_synced(m.config, m.name, timeout=40)
+        load.phase = "during"
+        res = run_cli("switchover", m.name, "--json")
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.output)
+        load.phase = "after"
+        before_after = load.done
+        time.sleep(1.0)
+        assert load.done > before_after + 20  # clients go on, on the target now
+    print(f"\nswitchover: {load.done} transactions, longest client stall {load.longest * 1000:.0f} ms, "
+          f"clients paused {out['paused_seconds'] * 1000:.0f} ms by the executor; steps {out['step_seconds']}")
+    assert load.failures == []
+    assert out["switched"] and out["steps"] == [a.value for a in Action]
+    assert f"port={m.target.port}" in m.bouncer.ini.read_text()
+
+    _wait_reverse_applied(m)
+    for db in m.databases:
+        with psycopg.connect(m.target.dsn(db)) as t:
+            row = t.execute("SELECT count(*) FROM orders WHERE note = 'after'").fetchone()
+            assert row is not None and row[0] > 0  # written on the target after the switch
+        assert _fingerprint(m.source.dsn(db)) == _fingerprint(m.target.dsn(db))  # and flowed back
+        with psycopg.connect(m.source.dsn(db)) as s, psycopg.connect(m.target.dsn(db)) as t:
+            for seq, table in (("orders_id_seq", "orders"), ("ticket_seq", "tickets")):
+                tgt = t.execute(f"SELECT last_value, (SELECT max(id) FROM {table}) FROM {seq}").fetchone()
+                src = s.execute(f"SELECT last_value FROM {seq}").fetchone()
+                assert tgt is not None and src is not None and tgt[0] >= src[0] and tgt[0] >= tgt[1]
+        with psycopg.connect(m.source.dsn(db)) as s, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            s.execute("INSERT INTO orders (amount) VALUES (1)")  # the old primary stays frozen
+    again = run_cli("switchover", m.name, "--json")
+    assert again.exit_code == 0 and json.loads(again.output)["steps"] == []
+    with pytest.raises(Exception, match="switchover was done"):
+        execute.abort(m.config, m.name)
