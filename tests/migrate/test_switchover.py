@@ -19,12 +19,14 @@ import psycopg
 import pytest
 from typer.testing import Result
 
-from pgbaton.config import parse_config
+from pgbaton.config import ClusterConfig, parse_config
+from pgbaton.errors import PgbatonError
 from pgbaton.migrate import execute
 from pgbaton.migrate.catalog import Catalog
 from pgbaton.migrate.names import object_name
 from pgbaton.migrate.status import wait_synced
 from pgbaton.migrate.switch_exec import switchover
+from pgbaton.migrate.switchers import Switcher, switcher_for
 from pgbaton.migrate.switchover import Action
 from pgbaton.sandbox.servers import free_port
 from tests.migrate.conftest import Migration
@@ -168,12 +170,14 @@ class Load:
             t.join(10)
 
 
-def _fingerprint(dsn: str) -> dict[str, tuple[int, str]]:
+def _fingerprint(dsn: str, bounds: dict[str, int] | None = None) -> dict[str, tuple[int, str]]:
+    """Count and md5 per table; with ``bounds``, only those tables and rows up to that id."""
     out = {}
     with psycopg.connect(dsn) as c:
-        for t in ("orders", "tickets", "events"):
+        for t in bounds or ("orders", "tickets", "events"):
+            where = f"WHERE id <= {int(bounds[t])}" if bounds else ""
             row = c.execute(f"SELECT count(*), coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') "
-                            f"FROM {t} x").fetchone()
+                            f"FROM {t} x {where}").fetchone()
             assert row is not None
             out[t] = (row[0], row[1])
     return out
@@ -234,3 +238,97 @@ def test_switchover_under_load_through_pgbouncer(
     assert again.exit_code == 0 and json.loads(again.output)["steps"] == []
     with pytest.raises(Exception, match="switchover was done"):
         execute.abort(m.config, m.name)
+
+
+class Crash(BaseException):
+    """The process dies in the middle of a step: nothing after it runs, no rollback."""
+
+
+class CrashAfterPointing:
+    def __init__(self, inner: Switcher) -> None:
+        self.inner = inner
+
+    def pause(self, dbs: list[str]) -> None:
+        self.inner.pause(dbs)
+
+    def point_to(self, cluster: ClusterConfig, dbs: list[str]) -> None:
+        self.inner.point_to(cluster, dbs)  # the ini is rewritten and reloaded, clients still paused
+        raise Crash
+
+    def resume(self, dbs: list[str]) -> None:
+        self.inner.resume(dbs)
+
+
+def _objects(m: Migration, direction: str) -> list[str]:
+    found = []
+    for db in m.databases:
+        obj = object_name(m.name, db, direction)
+        for server in (m.source, m.target):
+            with psycopg.connect(server.dsn(db)) as c:
+                found += [f"{server.port}:pub:{r[0]}" for r in c.execute(
+                    "SELECT pubname FROM pg_publication WHERE pubname = %s", (obj,)).fetchall()]
+                found += [f"{server.port}:sub:{r[0]}" for r in c.execute(
+                    "SELECT subname FROM pg_subscription WHERE subname = %s", (obj,)).fetchall()]
+                found += [f"{server.port}:slot:{r[0]}" for r in c.execute(
+                    "SELECT slot_name FROM pg_replication_slots WHERE slot_name = %s", (obj,)).fetchall()]
+    return sorted(found)
+
+
+def _assert_back_on_source(m: BouncedMigration, load: Load) -> None:
+    assert m.bouncer is not None
+    assert f"port={m.source.port}" in m.bouncer.ini.read_text()
+    assert _objects(m, "rev") == []
+    assert len(_objects(m, "fwd")) == 3 * len(m.databases)  # publication, slot, subscription each
+    for db in m.databases:
+        with psycopg.connect(m.source.dsn(db), autocommit=True) as s:
+            s.execute("INSERT INTO events (payload) VALUES ('{\"direct\": 1}')")  # writable again
+    done = load.done
+    time.sleep(0.5)
+    assert load.done > done + 10  # clients resumed, on the source
+    # the forward stream carries on: every row committed before the wait is on the target
+    # (events is updated all the time by the load: compared once the load has stopped)
+    bounds = {}
+    for db in m.databases:
+        with psycopg.connect(m.source.dsn(db)) as s:
+            bounds[db] = {t: s.execute(f"SELECT max(id) FROM {t}").fetchone()[0]  # type: ignore[index]
+                          for t in ("orders", "tickets")}
+    wait_synced(m.config, m.name, timeout=30)
+    for db in m.databases:
+        assert _fingerprint(m.source.dsn(db), bounds[db]) == _fingerprint(m.target.dsn(db), bounds[db])
+
+
+def test_failed_and_crashed_switchover_roll_back_then_switch(
+        migration: BouncedMigration, run_cli: Callable[..., Result]) -> None:
+    m = migration
+    assert m.bouncer is not None
+    with Load([m.bouncer.dsn(db) for db in m.databases]) as load:
+        execute.start(m.config, m.name)
+        wait_synced(m.config, m.name, timeout=40)
+
+        # a step fails: everything begun is undone at once
+        with pytest.raises(PgbatonError, match="failed at retire_forward.*restore_forward, drop_reverse, "
+                                               "unfreeze_source, resume_clients"):
+            switchover(m.config, m.name, fail_at=Action.retire_forward)
+        _assert_back_on_source(m, load)
+
+        # the process dies after PgBouncer was pointed at the target, clients still paused
+        cfg = m.config.migration(m.name)
+        with pytest.raises(Crash):
+            switchover(m.config, m.name, switcher=CrashAfterPointing(switcher_for(cfg)))
+        assert f"port={m.target.port}" in m.bouncer.ini.read_text()
+        res = run_cli("switchover", m.name, "--json")  # the rerun rolls it back
+        assert res.exit_code == 1, res.output
+        out = json.loads(res.output)
+        assert not out["switched"] and "rolled back" in out["reasons"][0]
+        assert out["rolled_back"] == ["restore_forward", "drop_reverse", "unfreeze_source", "resume_clients"]
+        _assert_back_on_source(m, load)
+
+        res = run_cli("switchover", m.name)  # and now for real
+        assert res.exit_code == 0 and "switched over" in res.output, res.output
+        time.sleep(0.5)
+    assert load.failures == []
+    assert f"port={m.target.port}" in m.bouncer.ini.read_text()
+    assert _objects(m, "fwd") == []
+    _wait_reverse_applied(m)
+    for db in m.databases:
+        assert _fingerprint(m.source.dsn(db)) == _fingerprint(m.target.dsn(db))

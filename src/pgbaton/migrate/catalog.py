@@ -73,7 +73,8 @@ class Catalog:
 
     def switch_steps(self) -> dict[str, tuple[str, Any]]:
         """Switchover steps recorded for this migration: action -> (started | done, detail)."""
-        if not self.exists():
+        row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.switchover_step",)).fetchone()
+        if not (row and row[0]):  # no catalog, or one made before switchovers were recorded
             return {}
         rows = self.conn.execute(sql.SQL("SELECT action, state, detail FROM {} WHERE migration = %s")
                                  .format(self._t("switchover_step")), (self.migration,)).fetchall()

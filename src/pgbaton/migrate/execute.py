@@ -184,7 +184,8 @@ def _disable_subscription(cfg: MigrationConfig, db: str, obj: str) -> int | None
         return int(row[0])
 
 
-def _drop_slots(src: psycopg.Connection, obj: str, subid: int | None, timeout: float) -> list[str]:
+def _drop_slots(src: psycopg.Connection, obj: str, subid: int | None, timeout: float, *,
+                poll: float = 0.1) -> list[str]:
     """Drop the subscription's slot and its table-sync slots, ending walsenders still using them."""
     pattern = sync_slot_pattern(subid) if subid is not None else None
     dropped: list[str] = []
@@ -205,7 +206,7 @@ def _drop_slots(src: psycopg.Connection, obj: str, subid: int | None, timeout: f
                 pass  # a walsender took it again; the next pass ends it
         if time.monotonic() > deadline:
             raise PgbatonError(f"could not drop replication slots {[r[0] for r in rows]} within {timeout:.0f} s")
-        time.sleep(0.1)
+        time.sleep(poll)
 
 
 def _drop_subscription(cfg: MigrationConfig, db: str, obj: str) -> list[str]:

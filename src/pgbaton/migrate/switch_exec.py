@@ -97,11 +97,22 @@ def _freeze(r: _Run) -> None:
 
 
 def _read_lsn(r: _Run) -> dict[str, str]:
-    with connect(r.cfg.source, "source") as s:
-        row = s.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-    assert row is not None
-    r.lsn = {db: str(row[0]) for db in r.dbs}
-    return r.lsn
+    """Per database, a marker in the WAL after the freeze, committed and flushed: its position.
+
+    Every transaction that committed on the source before the freeze ends before the marker;
+    a synchronous commit flushes the WAL at once, so the walsender can send it without waiting
+    for the WAL writer.
+    """
+    lsn: dict[str, str] = {}
+    for db in r.dbs:
+        with _source_rw(r.cfg, db) as s:
+            s.execute("SET synchronous_commit = on")
+            row = s.execute("SELECT pg_logical_emit_message(true, 'pgbaton_switchover', %s)::text",
+                            (r.name,)).fetchone()
+            assert row is not None
+            lsn[db] = str(row[0])
+    r.lsn = lsn
+    return lsn
 
 
 def _wait_applied(r: _Run) -> None:
@@ -157,7 +168,7 @@ def _retire_forward(r: _Run) -> None:
         fwd = object_name(r.name, db)
         subid = execute._disable_subscription(r.cfg, db, fwd)
         with connect(r.cfg.source, "source") as s:
-            execute._drop_slots(s, fwd, subid, r.cfg.switch.timeout_seconds)
+            execute._drop_slots(s, fwd, subid, r.cfg.switch.timeout_seconds, poll=0.01)
         execute._drop_subscription(r.cfg, db, fwd)
         with _source_rw(r.cfg, db) as s:
             s.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(Ident(fwd)))
@@ -206,7 +217,7 @@ def _drop_reverse(r: _Run) -> None:
                 s.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(Ident(rev)))
                 s.execute(sql.SQL("DROP SUBSCRIPTION {}").format(Ident(rev)))
         with connect(r.cfg.target, "target") as t:
-            execute._drop_slots(t, rev, None, r.cfg.switch.timeout_seconds)
+            execute._drop_slots(t, rev, None, r.cfg.switch.timeout_seconds, poll=0.01)
         with connect(r.cfg.target, "target", db) as t:
             t.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(Ident(rev)))
 
