@@ -46,11 +46,31 @@ class State:
 state = State()
 
 
-def setup_logging(level: int = logging.INFO, stream: Any = None, path: Path | None = None) -> None:
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the moment of each record (it may be replaced,
+    e.g. by a test runner, after the handler was made)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def setup_logging(level: int = logging.INFO, path: Path | None = None) -> None:
+    """Replace pgbaton's own log handler (other handlers, e.g. a test runner's, stay)."""
     root = logging.getLogger()
     for h in list(root.handlers):
-        root.removeHandler(h)
-    handler: logging.Handler = (logging.FileHandler(path) if path else logging.StreamHandler(stream or sys.stderr))
+        if getattr(h, "_pgbaton", False):
+            root.removeHandler(h)
+            h.close()
+    handler: logging.Handler = logging.FileHandler(path) if path else _StderrHandler()
+    handler._pgbaton = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
