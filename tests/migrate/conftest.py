@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -94,6 +95,16 @@ def run_cli(migration: Migration, tmp_path: Path) -> Callable[..., Result]:
     root.add_typer(migrate_app, name="migrate")
 
     def run(*args: str) -> Result:
-        return CliRunner().invoke(root, ["migrate", *args], catch_exceptions=False)
+        # the runner mixes stderr into .output: keep pgbaton's log lines (a handler an earlier
+        # in-process CLI call may have installed) out of the JSON the tests parse
+        root_logger = logging.getLogger()
+        ours = [h for h in root_logger.handlers if getattr(h, "_pgbaton", False)]
+        for h in ours:
+            root_logger.removeHandler(h)
+        try:
+            return CliRunner().invoke(root, ["migrate", *args], catch_exceptions=False)
+        finally:
+            for h in ours:
+                root_logger.addHandler(h)
 
     return run
