@@ -126,9 +126,10 @@ def test_start_streams_three_databases_then_abort_leaves_nothing(
     rows = json.loads(res.output)["databases"]
     assert [r["database"] for r in rows] == m.databases
     for r in rows:
-        assert set(r) == {"database", "state", "tables_synced", "tables_total", "lag_bytes", "lag_seconds",
-                          "source_lsn", "confirmed_flush_lsn", "errors"}
-        assert r["state"] == "streaming" and r["tables_synced"] == r["tables_total"] == 3
+        assert set(r) == {"database", "direction", "state", "tables_synced", "tables_total", "lag_bytes",
+                          "lag_seconds", "source_lsn", "confirmed_flush_lsn", "errors"}
+        assert r["direction"] == "forward" and r["state"] == "streaming"
+        assert r["tables_synced"] == r["tables_total"] == 3
         assert isinstance(r["lag_bytes"], int) and r["lag_bytes"] >= 0 and r["errors"] == []
     assert all(r.state.value == "streaming" for r in status(m.config, m.name))
 

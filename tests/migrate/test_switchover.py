@@ -105,6 +105,11 @@ class BouncedMigration(Migration):
 @pytest.fixture
 def migration(migration: Migration) -> Iterator[BouncedMigration]:
     """The shared 3-database migration, its clients going through a PgBouncer of this test."""
+    yield from bounced(migration)
+
+
+def bounced(migration: Migration) -> Iterator[BouncedMigration]:
+    """The body of the fixture above (test_switchback.py overrides ``migration`` with it too)."""
     for db in migration.databases:
         with psycopg.connect(migration.source.dsn(db), autocommit=True) as c:
             c.execute(SCHEMA)

@@ -68,7 +68,7 @@ def start_cmd(
 
 @app.command("status")
 def status_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
-    """Per database: state, tables synced / total, lag in bytes and seconds."""
+    """Per database: the stream running now (forward; reverse after a switchover), state, tables, lag."""
     from pgbaton.migrate.status import status
 
     rows = [r.as_dict() for r in status(_config(), name)]
@@ -78,8 +78,9 @@ def status_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
     for r in rows:
         lag_s = "-" if r["lag_seconds"] is None else f"{r['lag_seconds']:.3f} s"
         lag_b = "-" if r["lag_bytes"] is None else f"{r['lag_bytes']} B"
-        typer.echo(f"{r['database']}: {r['state']}, tables {r['tables_synced']}/{r['tables_total']}, "
-                   f"lag {lag_b} / {lag_s}" + "".join(f"; {e}" for e in r["errors"]))  # type: ignore[attr-defined]
+        typer.echo(f"{r['database']} ({r['direction']}): {r['state']}, "
+                   f"tables {r['tables_synced']}/{r['tables_total']}, lag {lag_b} / {lag_s}"
+                   + "".join(f"; {e}" for e in r["errors"]))  # type: ignore[attr-defined]
 
 
 @app.command("sync-sequences")
@@ -95,23 +96,53 @@ def sync_sequences_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
         typer.echo(f"{db}: " + (", ".join(f"{k}={v}" for k, v in seqs.items()) or "nothing to move"))
 
 
+def _report_switch(name: str, res: Any, as_json: bool) -> None:
+    done = "switched over" if res.direction == "switchover" else "switched back"
+    if as_json:
+        _json(res.as_dict())
+    elif res.switched:
+        typer.echo(f"migration {name}: {done}" + (f" ({', '.join(res.steps)})" if res.steps else "")
+                   + (f"; clients paused {res.paused_seconds:.3f} s" if res.paused_seconds is not None else ""))
+    else:
+        typer.echo(f"migration {name}: NOT {done}")
+        for reason in res.reasons:
+            typer.echo(f"  {reason}")
+    if not res.switched:
+        raise typer.Exit(1)
+
+
 @app.command("switchover")
 def switchover_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
     """Move the clients to the target: pause, freeze the source, drain, reverse the replication, switch."""
     from pgbaton.migrate.switch_exec import switchover
 
-    res = switchover(_config(), name)
+    _report_switch(name, switchover(_config(), name), as_json)
+
+
+@app.command("switchback")
+def switchback_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
+    """After a switchover: move the clients back to the source over the reverse stream."""
+    from pgbaton.migrate.switch_exec import switchback
+
+    _report_switch(name, switchback(_config(), name), as_json)
+
+
+@app.command("finish")
+def finish_cmd(
+    name: NameArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """End the migration: drop every slot, publication and subscription on both sides and the catalog rows."""
+    from pgbaton.migrate.finish import finish
+
+    if not yes:
+        typer.confirm(f"end migration {name} for good (no replication either way afterwards)?", abort=True)
+    done = finish(_config(), name)
     if as_json:
-        _json(res.as_dict())
-    elif res.switched:
-        typer.echo(f"migration {name}: switched over" + (f" ({', '.join(res.steps)})" if res.steps else "")
-                   + (f"; clients paused {res.paused_seconds:.3f} s" if res.paused_seconds is not None else ""))
-    else:
-        typer.echo(f"migration {name}: NOT switched over")
-        for reason in res.reasons:
-            typer.echo(f"  {reason}")
-    if not res.switched:
-        raise typer.Exit(1)
+        _json({"migration": name, "removed": done})
+        return
+    typer.echo("\n".join(done) if done else "nothing to remove")
 
 
 @app.command("abort")

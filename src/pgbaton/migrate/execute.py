@@ -147,7 +147,7 @@ def abort(config: Config, name: str, *, timeout: float = 30.0) -> list[str]:
     done: list[str] = []
     with connect(cfg.target, "target") as tconn:
         catalog = Catalog(tconn, cfg.options.catalog_schema, name)
-        if catalog.state() == "switched" or catalog.switch_steps():
+        if catalog.state() in ("switched", "switched_back") or catalog.switch_steps():
             raise PgbatonError(f"migration {name}: a switchover was done or begun; abort would drop the databases "
                                "clients now use (rerun `migrate switchover` to finish or roll it back first)")
         records = catalog.databases()

@@ -127,9 +127,11 @@ class DbStatus:
     source_lsn: str | None = None
     confirmed_flush_lsn: str | None = None
     errors: list[str] = field(default_factory=list)
+    direction: str = "forward"  # "reverse" after a switchover: target -> source
 
     def as_dict(self) -> dict[str, object]:
-        return {"database": self.database, "state": self.state.value, "tables_synced": self.tables_synced,
+        return {"database": self.database, "direction": self.direction, "state": self.state.value,
+                "tables_synced": self.tables_synced,
                 "tables_total": self.tables_total, "lag_bytes": self.lag_bytes, "lag_seconds": self.lag_seconds,
                 "source_lsn": self.source_lsn, "confirmed_flush_lsn": self.confirmed_flush_lsn,
                 "errors": self.errors}

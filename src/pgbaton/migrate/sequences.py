@@ -8,6 +8,7 @@ import psycopg
 
 from pgbaton.config import Config
 from pgbaton.migrate.probe import connect
+from pgbaton.migrate.streams import Side, rw
 from pgbaton.migrate.switchover import SeqValue, sequence_updates
 
 log = logging.getLogger(__name__)
@@ -20,16 +21,21 @@ def _read(conn: psycopg.Connection) -> dict[str, SeqValue]:
     return {r[0]: SeqValue(r[1], r[2]) for r in conn.execute(_READ).fetchall()}
 
 
-def sync_sequences(config: Config, name: str) -> dict[str, dict[str, int]]:
-    """Per database, the sequences moved forward on the target and their new values."""
-    cfg = config.migration(name)
+def copy_sequences(old: Side, new: Side, dbs: list[str]) -> dict[str, dict[str, int]]:
+    """Per database, the sequences of ``new`` moved forward to ``old``'s values (``new`` may be frozen)."""
     done: dict[str, dict[str, int]] = {}
-    for db in cfg.databases:
-        with connect(cfg.source, "source", db) as s, connect(cfg.target, "target", db) as t:
+    for db in dbs:
+        with connect(old.cluster, old.name, db) as s, rw(new, db) as t:
             updates, missing = sequence_updates(_read(s), _read(t))
             for seq, value in updates.items():
                 t.execute("SELECT setval(%s::regclass, %s, true)", (seq, value))
         if missing:
-            log.warning("database %s: sequences missing on the target: %s", db, ", ".join(missing))
+            log.warning("database %s: sequences missing on the %s: %s", db, new.name, ", ".join(missing))
         done[db] = updates
     return done
+
+
+def sync_sequences(config: Config, name: str) -> dict[str, dict[str, int]]:
+    """Per database, the sequences moved forward on the target and their new values."""
+    cfg = config.migration(name)
+    return copy_sequences(Side(cfg.source, "source"), Side(cfg.target, "target"), cfg.databases)

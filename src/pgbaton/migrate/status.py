@@ -14,6 +14,7 @@ from pgbaton.migrate.model import DbState, DbStatus
 from pgbaton.migrate.names import object_name
 from pgbaton.migrate.probe import connect, db_progress
 from pgbaton.migrate.steps import db_state
+from pgbaton.migrate.streams import FWD, REV, SWITCHED, publisher, stream_status
 
 
 def _lag(cfg: MigrationConfig, name: str, db: str) -> dict[str, object] | None:
@@ -31,10 +32,13 @@ def _errors(cfg: MigrationConfig, name: str, db: str) -> list[str]:
 
 
 def status(config: Config, name: str) -> list[DbStatus]:
+    """Per database, the stream that runs now: forward before a switchover, reverse after it."""
     cfg = config.migration(name)
     out: list[DbStatus] = []
     with connect(cfg.target, "target") as t:
         catalog = Catalog(t, cfg.options.catalog_schema, name)
+        if catalog.state() == SWITCHED:  # clients on the target: the reverse stream keeps the source a copy
+            return [stream_status(cfg, name, db, REV) for db in cfg.databases]
         for db in cfg.databases:
             p = db_progress(cfg, name, db, catalog)
             lag = _lag(cfg, name, db) if p.slot_exists else None
@@ -51,7 +55,10 @@ def status(config: Config, name: str) -> list[DbStatus]:
 
 
 def wait_synced(config: Config, name: str, timeout: float | None = None) -> None:
-    """Until every table is synced and the target has applied the source's WAL position read now."""
+    """Until every table is synced and the subscriber has applied the publisher's WAL position read now.
+
+    Before a switchover: the target and the source; after it, the reverse stream (source and target).
+    """
     cfg = config.migration(name)
     deadline = time.monotonic() + (timeout or cfg.options.sync_timeout_seconds)
     targets: dict[str, str] = {}
@@ -61,7 +68,8 @@ def wait_synced(config: Config, name: str, timeout: float | None = None) -> None
         if not pending:
             for r in rows:
                 targets.setdefault(r.database, r.source_lsn or "0/0")
-            if all(_applied(cfg, name, db, lsn) for db, lsn in targets.items()):
+            direction = REV if rows and rows[0].direction == "reverse" else FWD
+            if all(_applied(cfg, name, db, lsn, direction) for db, lsn in targets.items()):
                 return
         if time.monotonic() > deadline:
             raise PgbatonError(f"migration {name}: not caught up after the timeout: "
@@ -70,8 +78,9 @@ def wait_synced(config: Config, name: str, timeout: float | None = None) -> None
         time.sleep(0.2)
 
 
-def _applied(cfg: MigrationConfig, name: str, db: str, lsn: str) -> bool:
-    with connect(cfg.source, "source", db) as s:
+def _applied(cfg: MigrationConfig, name: str, db: str, lsn: str, direction: str = FWD) -> bool:
+    pub = publisher(cfg, direction)
+    with connect(pub.cluster, pub.name, db) as s:
         row = s.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
-                        (lsn, object_name(name, db))).fetchone()
+                        (lsn, object_name(name, db, direction))).fetchone()
     return bool(row and row[0])

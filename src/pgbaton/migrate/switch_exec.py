@@ -1,10 +1,12 @@
-"""``switchover``: carry out the steps ``switchover.ORDER`` fixes, recording each in the catalog.
+"""``switchover`` and ``switchback``: carry out the steps ``switchover.ORDER`` fixes, in one direction.
 
-Every step is recorded ``started`` before it acts and ``done`` after.  A failure before the
-switcher points at the target undoes what was begun (``switchover.rollback``, newest first):
-clients resume on the source, the source is writable again, the forward replication is
-intact.  A rerun after a crash does the same with what the catalog holds, or, once the
-switcher points at the target, finishes the remaining steps.
+Both commands are the same procedure over a ``streams.Leg``: clients leave ``leg.old`` for
+``leg.new``; the stream old -> new is retired, the stream new -> old set up in its place.
+Every step is recorded ``started`` before it acts and ``done`` after (keys prefixed per leg).
+A failure before the switcher points at ``new`` undoes what was begun
+(``switchover.rollback``, newest first): clients resume on ``old``, ``old`` is writable again,
+the stream old -> new is intact.  A rerun after a crash does the same with what the catalog
+holds, or, once the switcher points at ``new``, finishes the remaining steps.
 """
 
 from __future__ import annotations
@@ -12,26 +14,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 
 from pgbaton.config import Config, MigrationConfig
 from pgbaton.errors import PgbatonError
-from pgbaton.migrate import execute
+from pgbaton.migrate import streams
 from pgbaton.migrate.catalog import Catalog
 from pgbaton.migrate.names import object_name
-from pgbaton.migrate.probe import connect, slot_exists
-from pgbaton.migrate.sequences import sync_sequences
+from pgbaton.migrate.probe import connect
+from pgbaton.migrate.sequences import copy_sequences
 from pgbaton.migrate.status import status
+from pgbaton.migrate.streams import SWITCHED, Leg, Side, rw
 from pgbaton.migrate.switchers import Switcher, switcher_for
 from pgbaton.migrate.switchover import ORDER, Action, Undo, may_switch, resume_from, rollback
 
 log = logging.getLogger(__name__)
 Ident = sql.Identifier
-SWITCHED = "switched"
+__all__ = ["SWITCHED", "SwitchResult", "switchback", "switchover"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,11 +49,13 @@ class SwitchResult:
     source_lsn: dict[str, str] = field(default_factory=dict)
     paused_seconds: float | None = None  # PAUSE .. RESUME, as the executor saw it
     step_seconds: dict[str, float] = field(default_factory=dict)
+    direction: str = "switchover"
 
     def as_dict(self) -> dict[str, object]:
-        return {"migration": self.migration, "switched": self.switched, "steps": self.steps,
-                "rolled_back": self.rolled_back, "reasons": self.reasons, "source_lsn": self.source_lsn,
-                "paused_seconds": self.paused_seconds, "step_seconds": self.step_seconds}
+        return {"migration": self.migration, "direction": self.direction, "switched": self.switched,
+                "steps": self.steps, "rolled_back": self.rolled_back, "reasons": self.reasons,
+                "source_lsn": self.source_lsn, "paused_seconds": self.paused_seconds,
+                "step_seconds": self.step_seconds}
 
 
 @dataclass
@@ -56,21 +63,36 @@ class _Run:
     config: Config
     cfg: MigrationConfig
     name: str
+    leg: Leg
     switcher: Switcher
     catalog: Catalog
-    recorded: dict[str, tuple[str, Any]]
+    recorded: dict[str, tuple[str, Any]]  # this leg's records, keys without the prefix
     lsn: dict[str, str] = field(default_factory=dict)
 
     @property
     def dbs(self) -> list[str]:
         return self.cfg.databases
 
+    def record(self, action: str, state: str, detail: Any = None) -> None:
+        self.catalog.record_step(self.leg.record_prefix + action, state, detail)
+        self.recorded[action] = (state, detail)
 
-def _source_rw(cfg: MigrationConfig, db: str | None = None) -> psycopg.Connection:
-    """A source session that may write although the database is frozen (pgbaton's own work)."""
-    conn = connect(cfg.source, "source", db)
-    conn.execute("SET default_transaction_read_only = off")
-    return conn
+
+def _leg_records(all_steps: dict[str, tuple[str, Any]], leg: Leg) -> dict[str, tuple[str, Any]]:
+    p = leg.record_prefix
+    if p:
+        return {k[len(p):]: v for k, v in all_steps.items() if k.startswith(p)}
+    return {k: v for k, v in all_steps.items() if ":" not in k}
+
+
+def _each_db(r: _Run, fn: Callable[[str], T]) -> dict[str, T]:
+    """``fn`` for every database at once (one thread and connection each): the clients wait on the
+    slowest database, not on the sum.  Every call ends before this returns; the first error is raised."""
+    if len(r.dbs) == 1:
+        return {r.dbs[0]: fn(r.dbs[0])}
+    with ThreadPoolExecutor(max_workers=min(len(r.dbs), 8), thread_name_prefix="pgbaton-switch") as pool:
+        futures = {db: pool.submit(fn, db) for db in r.dbs}
+    return {db: f.result() for db, f in futures.items()}
 
 
 # -- the steps ------------------------------------------------------------------------------------
@@ -78,41 +100,48 @@ def _pause(r: _Run) -> None:
     r.switcher.pause(r.dbs)
 
 
+def _set_read_only(side: Side, dbs: list[str], on: bool) -> None:
+    with rw(side) as s:
+        for db in dbs:
+            stmt = "ALTER DATABASE {} SET default_transaction_read_only = on" if on \
+                else "ALTER DATABASE {} RESET default_transaction_read_only"
+            s.execute(sql.SQL(stmt).format(Ident(db)))
+
+
 def _freeze(r: _Run) -> None:
-    """New sessions read-only, then every other client session of these databases ended."""
-    with _source_rw(r.cfg) as s:
-        for db in r.dbs:
-            s.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(Ident(db)))
+    """New sessions on ``old`` read-only, then every other client session of these databases ended."""
+    _set_read_only(r.leg.old, r.dbs, True)
+    with rw(r.leg.old) as s:
         deadline = time.monotonic() + r.cfg.switch.timeout_seconds
         while True:
-            pids = [p for (p,) in s.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s) AND backend_type = 'client backend' "
-                "AND pid <> pg_backend_pid()", (r.dbs,)).fetchall()]
-            if not pids:
+            rows = s.execute(
+                "SELECT pid, application_name, state, wait_event FROM pg_stat_activity WHERE datname = ANY(%s) "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()", (r.dbs,)).fetchall()
+            if not rows:
                 return
-            s.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+            s.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", ([p[0] for p in rows],))
             if time.monotonic() > deadline:
-                raise PgbatonError(f"source sessions {pids} did not end after pg_terminate_backend")
+                raise PgbatonError(f"{r.leg.old.name} sessions did not end after pg_terminate_backend: "
+                                   + ", ".join(f"{p} ({app or '-'}, {st}, {we})" for p, app, st, we in rows))
             time.sleep(0.02)
 
 
 def _read_lsn(r: _Run) -> dict[str, str]:
-    """Per database, a marker in the WAL after the freeze, committed and flushed: its position.
+    """Per database, a marker in ``old``'s WAL after the freeze, committed and flushed: its position.
 
-    Every transaction that committed on the source before the freeze ends before the marker;
-    a synchronous commit flushes the WAL at once, so the walsender can send it without waiting
-    for the WAL writer.
+    Every transaction that committed before the freeze ends before the marker; a synchronous
+    commit flushes the WAL at once, so the walsender can send it without waiting for the WAL writer.
     """
-    lsn: dict[str, str] = {}
-    for db in r.dbs:
-        with _source_rw(r.cfg, db) as s:
+    def marker(db: str) -> str:
+        with rw(r.leg.old, db) as s:
             s.execute("SET synchronous_commit = on")
             row = s.execute("SELECT pg_logical_emit_message(true, 'pgbaton_switchover', %s)::text",
                             (r.name,)).fetchone()
             assert row is not None
-            lsn[db] = str(row[0])
-    r.lsn = lsn
-    return lsn
+            return str(row[0])
+
+    r.lsn = _each_db(r, marker)
+    return r.lsn
 
 
 def _wait_applied(r: _Run) -> None:
@@ -121,65 +150,51 @@ def _wait_applied(r: _Run) -> None:
         r.lsn = dict(rec[1]) if rec and rec[1] else {}
     deadline = time.monotonic() + r.cfg.switch.timeout_seconds
     pending = dict(r.lsn)
-    with connect(r.cfg.source, "source") as s:
+    with connect(r.leg.old.cluster, r.leg.old.name) as s:
         while pending:
             for db, lsn in list(pending.items()):
                 row = s.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
-                                "WHERE slot_name = %s", (lsn, object_name(r.name, db))).fetchone()
+                                "WHERE slot_name = %s", (lsn, object_name(r.name, db, r.leg.stream))).fetchone()
                 if row is None:
-                    raise PgbatonError(f"database {db}: the forward slot is gone")
+                    raise PgbatonError(f"database {db}: the slot of the {r.leg.old.name} is gone")
                 if row[0]:
                     del pending[db]
             if pending and time.monotonic() > deadline:
-                raise PgbatonError(f"the target did not apply up to the source position within "
+                raise PgbatonError(f"the {r.leg.new.name} did not apply up to the {r.leg.old.name} position within "
                                    f"{r.cfg.switch.timeout_seconds:.0f} s: {', '.join(pending)}")
             if pending:
                 time.sleep(0.01)
 
 
 def _copy_sequences(r: _Run) -> dict[str, dict[str, int]]:
-    return sync_sequences(r.config, r.name)
+    return {db: moved[db] for db, moved in _each_db(r, lambda db: copy_sequences(r.leg.old, r.leg.new, [db])).items()}
 
 
-def _create_reverse(r: _Run) -> None:
-    """Per database: publication and slot on the target, a subscription without copy on the source."""
-    with connect(r.cfg.source, "source") as s:
-        row = s.execute("SELECT current_setting('server_version_num')::int").fetchone()
-    source_major = int(row[0]) // 10000 if row else 0
-    for db in r.dbs:
-        rev = object_name(r.name, db, "rev")
-        with connect(r.cfg.target, "target", db) as t:
-            if t.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (rev,)).fetchone() is None:
-                t.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(Ident(rev)))
-            if not slot_exists(t, rev):
-                t.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (rev,))
-        with _source_rw(r.cfg, db) as s:
-            if s.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (rev,)).fetchone() is None:
-                # origin = none (PostgreSQL 16+) keeps changes that came in by replication from echoing back
-                origin = sql.SQL(", origin = 'none'") if source_major >= 16 else sql.SQL("")
-                target = r.cfg.target.conninfo(db, rev, for_peer=True, what="target")
-                s.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
-                                  "slot_name = {}, copy_data = false, synchronous_commit = 'on'{})")
-                          .format(Ident(rev), sql.Literal(target), Ident(rev), sql.Literal(rev), origin))
+def _create_back(r: _Run) -> None:
+    """Per database: publication and slot on ``new``, a subscription without copy on ``old``."""
+    origin_none = streams.major(r.leg.old) >= 16
+
+    def create(db: str) -> None:
+        obj = object_name(r.name, db, r.leg.back)
+        streams.create_publisher_end(r.leg.new, db, obj)
+        streams.create_subscriber_end(r.leg.new, r.leg.old, db, obj, origin_none=origin_none)
+
+    _each_db(r, create)
 
 
-def _retire_forward(r: _Run) -> None:
-    for db in r.dbs:
-        fwd = object_name(r.name, db)
-        subid = execute._disable_subscription(r.cfg, db, fwd)
-        with connect(r.cfg.source, "source") as s:
-            execute._drop_slots(s, fwd, subid, r.cfg.switch.timeout_seconds, poll=0.01)
-        execute._drop_subscription(r.cfg, db, fwd)
-        with _source_rw(r.cfg, db) as s:
-            s.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(Ident(fwd)))
+def _retire_stream(r: _Run) -> None:
+    _each_db(r, lambda db: streams.retire(r.cfg, r.name, db, r.leg.stream, r.cfg.switch.timeout_seconds))
 
 
 def _point(r: _Run) -> None:
-    r.switcher.point_to(r.cfg.target, r.dbs)
+    _set_read_only(r.leg.new, r.dbs, False)  # frozen by an earlier switch the other way
+    r.switcher.point_to(r.leg.new.cluster, r.dbs)
 
 
 def _record_state(r: _Run) -> None:
-    r.catalog.set_state(SWITCHED)
+    with r.catalog.conn.transaction():
+        r.catalog.set_state(r.leg.state_after)
+        r.catalog.clear_steps()
 
 
 _ACTIONS: dict[Action, Callable[[_Run], object]] = {
@@ -188,62 +203,45 @@ _ACTIONS: dict[Action, Callable[[_Run], object]] = {
     Action.read_source_lsn: _read_lsn,
     Action.wait_applied: _wait_applied,
     Action.copy_sequences: _copy_sequences,
-    Action.create_reverse: _create_reverse,
-    Action.retire_forward: _retire_forward,
+    Action.create_reverse: _create_back,
+    Action.retire_forward: _retire_stream,
     Action.point_switcher: _point,
     Action.record_state: _record_state,
 }
 
 
 # -- undo -------------------------------------------------------------------------------------------
-def _resume_on_source(r: _Run) -> None:
+def _resume_on_old(r: _Run) -> None:
     if Action.point_switcher.value in r.recorded:  # it may have rewritten the entries already
-        r.switcher.point_to(r.cfg.source, r.dbs)
+        r.switcher.point_to(r.leg.old.cluster, r.dbs)
     r.switcher.resume(r.dbs)
 
 
 def _unfreeze(r: _Run) -> None:
-    with _source_rw(r.cfg) as s:
-        for db in r.dbs:
-            s.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(Ident(db)))
+    _set_read_only(r.leg.old, r.dbs, False)
 
 
-def _drop_reverse(r: _Run) -> None:
-    for db in r.dbs:
-        rev = object_name(r.name, db, "rev")
-        with _source_rw(r.cfg, db) as s:
-            if s.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (rev,)).fetchone():
-                s.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(Ident(rev)))
-                s.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(Ident(rev)))
-                s.execute(sql.SQL("DROP SUBSCRIPTION {}").format(Ident(rev)))
-        with connect(r.cfg.target, "target") as t:
-            execute._drop_slots(t, rev, None, r.cfg.switch.timeout_seconds, poll=0.01)
-        with connect(r.cfg.target, "target", db) as t:
-            t.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(Ident(rev)))
+def _drop_back(r: _Run) -> None:
+    _each_db(r, lambda db: streams.retire(r.cfg, r.name, db, r.leg.back, r.cfg.switch.timeout_seconds))
 
 
-def _restore_forward(r: _Run) -> None:
-    """Publication, slot and subscription (no copy: the source was frozen and fully applied)."""
-    for db in r.dbs:
-        fwd = object_name(r.name, db)
-        with _source_rw(r.cfg, db) as s:
-            if s.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (fwd,)).fetchone() is None:
-                s.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(Ident(fwd)))
-            if not slot_exists(s, fwd):
-                s.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (fwd,))
-        with connect(r.cfg.target, "target", db) as t:
-            exists = t.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (fwd,)).fetchone()
-        if exists is None:
-            execute._create_subscription(r.cfg, r.name, db, r.catalog, copy=False)
-        else:
-            execute._enable_subscription(r.cfg, r.name, db, r.catalog)
+def _restore_stream(r: _Run) -> None:
+    """Publication, slot and subscription old -> new (no copy: ``old`` was frozen and fully applied)."""
+    origin_none = streams.major(r.leg.new) >= 16
+
+    def restore(db: str) -> None:
+        obj = object_name(r.name, db, r.leg.stream)
+        streams.create_publisher_end(r.leg.old, db, obj)
+        streams.create_subscriber_end(r.leg.old, r.leg.new, db, obj, origin_none=origin_none)
+
+    _each_db(r, restore)
 
 
 _UNDOS: dict[Undo, Callable[[_Run], None]] = {
-    Undo.resume_clients: _resume_on_source,
+    Undo.resume_clients: _resume_on_old,
     Undo.unfreeze_source: _unfreeze,
-    Undo.drop_reverse: _drop_reverse,
-    Undo.restore_forward: _restore_forward,
+    Undo.drop_reverse: _drop_back,
+    Undo.restore_forward: _restore_stream,
 }
 
 
@@ -260,39 +258,68 @@ def _undo(r: _Run) -> list[str]:
             log.error("migration %s: undo %s failed: %s", r.name, u.value, exc)
             errors.append(f"{u.value}: {exc}")
     if errors:
-        raise PgbatonError("rollback incomplete (" + "; ".join(errors) + "); rerun `migrate switchover` to retry it")
+        raise PgbatonError("rollback incomplete (" + "; ".join(errors) + f"); rerun `migrate {r.leg.command}` "
+                           "to retry it")
     r.catalog.clear_steps()
     return undone
 
 
-# -- the command -------------------------------------------------------------------------------------
+# -- the commands ------------------------------------------------------------------------------------
 def switchover(config: Config, name: str, *, switcher: Switcher | None = None,
                fail_at: Action | None = None) -> SwitchResult:
     """Move every database of the migration to the target together, or none of them.
 
     ``fail_at`` makes that step fail on purpose (tests of the rollback).
     """
+    return _switch(config, name, streams.forward, switcher, fail_at)
+
+
+def switchback(config: Config, name: str, *, switcher: Switcher | None = None,
+               fail_at: Action | None = None) -> SwitchResult:
+    """After a switchover: move every database back to the source, over the reverse stream."""
+    return _switch(config, name, streams.backward, switcher, fail_at)
+
+
+def _refusal(leg: Leg, state: str, other: dict[str, tuple[str, Any]]) -> tuple[bool, str] | None:
+    """(switched, reason) when this leg must not run now; None when it may."""
+    if state == leg.state_after:
+        return True, f"already done ({state})"
+    if other:
+        other_cmd = "switchback" if leg.command == "switchover" else "switchover"
+        return False, f"an interrupted {other_cmd} is recorded; rerun `migrate {other_cmd}` first"
+    if leg.command == "switchback" and state != SWITCHED:
+        return False, f"migration is {state}, not switched over: nothing to switch back"
+    return None
+
+
+def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg],
+            switcher: Switcher | None, fail_at: Action | None) -> SwitchResult:
     cfg = config.migration(name)
-    res = SwitchResult(name, switched=False)
+    leg = leg_for(cfg)
+    res = SwitchResult(name, switched=False, direction=leg.command)
     with connect(cfg.target, "target") as tconn:
         catalog = Catalog(tconn, cfg.options.catalog_schema, name)
         state = catalog.state()
         if state is None:
             raise PgbatonError(f"migration {name} was not started; run `migrate start` first")
         catalog.ensure()
-        if state == SWITCHED:
-            res.switched, res.reasons = True, ["already switched over"]
+        all_steps = catalog.switch_steps()
+        mine = _leg_records(all_steps, leg)
+        refused = _refusal(leg, state, {k: v for k, v in all_steps.items() if k not in
+                                        {leg.record_prefix + m for m in mine}})
+        if refused is not None:
+            res.switched, res.reasons = refused[0], [refused[1]]
             return res
-        r = _Run(config, cfg, name, switcher or switcher_for(cfg), catalog, catalog.switch_steps())
+        r = _Run(config, cfg, name, leg, switcher or switcher_for(cfg), catalog, mine)
         done = [a for a in ORDER if r.recorded.get(a.value, ("",))[0] == "done"]
         if Action.point_switcher in done:  # crashed after the switch: finish
-            log.warning("migration %s: finishing an interrupted switchover", name)
+            log.warning("migration %s: finishing an interrupted %s", name, leg.command)
             r.switcher.resume(r.dbs)
             todo = resume_from(done)
         elif r.recorded:  # crashed before the switch: undo what was begun
-            log.warning("migration %s: rolling back an interrupted switchover", name)
+            log.warning("migration %s: rolling back an interrupted %s", name, leg.command)
             res.rolled_back = _undo(r)
-            res.reasons = ["an interrupted switchover was rolled back; run `migrate switchover` again"]
+            res.reasons = [f"an interrupted {leg.command} was rolled back; run `migrate {leg.command}` again"]
             return res
         else:
             decision = may_switch(status(config, name), cfg.databases, cfg.switch.max_lag_bytes)
@@ -300,30 +327,37 @@ def switchover(config: Config, name: str, *, switcher: Switcher | None = None,
                 res.reasons = list(decision.reasons)
                 return res
             todo = list(ORDER)
-        paused_at: float | None = None
-        for action in todo:
-            catalog.record_step(action.value, "started")
-            r.recorded[action.value] = ("started", None)
-            log.info("migration %s: switchover %s", name, action.value)
-            try:
-                if action is fail_at:
-                    raise PgbatonError(f"failure injected at {action.value}")
-                began = time.monotonic()
-                if action is Action.pause_clients:
-                    paused_at = began
-                detail = _ACTIONS[action](r)
-                res.step_seconds[action.value] = round(time.monotonic() - began, 3)
-            except Exception as exc:  # any failure before the switch: undo, then report
-                log.error("migration %s: switchover step %s failed: %s", name, action.value, exc)
-                undone = _undo(r)
-                raise PgbatonError(f"switchover of {name} failed at {action.value}: {exc}; rolled back: "
-                                   f"{', '.join(undone) or 'nothing'}") from None
-            catalog.record_step(action.value, "done", detail)
-            r.recorded[action.value] = ("done", detail)
-            res.steps.append(action.value)
-            if action is Action.point_switcher:
-                r.switcher.resume(r.dbs)  # switched: a failure from here on is finished by a rerun
-                if paused_at is not None:
-                    res.paused_seconds = round(time.monotonic() - paused_at, 3)
+        _run_steps(r, todo, res, fail_at)
         res.switched, res.source_lsn = True, r.lsn
     return res
+
+
+def _run_steps(r: _Run, todo: list[Action], res: SwitchResult, fail_at: Action | None) -> None:
+    paused_at: float | None = None
+    for action in todo:
+        r.record(action.value, "started")
+        log.info("migration %s: %s %s", r.name, r.leg.command, action.value)
+        try:
+            if action is fail_at:
+                raise PgbatonError(f"failure injected at {action.value}")
+            began = time.monotonic()
+            if action is Action.pause_clients:
+                paused_at = began
+            detail = _ACTIONS[action](r)
+            res.step_seconds[action.value] = round(time.monotonic() - began, 3)
+        except Exception as exc:  # any failure before the switch: undo, then report
+            log.error("migration %s: %s step %s failed: %s", r.name, r.leg.command, action.value, exc)
+            if Action.point_switcher.value in r.recorded and r.recorded[Action.point_switcher.value][0] == "done":
+                raise PgbatonError(f"{r.leg.command} of {r.name} failed at {action.value}: {exc}; "
+                                   f"clients are on the {r.leg.new.name}: rerun `migrate {r.leg.command}`") from None
+            undone = _undo(r)
+            raise PgbatonError(f"{r.leg.command} of {r.name} failed at {action.value}: {exc}; rolled back: "
+                               f"{', '.join(undone) or 'nothing'}") from None
+        res.steps.append(action.value)
+        if action is Action.record_state:
+            continue  # recorded with the state itself (the step records were cleared with it)
+        r.record(action.value, "done", detail)
+        if action is Action.point_switcher:
+            r.switcher.resume(r.dbs)  # switched: a failure from here on is finished by a rerun
+            if paused_at is not None:
+                res.paused_seconds = round(time.monotonic() - paused_at, 3)

@@ -1,0 +1,201 @@
+"""PostgreSQL 15 -> 18 switchover (and switchback) under load through PgBouncer: the longest client stall.
+
+Starts its own PostgreSQL 15, PostgreSQL 18 and PgBouncer (transaction pooling) in a temp
+folder on free loopback ports, creates N databases, runs ``migrate start``, then one client
+thread per database doing small write transactions through PgBouncer while pgbaton switches
+over and back.  Reports, per N: failed client transactions, the longest client transaction
+(start to commit, reconnects included) during each switch, the executor's pause window and its
+step times.  At the end PgBouncer is stopped by its PID, the servers with pg_ctl.
+
+    .venv/bin/python bench/migrate_bench.py --dbs 1 5 [--clients-per-db 1] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgbaton.config import Config, parse_config
+from pgbaton.migrate import execute
+from pgbaton.migrate.finish import finish
+from pgbaton.migrate.status import wait_synced
+from pgbaton.migrate.switch_exec import SwitchResult, switchback, switchover
+from pgbaton.sandbox.servers import PostgresServer, free_port, pg18_bin
+
+SCHEMA = """
+CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, amount numeric(10,2), note text);
+CREATE TABLE events (at timestamptz DEFAULT now(), payload jsonb);
+INSERT INTO orders (amount, note) SELECT g, 'seed' FROM generate_series(1, 1000) g;
+INSERT INTO events (payload) SELECT jsonb_build_object('i', g) FROM generate_series(1, 100) g;
+"""
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+@dataclass
+class Load:
+    dsns: list[str]
+    stop: threading.Event = field(default_factory=threading.Event)
+    failures: list[str] = field(default_factory=list)
+    done: int = 0
+    window: list[float] = field(default_factory=list)  # latencies of transactions begun while measuring
+    measuring: bool = False
+
+    def _run(self, dsn: str) -> None:
+        conn: psycopg.Connection | None = None
+        while not self.stop.is_set():
+            t0, measured = time.monotonic(), self.measuring
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
+                with conn.transaction():
+                    conn.execute("INSERT INTO orders (amount, note) VALUES (1, 'load')")
+                    conn.execute("UPDATE events SET payload = payload || '{\"w\": 1}' "
+                                 "WHERE ctid = (SELECT min(ctid) FROM events)")
+                self.done += 1
+            except psycopg.Error as exc:
+                self.failures.append(str(exc).strip().splitlines()[0])
+                if conn is not None:
+                    conn.close()
+                conn = None
+            if measured or self.measuring:
+                self.window.append(time.monotonic() - t0)
+            time.sleep(0.002)
+        if conn is not None:
+            conn.close()
+
+    def start(self, per_db: int) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self._run, args=(d,), daemon=True) for d in self.dsns for _ in range(per_db)]
+        for t in threads:
+            t.start()
+        return threads
+
+
+def _bouncer(base: Path, dbs: list[str], source_port: int) -> tuple[int, int, Path]:
+    port = free_port()
+    entries = "".join(f"{db} = host=127.0.0.1 port={source_port} dbname={db}\n" for db in dbs)
+    (base / "users.txt").write_text('"postgres" ""\n')
+    ini = base / "pgbouncer.ini"
+    ini.write_text(
+        f"[databases]\n{entries}\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {base}/users.txt\nadmin_users = postgres\npool_mode = transaction\n"
+        f"max_client_conn = 200\ndefault_pool_size = 10\nserver_reset_query =\n"
+        f"ignore_startup_parameters = extra_float_digits\nlogfile = {base}/pgbouncer.log\n"
+        f"pidfile = {base}/pgbouncer.pid\n")
+    cmd = [PGBOUNCER, "-d", str(ini)]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=20)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            pid = int((base / "pgbouncer.pid").read_text().split()[0])
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return port, pid, ini
+        except (OSError, ValueError, IndexError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _switch(load: Load, fn: Any, config: Config, name: str) -> dict[str, Any]:
+    load.window.clear()
+    load.measuring = True
+    failed_before = len(load.failures)
+    res: SwitchResult = fn(config, name)
+    time.sleep(0.3)  # transactions held by the pause finish and are counted
+    load.measuring = False
+    return {"switched": res.switched, "longest_stall_ms": round(max(load.window, default=0) * 1000, 1),
+            "paused_ms": round((res.paused_seconds or 0) * 1000, 1), "failed": len(load.failures) - failed_before,
+            "step_ms": {k: round(v * 1000, 1) for k, v in res.step_seconds.items()}}
+
+
+def run(n: int, per_db: int, src: PostgresServer, tgt: PostgresServer, base: Path) -> dict[str, Any]:
+    name = f"bench{n}"
+    dbs = [f"bench_{n}_{i}" for i in range(n)]
+    with psycopg.connect(src.dsn(), autocommit=True) as c:
+        for db in dbs:
+            c.execute(f'CREATE DATABASE "{db}"')
+    for db in dbs:
+        with psycopg.connect(src.dsn(db), autocommit=True) as c:
+            c.execute(SCHEMA)
+    bdir = base / f"bouncer{n}"
+    bdir.mkdir()
+    bdir.chmod(0o1777)
+    port, pid, ini = _bouncer(bdir, dbs, src.port)
+    try:
+        config = parse_config({"target": {"port": tgt.port}, "migrations": {name: {
+            "source": {"port": src.port}, "target": {"port": tgt.port}, "databases": dbs,
+            "options": {"bin_dir": str(pg18_bin())},
+            "switch": {"method": "pgbouncer", "port": port, "user": "postgres", "ini_file": str(ini),
+                       "timeout_seconds": 30}}}})
+        load = Load([f"host=127.0.0.1 port={port} dbname={db} user=postgres connect_timeout=5" for db in dbs])
+        threads = load.start(per_db)
+        try:
+            execute.start(config, name)
+            wait_synced(config, name, timeout=120)
+            over = _switch(load, switchover, config, name)
+            wait_synced(config, name, timeout=60)  # the reverse stream streams and has caught up
+            back = _switch(load, switchback, config, name)
+        finally:
+            load.stop.set()
+            for t in threads:
+                t.join(10)
+        finish(config, name)
+        return {"databases": n, "clients": n * per_db, "transactions": load.done, "failed_total": len(load.failures),
+                "switchover": over, "switchback": back, "failures": load.failures[:5]}
+    finally:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dbs", type=int, nargs="+", default=[1, 5])
+    ap.add_argument("--clients-per-db", type=int, default=1)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="pgbaton-migbench-"))
+    base.chmod(0o1777)
+    workers = {"max_logical_replication_workers": str(max(args.dbs) * 2 + 4)}
+    src = PostgresServer(base / "pg15", settings=workers)
+    tgt = PostgresServer(base / "pg18", bin_dir=pg18_bin(), settings=workers)
+    results = []
+    try:
+        src.start()
+        tgt.start()
+        for n in args.dbs:
+            r = run(n, args.clients_per_db, src, tgt, base)
+            results.append(r)
+            over, back = r["switchover"], r["switchback"]
+            print(f"{n} database(s), {r['clients']} client(s): switchover stall {over['longest_stall_ms']} ms "
+                  f"(paused {over['paused_ms']} ms), switchback stall {back['longest_stall_ms']} ms "
+                  f"(paused {back['paused_ms']} ms), failed {r['failed_total']} of {r['transactions']}",
+                  flush=True)
+    finally:
+        tgt.stop()
+        src.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    out = json.dumps(results, indent=2)
+    print(out)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(out)
+
+
+if __name__ == "__main__":
+    main()

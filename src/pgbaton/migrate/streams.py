@@ -1,0 +1,211 @@
+"""The two directions of a migration and what both share: one logical stream per database.
+
+A *leg* is a direction of the switchover: clients leave ``old`` for ``new``; the stream that
+carries ``old`` -> ``new`` (``stream``) is retired and the one ``new`` -> ``old`` (``back``)
+is set up in its place.  The forward leg is ``switchover``, the backward one ``switchback``.
+Every helper here works on any direction: publisher, subscriber and suffix are parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from pgbaton.config import ClusterConfig, MigrationConfig
+from pgbaton.errors import PgbatonError
+from pgbaton.migrate import sqlfiles
+from pgbaton.migrate.model import DbProgress, DbStatus
+from pgbaton.migrate.names import object_name, sync_slot_pattern
+from pgbaton.migrate.probe import connect, slot_exists, subscription_row
+from pgbaton.migrate.steps import db_state
+
+Ident = sql.Identifier
+FWD, REV = "fwd", "rev"
+# migration states (catalog ``migration.state``)
+STREAMING, SWITCHED, SWITCHED_BACK = "streaming", "switched", "switched_back"
+
+
+@dataclass(frozen=True)
+class Side:
+    cluster: ClusterConfig
+    name: str  # "source" or "target": for messages and password lookup
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One direction of the switchover."""
+
+    old: Side            # where the clients are before
+    new: Side            # where they are after
+    stream: str          # suffix of the stream old -> new, retired
+    back: str            # suffix of the stream new -> old, created
+    state_after: str     # the migration's state once done
+    record_prefix: str   # switchover_step keys of this leg
+    command: str         # the CLI verb, for messages
+
+
+def forward(cfg: MigrationConfig) -> Leg:
+    return Leg(Side(cfg.source, "source"), Side(cfg.target, "target"), FWD, REV, SWITCHED, "", "switchover")
+
+
+def backward(cfg: MigrationConfig) -> Leg:
+    return Leg(Side(cfg.target, "target"), Side(cfg.source, "source"), REV, FWD, SWITCHED_BACK, "back:",
+               "switchback")
+
+
+def publisher(cfg: MigrationConfig, direction: str) -> Side:
+    return Side(cfg.source, "source") if direction == FWD else Side(cfg.target, "target")
+
+
+def subscriber(cfg: MigrationConfig, direction: str) -> Side:
+    return Side(cfg.target, "target") if direction == FWD else Side(cfg.source, "source")
+
+
+def rw(side: Side, db: str | None = None) -> psycopg.Connection:
+    """A session of pgbaton's own that may write although the databases are frozen."""
+    conn = connect(side.cluster, side.name, db)
+    conn.execute("SET default_transaction_read_only = off")
+    return conn
+
+
+def major(side: Side) -> int:
+    with connect(side.cluster, side.name) as c:
+        row = c.execute("SELECT current_setting('server_version_num')::int").fetchone()
+    return int(row[0]) // 10000 if row else 0
+
+
+# -- creating and dropping a stream ----------------------------------------------------------------
+def create_publisher_end(pub: Side, db: str, obj: str) -> None:
+    """Publication ``FOR ALL TABLES`` and a pgoutput slot (each only if missing)."""
+    with rw(pub, db) as p:
+        if p.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (obj,)).fetchone() is None:
+            p.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(Ident(obj)))
+        if not slot_exists(p, obj):
+            p.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (obj,))
+
+
+def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_none: bool) -> None:
+    """A subscription without copy on the existing slot (only if missing; enabled if disabled)."""
+    with rw(sub, db) as s:
+        row = s.execute("SELECT subenabled FROM pg_subscription WHERE subname = %s", (obj,)).fetchone()
+        if row is not None:
+            if not row[0]:
+                s.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(Ident(obj)))
+            return
+        # origin = none (PostgreSQL 16+) keeps changes that came in by replication from echoing back
+        origin = sql.SQL(", origin = 'none'") if origin_none else sql.SQL("")
+        conninfo = pub.cluster.conninfo(db, obj, for_peer=True, what=pub.name)
+        s.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
+                          "slot_name = {}, copy_data = false, synchronous_commit = 'on'{})")
+                  .format(Ident(obj), sql.Literal(conninfo), Ident(obj), sql.Literal(obj), origin))
+
+
+def disable_subscription(sub: Side, db: str, obj: str) -> int | None:
+    """Disable it; its oid (for the table-sync slot names), or None when there is none."""
+    with rw(sub) as c:
+        if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
+            return None
+    with rw(sub, db) as s:
+        row = s.execute("SELECT oid, subenabled FROM pg_subscription WHERE subname = %s AND subdbid = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database())", (obj,)).fetchone()
+        if row is None:
+            return None
+        if row[1]:
+            s.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(Ident(obj)))
+        return int(row[0])
+
+
+def drop_slots(pub: Side, obj: str, subid: int | None, timeout: float, *, poll: float = 0.01) -> list[str]:
+    """Drop the slot ``obj`` and the subscription's table-sync slots, ending walsenders holding them."""
+    pattern = sync_slot_pattern(subid) if subid is not None else obj
+    dropped: list[str] = []
+    deadline = time.monotonic() + timeout
+    with rw(pub) as p:
+        while True:
+            rows = p.execute("SELECT slot_name, active_pid FROM pg_replication_slots "
+                             "WHERE slot_name = %s OR slot_name LIKE %s", (obj, pattern)).fetchall()
+            if not rows:
+                return dropped
+            for slot, pid in rows:
+                try:
+                    if pid is not None:
+                        p.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                        continue
+                    p.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                    dropped.append(f"{pub.name}: slot {slot}")
+                except psycopg.errors.ObjectInUse:
+                    pass  # a walsender took it again; the next pass ends it
+            if time.monotonic() > deadline:
+                raise PgbatonError(f"could not drop replication slots {[r[0] for r in rows]} within {timeout:.0f} s")
+            time.sleep(poll)
+
+
+def drop_subscription(sub: Side, db: str, obj: str) -> list[str]:
+    """Detach from the slot (dropped already, or to be dropped by the caller) and drop."""
+    with rw(sub) as c:
+        if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
+            return []
+    with rw(sub, db) as s:
+        if s.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (obj,)).fetchone() is None:
+            return []
+        s.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(Ident(obj)))
+        s.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(Ident(obj)))
+        s.execute(sql.SQL("DROP SUBSCRIPTION {}").format(Ident(obj)))
+    return [f"{sub.name}: {db}: subscription {obj}"]
+
+
+def drop_publication(pub: Side, db: str, obj: str) -> list[str]:
+    with rw(pub) as c:
+        if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
+            return []
+    with rw(pub, db) as p:
+        if p.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (obj,)).fetchone() is None:
+            return []
+        p.execute(sql.SQL("DROP PUBLICATION {}").format(Ident(obj)))
+    return [f"{pub.name}: {db}: publication {obj}"]
+
+
+def retire(cfg: MigrationConfig, name: str, db: str, direction: str, timeout: float) -> list[str]:
+    """The whole stream of one database in one direction: slots first, then subscription, publication."""
+    pub, sub = publisher(cfg, direction), subscriber(cfg, direction)
+    obj = object_name(name, db, direction)
+    subid = disable_subscription(sub, db, obj)
+    done = drop_slots(pub, obj, subid, timeout)
+    return done + drop_subscription(sub, db, obj) + drop_publication(pub, db, obj)
+
+
+# -- status of a stream ------------------------------------------------------------------------------
+def stream_status(cfg: MigrationConfig, name: str, db: str, direction: str) -> DbStatus:
+    """State, tables, lag of one database's stream in ``direction``.
+
+    Lag is measured on the publisher: its current WAL position against the slot's
+    ``confirmed_flush_lsn`` (what the subscriber applied and flushed: it commits synchronously).
+    """
+    pub, sub = publisher(cfg, direction), subscriber(cfg, direction)
+    obj = object_name(name, db, direction)
+    with connect(pub.cluster, pub.name, db) as p, p.cursor(row_factory=dict_row) as cur:
+        has_pub = cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (obj,)).fetchone() is not None
+        lag = cur.execute(sqlfiles.query("slot_lag"), {"slot": obj}).fetchone()
+    with connect(sub.cluster, sub.name, db) as s:
+        row = subscription_row(s, obj)
+        stats = s.execute("SELECT apply_error_count, sync_error_count FROM pg_stat_subscription_stats "
+                          "WHERE subname = %s", (obj,)).fetchone() if row else None
+    progress = DbProgress(db, True, False, True, (), has_pub, lag is not None, row is not None,
+                          bool(row and row["enabled"]), row is not None,
+                          int(row["total"]) if row else 0, int(row["synced"]) if row else 0,  # type: ignore[call-overload]
+                          bool(row and row["worker_running"]))
+    lag_bytes = int(lag["lag_bytes"]) if lag and lag["lag_bytes"] is not None else None
+    seconds = lag["replay_lag_seconds"] if lag else None
+    if seconds is None and lag_bytes == 0:
+        seconds = 0.0  # caught up: nothing in flight
+    errors = [f"{stats[0]} apply error(s), {stats[1]} table sync error(s): see the {sub.name}'s server log"] \
+        if stats and (stats[0] or stats[1]) else []
+    return DbStatus(db, db_state(progress), progress.tables_synced, progress.tables_total, lag_bytes,
+                    float(seconds) if seconds is not None else None,
+                    str(lag["source_lsn"]) if lag else None,
+                    str(lag["confirmed_flush_lsn"]) if lag and lag["confirmed_flush_lsn"] else None,
+                    errors, direction="reverse" if direction == REV else "forward")

@@ -1,0 +1,90 @@
+"""Switchback under load through PgBouncer: the clients go back to the source, the forward stream is set up again."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from typer.testing import Result
+
+from pgbaton.errors import PgbatonError
+from pgbaton.migrate import execute
+from pgbaton.migrate.status import wait_synced
+from pgbaton.migrate.switch_exec import switchback, switchover
+from pgbaton.migrate.switchover import Action
+from tests.migrate.conftest import Migration
+from tests.migrate.test_finish import _leftovers
+from tests.migrate.test_switchover import (
+    PGBOUNCER,
+    BouncedMigration,
+    Load,
+    _fingerprint,
+    _objects,
+    bounced,
+)
+
+
+@pytest.fixture
+def migration(migration: Migration) -> Iterator[BouncedMigration]:
+    """test_switchover's: the migration with its clients through a PgBouncer of this test."""
+    yield from bounced(migration)
+
+
+@pytest.mark.skipif(not os.path.exists(PGBOUNCER), reason="pgbouncer is not installed")
+def test_switchback_under_load_through_pgbouncer(
+        migration: BouncedMigration, run_cli: Callable[..., Result]) -> None:
+    m = migration
+    assert m.bouncer is not None
+    with Load([m.bouncer.dsn(db) for db in m.databases]) as load:
+        execute.start(m.config, m.name)
+        wait_synced(m.config, m.name, timeout=40)
+        assert run_cli("switchback", m.name).exit_code == 1  # not switched over: refused, nothing touched
+        assert switchover(m.config, m.name).switched
+        load.phase = "on target"
+        wait_synced(m.config, m.name, timeout=30)  # now the reverse stream: its workers running, caught up
+        # a failed switchback is rolled back like a failed switchover: clients stay on the target
+        with pytest.raises(PgbatonError, match="switchback of .* failed at retire_forward.*restore_forward, "
+                                               "drop_reverse, unfreeze_source, resume_clients"):
+            switchback(m.config, m.name, fail_at=Action.retire_forward)
+        assert f"port={m.target.port}" in m.bouncer.ini.read_text()
+        assert _objects(m, "fwd") == [] and len(_objects(m, "rev")) == 3 * len(m.databases)
+        for db in m.databases:
+            with psycopg.connect(m.target.dsn(db), autocommit=True) as t:
+                t.execute("INSERT INTO events (payload) VALUES ('{\"direct\": 1}')")  # writable again
+        wait_synced(m.config, m.name, timeout=30)  # the reverse stream carries on
+        res = run_cli("switchback", m.name, "--json")
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.output)
+        load.phase = "back"
+        before = load.done
+        time.sleep(0.5)
+        assert load.done > before + 10  # clients go on, on the source again
+    print(f"\nswitchback: {load.done} transactions, longest client stall {load.longest * 1000:.0f} ms, "
+          f"paused {out['paused_seconds'] * 1000:.0f} ms; steps {out['step_seconds']}")
+    assert load.failures == []
+    assert out["switched"] and out["direction"] == "switchback" and out["steps"] == [a.value for a in Action]
+    assert f"port={m.source.port}" in m.bouncer.ini.read_text()
+    assert _objects(m, "rev") == []
+    assert len(_objects(m, "fwd")) == 3 * len(m.databases)  # forward stream re-established
+    rows = json.loads(run_cli("status", m.name, "--json").output)["databases"]
+    assert all(r["direction"] == "forward" and r["state"] == "streaming" for r in rows), rows
+    wait_synced(m.config, m.name, timeout=30)
+    for db in m.databases:
+        with psycopg.connect(m.source.dsn(db)) as s:
+            row = s.execute("SELECT count(*) FROM orders WHERE note = 'on target'").fetchone()
+            assert row is not None and row[0] > 0  # written on the target, carried back by the reverse stream
+        assert _fingerprint(m.source.dsn(db)) == _fingerprint(m.target.dsn(db))
+        with psycopg.connect(m.target.dsn(db)) as t, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            t.execute("INSERT INTO orders (amount) VALUES (1)")  # the cluster left behind is frozen
+    again = run_cli("switchback", m.name, "--json")
+    assert again.exit_code == 0 and json.loads(again.output)["steps"] == []
+    res = run_cli("finish", m.name, "--yes")
+    assert res.exit_code == 0, res.output
+    assert _leftovers(m) == []
+    for db in m.databases:
+        with psycopg.connect(m.source.dsn(db), autocommit=True) as s:
+            s.execute("INSERT INTO orders (amount, note) VALUES (1, 'after finish')")  # the primary writes
