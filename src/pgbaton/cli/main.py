@@ -454,7 +454,7 @@ def _mount_subcommands() -> None:
     from pgbaton.cli.migrate import app as migrate_app
 
     app.add_typer(ha_app, name="ha", help="Two-node PostgreSQL high availability (Pacemaker).")
-    app.add_typer(migrate_app, name="migrate", help="PostgreSQL -> PostgreSQL migration (first slice).")
+    app.add_typer(migrate_app, name="migrate", help="PostgreSQL -> PostgreSQL migration by logical replication.")
 
 
 _mount_subcommands()
