@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 import psycopg
@@ -17,6 +16,7 @@ from pgbaton.migrate.model import Step
 from pgbaton.migrate.names import object_name, sync_slot_pattern
 from pgbaton.migrate.probe import connect, database_exists, db_progress, preflight_facts, user_tables
 from pgbaton.migrate.steps import next_steps
+from pgbaton.migrate.streams import drop_slots_on
 
 log = logging.getLogger(__name__)
 Ident = sql.Identifier
@@ -187,26 +187,8 @@ def _disable_subscription(cfg: MigrationConfig, db: str, obj: str) -> int | None
 def _drop_slots(src: psycopg.Connection, obj: str, subid: int | None, timeout: float, *,
                 poll: float = 0.1) -> list[str]:
     """Drop the subscription's slot and its table-sync slots, ending walsenders still using them."""
-    pattern = sync_slot_pattern(subid) if subid is not None else None
-    dropped: list[str] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = src.execute("SELECT slot_name, active_pid FROM pg_replication_slots "
-                           "WHERE slot_name = %s OR slot_name LIKE %s", (obj, pattern or obj)).fetchall()
-        if not rows:
-            return dropped
-        for slot, pid in rows:
-            try:
-                if pid is not None:
-                    src.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                    continue
-                src.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                dropped.append(f"slot {slot}")
-            except psycopg.errors.ObjectInUse:
-                pass  # a walsender took it again; the next pass ends it
-        if time.monotonic() > deadline:
-            raise PgbatonError(f"could not drop replication slots {[r[0] for r in rows]} within {timeout:.0f} s")
-        time.sleep(poll)
+    pattern = sync_slot_pattern(subid) if subid is not None else obj
+    return drop_slots_on(src, obj, pattern, timeout, poll=poll)
 
 
 def _drop_subscription(cfg: MigrationConfig, db: str, obj: str) -> list[str]:

@@ -122,26 +122,33 @@ def disable_subscription(sub: Side, db: str, obj: str) -> int | None:
 def drop_slots(pub: Side, obj: str, subid: int | None, timeout: float, *, poll: float = 0.01) -> list[str]:
     """Drop the slot ``obj`` and the subscription's table-sync slots, ending walsenders holding them."""
     pattern = sync_slot_pattern(subid) if subid is not None else obj
+    with rw(pub) as p:
+        return drop_slots_on(p, obj, pattern, timeout, poll=poll, label=f"{pub.name}: ")
+
+
+def drop_slots_on(conn: psycopg.Connection, obj: str, pattern: str, timeout: float, *, poll: float,
+                  label: str = "") -> list[str]:
+    """On the publishing connection: drop slot ``obj`` and slots LIKE ``pattern``, ending walsenders
+    that still hold them; returns what was dropped."""
     dropped: list[str] = []
     deadline = time.monotonic() + timeout
-    with rw(pub) as p:
-        while True:
-            rows = p.execute("SELECT slot_name, active_pid FROM pg_replication_slots "
-                             "WHERE slot_name = %s OR slot_name LIKE %s", (obj, pattern)).fetchall()
-            if not rows:
-                return dropped
-            for slot, pid in rows:
-                try:
-                    if pid is not None:
-                        p.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                        continue
-                    p.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                    dropped.append(f"{pub.name}: slot {slot}")
-                except psycopg.errors.ObjectInUse:
-                    pass  # a walsender took it again; the next pass ends it
-            if time.monotonic() > deadline:
-                raise PgbatonError(f"could not drop replication slots {[r[0] for r in rows]} within {timeout:.0f} s")
-            time.sleep(poll)
+    while True:
+        rows = conn.execute("SELECT slot_name, active_pid FROM pg_replication_slots "
+                            "WHERE slot_name = %s OR slot_name LIKE %s", (obj, pattern)).fetchall()
+        if not rows:
+            return dropped
+        for slot, pid in rows:
+            try:
+                if pid is not None:
+                    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    continue
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                dropped.append(f"{label}slot {slot}")
+            except psycopg.errors.ObjectInUse:
+                pass  # a walsender took it again; the next pass ends it
+        if time.monotonic() > deadline:
+            raise PgbatonError(f"could not drop replication slots {[r[0] for r in rows]} within {timeout:.0f} s")
+        time.sleep(poll)
 
 
 def drop_subscription(sub: Side, db: str, obj: str) -> list[str]:
