@@ -30,6 +30,3 @@ class ReplayError(PgbatonError):
 class DDLError(PgbatonError):
     """A DDL statement could not be parsed or translated."""
 
-
-class StopRequested(PgbatonError):
-    """Raised inside long loops when a stop was asked for."""

@@ -103,7 +103,6 @@ class LogWriter:
         self._next_id = next_batch_id
         self.batch = PendingBatch(self._take_id())
         self.txn_lines = 0          # lines of the current source transaction not yet closed
-        self.committed_lines = 0    # lines in the batch that belong to complete transactions
         self.txn_isolated: dict[int, TableCodec] = {}   # re-synchronising tables the open transaction touched
 
     def _take_id(self) -> int:
@@ -149,7 +148,6 @@ class LogWriter:
     def commit_seen(self, ts: float) -> None:
         self.txn_isolated = {}
         self.txn_lines = 0
-        self.committed_lines = self.batch.n_events
         if self.batch.first_ts is None:
             self.batch.first_ts = ts
         self.batch.last_ts = ts
@@ -207,7 +205,6 @@ class LogWriter:
         written = not b.empty
         if written:
             self.batch = PendingBatch(self._take_id())
-            self.committed_lines = 0
         return written
 
     def write_ddl(self, ddl: Ddl, last_read_at: float) -> None:

@@ -229,7 +229,3 @@ def promote(cfg: NodeConfig, timeout: float = 60) -> None:
     log.info("PostgreSQL promoted in %s", cfg.pgdata)
 
 
-def accepts_connections(cfg: NodeConfig) -> bool:
-    proc = run_as(cfg, [cfg.tool("pg_isready"), "-h", str(cfg.socketdir), "-p", str(cfg.port), "-t", "3"],
-                  timeout=10)
-    return proc.returncode == 0

@@ -8,7 +8,7 @@ PostgreSQL catalog.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -93,9 +93,6 @@ class MyTable:
             if c.name == name:
                 return c
         raise KeyError(name)
-
-    def with_columns(self, columns: tuple[MyColumn, ...]) -> MyTable:
-        return replace(self, columns=columns)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

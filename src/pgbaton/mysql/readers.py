@@ -72,10 +72,6 @@ class PyMySQLReader:
                 progress(len(chunk), len(data))
         return rows, size
 
-    def execute(self, stmt: str) -> None:
-        with self.conn.cursor() as cur:
-            cur.execute(stmt)
-
     def close(self) -> None:
         self.conn.close()
 

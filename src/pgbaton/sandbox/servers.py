@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 SERVICE_USER_PG = "postgres"
-SERVICE_USER_MYSQL = "mysql"
 
 
 class SandboxError(RuntimeError):
@@ -105,9 +104,6 @@ class PostgresServer:
 
     def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} dbname={dbname} user={user}"
-
-    def url(self, dbname: str = "postgres", user: str = "postgres") -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
 
     def init(self) -> None:
         _prepare_dir(self.base)
