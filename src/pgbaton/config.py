@@ -237,6 +237,10 @@ class MigrationOptions(_Model):
     copy_roles: bool = Field(False, description="copy roles with pg_dumpall --roles-only before the schema")
     no_primary_key: NoKeyPolicy = NoKeyPolicy.replica_identity_full
     catalog_schema: str = "pgbaton_migrate"
+    ddl_replication: bool = Field(True, description="replicate DDL in-band (event triggers and a queue table)")
+    unreplicable_ddl: Literal["error", "warn"] = Field(
+        "error", description="DDL run inside a function or DO block, whose text cannot be isolated: "
+                             "refuse it (error) or let it run unreplicated with a warning (warn)")
     sync_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
 
     @field_validator("catalog_schema")

@@ -66,6 +66,33 @@ def start_cmd(
         typer.echo(f"{db}: {', '.join(steps) if steps else 'already set up'}")
 
 
+@app.command("run")
+def run_cmd(
+    name: NameArg,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between two repair passes.")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Keep the migration healthy until stopped (SIGTERM/Ctrl-C): repair what is missing, add new tables."""
+    import signal
+    import threading
+
+    from pgbaton.migrate.tend import run, tend
+
+    cfg = _config()
+    if once:
+        done = tend(cfg, name)
+        if as_json:
+            _json({"migration": name, "repaired": done})
+        else:
+            typer.echo("\n".join(done) if done else "all well")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run(cfg, name, stop, interval=interval)
+
+
 @app.command("status")
 def status_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
     """Per database: the stream running now (forward; reverse after a switchover), state, tables, lag."""

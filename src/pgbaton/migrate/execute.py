@@ -10,13 +10,13 @@ from psycopg import sql
 
 from pgbaton.config import Config, MigrationConfig
 from pgbaton.errors import PgbatonError
-from pgbaton.migrate import plan, schema
+from pgbaton.migrate import ddl, plan, schema
 from pgbaton.migrate.catalog import Catalog
 from pgbaton.migrate.model import Step
 from pgbaton.migrate.names import object_name, sync_slot_pattern
 from pgbaton.migrate.probe import connect, database_exists, db_progress, preflight_facts, user_tables
 from pgbaton.migrate.steps import next_steps
-from pgbaton.migrate.streams import drop_slots_on
+from pgbaton.migrate.streams import Side, drop_slots_on
 
 log = logging.getLogger(__name__)
 Ident = sql.Identifier
@@ -49,13 +49,30 @@ def start(config: Config, name: str, *, skip_check: bool = False) -> StartResult
             schema.copy_roles(cfg)
         result = StartResult()
         for db in cfg.databases:
+            # the capture comes before the schema copy: DDL from then on is either in the dump or queued
+            ddl_source = _ensure_capture(cfg, Side(cfg.source, "source"), db)
             steps = next_steps(db_progress(cfg, name, db, catalog))
             result.steps[db] = [s.value for s in steps]
             for step in steps:
                 log.info("migration %s, database %s: %s", name, db, step.value)
                 _STEPS[step](cfg, name, db, catalog)
+            if ddl_source and database_exists(tconn, db) and catalog.databases()[db].schema_copied:
+                if ddl.install(Side(cfg.target, "target"), db, cfg.options.unreplicable_ddl):
+                    result.steps[db].append("install_ddl_capture_target")
+            if ddl_source == "installed":
+                result.steps[db].insert(0, "install_ddl_capture_source")
         catalog.set_state("streaming")
     return result
+
+
+def _ensure_capture(cfg: MigrationConfig, side: Side, db: str) -> str | None:
+    """Install the DDL capture when configured: "installed", "present", or None when off / no database."""
+    if not cfg.options.ddl_replication:
+        return None
+    with connect(side.cluster, side.name) as c:
+        if not database_exists(c, db):
+            return None
+    return "installed" if ddl.install(side, db, cfg.options.unreplicable_ddl) else "present"
 
 
 def _set_replica_identity(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
@@ -85,7 +102,21 @@ def _create_target_db(cfg: MigrationConfig, name: str, db: str, catalog: Catalog
 
 
 def _copy_schema(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
-    schema.copy_schema(cfg, db)
+    if not cfg.options.ddl_replication:
+        schema.copy_schema(cfg, db)
+    else:
+        # dump from a snapshot whose queue entries are known: those are in the dump, not to be run again
+        with connect(cfg.source, "source", db) as s:
+            s.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            row = s.execute("SELECT pg_export_snapshot()").fetchone()
+            assert row is not None
+            in_dump = ddl.queue_keys(s)
+            schema.copy_schema(cfg, db, snapshot=str(row[0]))
+            s.execute("COMMIT")
+        target = Side(cfg.target, "target")
+        ddl.install(target, db, cfg.options.unreplicable_ddl)
+        with connect(cfg.target, "target", db) as t:
+            ddl.mark_applied(t, in_dump, "in the schema copy")
     catalog.mark(db, schema_copied=True)
 
 
@@ -103,11 +134,22 @@ def _create_subscription(cfg: MigrationConfig, name: str, db: str, catalog: Cata
                          copy: bool = True) -> None:
     obj = object_name(name, db)
     source = cfg.source.conninfo(db, obj, for_peer=True, what="source")
-    with connect(cfg.target, "target", db) as t:
-        # one statement outside any transaction block (autocommit)
-        t.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
-                          "slot_name = {}, copy_data = {}, synchronous_commit = 'on')")
-                  .format(Ident(obj), sql.Literal(source), Ident(obj), sql.Literal(obj), sql.Literal(copy)))
+    src, tgt = Side(cfg.source, "source"), Side(cfg.target, "target")
+    for attempt in range(3):
+        if copy and cfg.options.ddl_replication:
+            # DDL since the schema copy: a table it created must exist before CREATE SUBSCRIPTION lists it
+            ddl.catch_up(src, tgt, db)
+        try:
+            with connect(cfg.target, "target", db) as t:
+                # one statement outside any transaction block (autocommit)
+                t.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
+                                  "slot_name = {}, copy_data = {}, synchronous_commit = 'on')")
+                          .format(Ident(obj), sql.Literal(source), Ident(obj), sql.Literal(obj), sql.Literal(copy)))
+            break
+        except psycopg.errors.UndefinedTable:
+            if attempt == 2 or not cfg.options.ddl_replication:
+                raise
+            log.info("migration %s, database %s: a table was created meanwhile; catching up DDL", name, db)
     catalog.mark(db, subscribed=True)
 
 
@@ -166,10 +208,13 @@ def abort(config: Config, name: str, *, timeout: float = 30.0) -> list[str]:
                     ident = sql.SQL("NOTHING" if previous == "n" else "DEFAULT")
                     s.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(sql.SQL(table), ident))
                     done.append(f"{db}: replica identity of {table} restored")
+            done += ddl.uninstall(Side(cfg.source, "source"), db)
             rec = records.get(db)
             if rec and rec.created_db and database_exists(tconn, db):
                 tconn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(Ident(db)))
                 done.append(f"{db}: target database")
+            else:
+                done += ddl.uninstall(Side(cfg.target, "target"), db)
         catalog.forget()
     return done
 

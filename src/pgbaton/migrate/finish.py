@@ -17,7 +17,7 @@ from psycopg import sql
 
 from pgbaton.config import Config, MigrationConfig
 from pgbaton.errors import PgbatonError
-from pgbaton.migrate import streams
+from pgbaton.migrate import ddl, streams
 from pgbaton.migrate.catalog import Catalog
 from pgbaton.migrate.names import object_name
 from pgbaton.migrate.probe import connect, database_exists
@@ -49,6 +49,9 @@ def finish(config: Config, name: str, *, timeout: float = 30.0) -> list[str]:
                 done += streams.drop_subscription(streams.subscriber(cfg, direction), db, obj)
                 done += streams.drop_publication(streams.publisher(cfg, direction), db, obj)
             done += _restore_identities(cfg, db, catalog.identities(db))
+            for side in (Side(cfg.source, "source"), Side(cfg.target, "target")):
+                done += ddl.uninstall(side, db)
+                streams.apply_may_write(side, db, False)
         if state in (SWITCHED, SWITCHED_BACK):
             primary = Side(cfg.target, "target") if state == SWITCHED else Side(cfg.source, "source")
             with streams.rw(primary) as p:

@@ -14,12 +14,16 @@ from pgbaton.migrate.catalog import Catalog
 from pgbaton.migrate.model import ClusterFacts, DbProgress, PreflightFacts, SourceDbFacts, TargetDbFacts
 from pgbaton.migrate.names import object_name
 
+NO_CAPTURE = "-c pgbaton.ddl_capture=off"
+
 
 def connect(cluster: ClusterConfig, side: str, dbname: str | None = None, *,
             autocommit: bool = True) -> psycopg.Connection:
     """Open a connection; errors name the side and never show the password."""
     try:
-        return psycopg.connect(cluster.conninfo(dbname, "pgbaton-migrate", what=side), autocommit=autocommit)
+        # pgbaton's own DDL (replica identities, installing the capture) is never queued for the other side
+        return psycopg.connect(cluster.conninfo(dbname, "pgbaton-migrate", what=side), autocommit=autocommit,
+                               options=NO_CAPTURE)
     except psycopg.OperationalError as exc:
         detail = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise PgbatonError(f"cannot connect to the {side} PostgreSQL at {cluster.host}:{cluster.port} "

@@ -13,6 +13,7 @@ from psycopg.conninfo import make_conninfo
 
 from pgbaton.config import ClusterConfig, MigrationConfig
 from pgbaton.errors import PgbatonError
+from pgbaton.migrate.probe import NO_CAPTURE
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def _dsn(cluster: ClusterConfig, dbname: str) -> str:
 
 def _env(cluster: ClusterConfig, side: str) -> dict[str, str]:
     env = dict(os.environ)
+    env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {NO_CAPTURE}".strip()
     pw = cluster.resolve_password(side)
     if pw is not None:
         env["PGPASSWORD"] = pw
@@ -90,10 +92,15 @@ def copy_roles(cfg: MigrationConfig) -> None:
     _pipe(dump, _env(cfg.source, "source"), restore, _env(cfg.target, "target"), "roles")
 
 
-def copy_schema(cfg: MigrationConfig, dbname: str) -> None:
-    """The schema of one database into the (empty) target database of the same name."""
+def copy_schema(cfg: MigrationConfig, dbname: str, snapshot: str | None = None) -> None:
+    """The schema of one database into the (empty) target database of the same name.
+
+    ``snapshot``: an exported snapshot of the source to dump (so the caller knows exactly what it holds).
+    """
     dump = [tool(cfg, "pg_dump"), "--schema-only", "--no-publications", "--no-subscriptions",
             "-d", _dsn(cfg.source, dbname)]
+    if snapshot is not None:
+        dump += [f"--snapshot={snapshot}"]
     if not cfg.options.copy_roles:
         dump += ["--no-owner", "--no-privileges"]
     restore = [tool(cfg, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",

@@ -88,8 +88,22 @@ def create_publisher_end(pub: Side, db: str, obj: str) -> None:
             p.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (obj,))
 
 
+def apply_may_write(sub: Side, db: str, on: bool) -> None:
+    """Let the subscription's apply worker run DDL in a database frozen read-only by a switch.
+
+    Rows are applied below the read-only check, DDL is not: pgbaton's role (the subscription
+    owner) gets ``default_transaction_read_only = off`` in that database while the stream lives.
+    """
+    stmt = "ALTER ROLE {} IN DATABASE {} SET default_transaction_read_only = off" if on \
+        else "ALTER ROLE {} IN DATABASE {} RESET default_transaction_read_only"
+    with rw(sub) as c:
+        if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None:
+            c.execute(sql.SQL(stmt).format(Ident(sub.cluster.user), Ident(db)))
+
+
 def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_none: bool) -> None:
     """A subscription without copy on the existing slot (only if missing; enabled if disabled)."""
+    apply_may_write(sub, db, True)  # before the apply worker starts: it reads the setting at start
     with rw(sub, db) as s:
         row = s.execute("SELECT subenabled FROM pg_subscription WHERE subname = %s", (obj,)).fetchone()
         if row is not None:
@@ -162,6 +176,7 @@ def drop_subscription(sub: Side, db: str, obj: str) -> list[str]:
         s.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(Ident(obj)))
         s.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(Ident(obj)))
         s.execute(sql.SQL("DROP SUBSCRIPTION {}").format(Ident(obj)))
+    apply_may_write(sub, db, False)
     return [f"{sub.name}: {db}: subscription {obj}"]
 
 
