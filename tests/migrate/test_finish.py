@@ -31,6 +31,8 @@ def _leftovers(m: Migration) -> list[str]:
             found += [f"{server.port}:role setting:{r[0]}" for r in c.execute(
                 "SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
                 "WHERE s.setrole <> 0 AND d.datname = ANY(%s)", (m.databases,)).fetchall()]
+            found += [f"{server.port}:role:{r[0]}" for r in c.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE 'pgbaton%'").fetchall()]
         for db in m.databases:
             with psycopg.connect(server.dsn(db)) as c:
                 for what, query in (("pub", "SELECT pubname FROM pg_publication"),

@@ -57,6 +57,8 @@ def finish(config: Config, name: str, *, timeout: float = 30.0) -> list[str]:
             with streams.rw(primary) as p:
                 for db in cfg.databases:
                     p.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(Ident(db)))
+        for side in (Side(cfg.source, "source"), Side(cfg.target, "target")):
+            done += streams.drop_apply_role(side)
         if state is not None:
             catalog.forget()
             done.append(f"catalog: migration {name}")

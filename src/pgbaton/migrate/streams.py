@@ -88,17 +88,45 @@ def create_publisher_end(pub: Side, db: str, obj: str) -> None:
             p.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (obj,))
 
 
-def apply_may_write(sub: Side, db: str, on: bool) -> None:
-    """Let the subscription's apply worker run DDL in a database frozen read-only by a switch.
+APPLY_ROLE = "pgbaton_apply"
 
-    Rows are applied below the read-only check, DDL is not: pgbaton's role (the subscription
-    owner) gets ``default_transaction_read_only = off`` in that database while the stream lives.
+
+def apply_may_write(sub: Side, db: str, on: bool) -> None:
+    """Let a stream's apply worker run DDL in a database frozen read-only by a switch.
+
+    Rows are applied below the read-only check, DDL is not.  The subscriptions of the streams
+    a switch creates belong to ``pgbaton_apply``, a role no client uses, and that alone has
+    ``default_transaction_read_only = off`` in the frozen databases.  PostgreSQL 15 wants a
+    superuser as the owner of a subscription and, before 17, an apply worker's role must have
+    LOGIN; it gets no password, so password authentication never lets anyone in as it.
     """
-    stmt = "ALTER ROLE {} IN DATABASE {} SET default_transaction_read_only = off" if on \
-        else "ALTER ROLE {} IN DATABASE {} RESET default_transaction_read_only"
     with rw(sub) as c:
-        if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None:
-            c.execute(sql.SQL(stmt).format(Ident(sub.cluster.user), Ident(db)))
+        exists = c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APPLY_ROLE,)).fetchone() is not None
+        if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
+            return
+        if on:
+            if not exists:
+                try:
+                    c.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD NULL").format(Ident(APPLY_ROLE)))
+                except psycopg.errors.DuplicateObject:
+                    pass  # made meanwhile by a parallel step
+            c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET default_transaction_read_only = off")
+                      .format(Ident(APPLY_ROLE), Ident(db)))
+        elif exists:
+            c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET default_transaction_read_only")
+                      .format(Ident(APPLY_ROLE), Ident(db)))
+
+
+def drop_apply_role(side: Side) -> list[str]:
+    """The apply role, once no subscription of any migration belongs to it."""
+    with rw(side) as c:
+        if c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APPLY_ROLE,)).fetchone() is None:
+            return []
+        try:
+            c.execute(sql.SQL("DROP ROLE {}").format(Ident(APPLY_ROLE)))
+        except psycopg.errors.DependentObjectsStillExist:
+            return []  # another migration's stream still runs as it
+    return [f"{side.name}: role {APPLY_ROLE}"]
 
 
 def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_none: bool) -> None:
@@ -106,16 +134,17 @@ def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_non
     apply_may_write(sub, db, True)  # before the apply worker starts: it reads the setting at start
     with rw(sub, db) as s:
         row = s.execute("SELECT subenabled FROM pg_subscription WHERE subname = %s", (obj,)).fetchone()
-        if row is not None:
-            if not row[0]:
-                s.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(Ident(obj)))
+        if row is not None and row[0]:
             return
-        # origin = none (PostgreSQL 16+) keeps changes that came in by replication from echoing back
-        origin = sql.SQL(", origin = 'none'") if origin_none else sql.SQL("")
-        conninfo = pub.cluster.conninfo(db, obj, for_peer=True, what=pub.name)
-        s.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
-                          "slot_name = {}, copy_data = false, synchronous_commit = 'on'{})")
-                  .format(Ident(obj), sql.Literal(conninfo), Ident(obj), sql.Literal(obj), origin))
+        if row is None:
+            # origin = none (PostgreSQL 16+) keeps changes that came in by replication from echoing back
+            origin = sql.SQL(", origin = 'none'") if origin_none else sql.SQL("")
+            conninfo = pub.cluster.conninfo(db, obj, for_peer=True, what=pub.name)
+            s.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
+                              "slot_name = {}, copy_data = false, synchronous_commit = 'on', enabled = false{})")
+                      .format(Ident(obj), sql.Literal(conninfo), Ident(obj), sql.Literal(obj), origin))
+        s.execute(sql.SQL("ALTER SUBSCRIPTION {} OWNER TO {}").format(Ident(obj), Ident(APPLY_ROLE)))
+        s.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(Ident(obj)))
 
 
 def disable_subscription(sub: Side, db: str, obj: str) -> int | None:

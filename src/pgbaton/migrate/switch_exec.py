@@ -12,6 +12,8 @@ holds, or, once the switcher points at ``new``, finishes the remaining steps.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -332,12 +334,24 @@ def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg]
     return res
 
 
+FAULT_ENV = "PGBATON_FAULT"
+
+
+def _fault(point: str) -> None:
+    """Crash tests: ``PGBATON_FAULT=<command>:<step>:<before|after>`` kills this process (SIGKILL)
+    there, as a power cut or ``kill -9`` would: nothing else runs, no rollback, no cleanup."""
+    if os.environ.get(FAULT_ENV) == point:
+        log.warning("%s=%s: killing pgbaton here", FAULT_ENV, point)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _run_steps(r: _Run, todo: list[Action], res: SwitchResult, fail_at: Action | None) -> None:
     paused_at: float | None = None
     for action in todo:
         r.record(action.value, "started")
         log.info("migration %s: %s %s", r.name, r.leg.command, action.value)
         try:
+            _fault(f"{r.leg.command}:{action.value}:before")
             if action is fail_at:
                 raise PgbatonError(f"failure injected at {action.value}")
             began = time.monotonic()
@@ -345,6 +359,7 @@ def _run_steps(r: _Run, todo: list[Action], res: SwitchResult, fail_at: Action |
                 paused_at = began
             detail = _ACTIONS[action](r)
             res.step_seconds[action.value] = round(time.monotonic() - began, 3)
+            _fault(f"{r.leg.command}:{action.value}:after")
         except Exception as exc:  # any failure before the switch: undo, then report
             log.error("migration %s: %s step %s failed: %s", r.name, r.leg.command, action.value, exc)
             if Action.point_switcher.value in r.recorded and r.recorded[Action.point_switcher.value][0] == "done":

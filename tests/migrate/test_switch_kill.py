@@ -1,0 +1,89 @@
+"""pgbaton killed (SIGKILL) at every switchover step, under load through PgBouncer, then rerun.
+
+Each kill lands right after a step did its work and before it was recorded as done: the
+worst moment.  The rerun must roll back (killed before the switch) or finish (killed after
+it); no client transaction may fail, and no row may be lost on either side.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from pgbaton.migrate import execute
+from pgbaton.migrate.finish import finish
+from pgbaton.migrate.status import wait_synced
+from pgbaton.migrate.switch_exec import FAULT_ENV, switchover
+from pgbaton.migrate.switchover import ORDER, Action
+from tests.migrate.conftest import Migration
+from tests.migrate.test_finish import _leftovers
+from tests.migrate.test_switchover import (
+    PGBOUNCER,
+    BouncedMigration,
+    Load,
+    _assert_back_on_source,
+    _fingerprint,
+    _wait_reverse_applied,
+    bounced,
+)
+
+pytestmark = pytest.mark.skipif(not os.path.exists(PGBOUNCER), reason="pgbouncer is not installed")
+
+
+@pytest.fixture
+def migration(migration: Migration) -> Iterator[BouncedMigration]:
+    yield from bounced(migration)
+
+
+def _killed_switchover(m: BouncedMigration, cfg_file: Path, point: str) -> None:
+    env = {**os.environ, FAULT_ENV: point}
+    proc = subprocess.run([sys.executable, "-m", "pgbaton", "-c", str(cfg_file), "migrate", "switchover", m.name],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, (point, proc.returncode, proc.stderr[-2000:])
+
+
+def test_kill_at_every_switchover_step_then_rerun(migration: BouncedMigration, tmp_path: Path) -> None:
+    m = migration
+    assert m.bouncer is not None
+    cfg_file = tmp_path / "pgbaton.yaml"
+    cfg_file.write_text(yaml.safe_dump(m.config.model_dump(mode="json", exclude_none=True)))
+    # killed with the step done but not recorded, at every step before the clients move; and once
+    # before anything happened
+    points = ["pause_clients:before"] + [f"{a.value}:after" for a in ORDER if a is not Action.record_state]
+    with Load([m.bouncer.dsn(db) for db in m.databases]) as load:
+        execute.start(m.config, m.name)
+        wait_synced(m.config, m.name, timeout=60)
+        for point in points:
+            load.phase = point
+            _killed_switchover(m, cfg_file, f"switchover:{point}")
+            res = switchover(m.config, m.name)  # the rerun rolls the half-done switchover back
+            assert not res.switched and res.rolled_back, (point, res)
+            _assert_back_on_source(m, load)
+        # killed after the last step began: the rerun has nothing left but to say so
+        load.phase = "record_state"
+        _killed_switchover(m, cfg_file, "switchover:record_state:before")
+        res = switchover(m.config, m.name)
+        assert res.switched and res.steps == ["record_state"], res
+        load.phase = "after"
+        done, deadline = load.done, time.monotonic() + 10
+        while load.done < done + 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert load.done >= done + 50  # clients carry on, on the target
+    assert load.failures == []
+    assert f"port={m.target.port}" in m.bouncer.ini.read_text()
+    _wait_reverse_applied(m)
+    for db in m.databases:
+        assert _fingerprint(m.source.dsn(db)) == _fingerprint(m.target.dsn(db))
+        with psycopg.connect(m.target.dsn(db)) as t:
+            phases = {r[0] for r in t.execute("SELECT DISTINCT note FROM orders")}
+        assert {"before", "after"} <= phases  # rows from before the kills and after the switch both kept
+    finish(m.config, m.name)
+    assert _leftovers(m) == []
