@@ -1,4 +1,5 @@
-"""pgbaton killed (SIGKILL) at every switchover step, under load through PgBouncer, then rerun.
+"""pgbaton killed (SIGKILL) at every switchover step (and at switchback steps), under load
+through PgBouncer, then rerun.
 
 Each kill lands right after a step did its work and before it was recorded as done: the
 worst moment.  The rerun must roll back (killed before the switch) or finish (killed after
@@ -21,7 +22,7 @@ import yaml
 from pgbaton.migrate import execute
 from pgbaton.migrate.finish import finish
 from pgbaton.migrate.status import wait_synced
-from pgbaton.migrate.switch_exec import FAULT_ENV, switchover
+from pgbaton.migrate.switch_exec import FAULT_ENV, switchback, switchover
 from pgbaton.migrate.switchover import ORDER, Action
 from tests.migrate.conftest import Migration
 from tests.migrate.test_finish import _leftovers
@@ -43,9 +44,11 @@ def migration(migration: Migration) -> Iterator[BouncedMigration]:
     yield from bounced(migration)
 
 
-def _killed_switchover(m: BouncedMigration, cfg_file: Path, point: str) -> None:
+def _killed(m: BouncedMigration, cfg_file: Path, point: str) -> None:
+    """``migrate switchover|switchback`` in a process of its own, killed at ``point``."""
     env = {**os.environ, FAULT_ENV: point}
-    proc = subprocess.run([sys.executable, "-m", "pgbaton", "-c", str(cfg_file), "migrate", "switchover", m.name],
+    command = point.split(":", 1)[0]
+    proc = subprocess.run([sys.executable, "-m", "pgbaton", "-c", str(cfg_file), "migrate", command, m.name],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -9, (point, proc.returncode, proc.stderr[-2000:])
 
@@ -63,13 +66,13 @@ def test_kill_at_every_switchover_step_then_rerun(migration: BouncedMigration, t
         wait_synced(m.config, m.name, timeout=60)
         for point in points:
             load.phase = point
-            _killed_switchover(m, cfg_file, f"switchover:{point}")
+            _killed(m, cfg_file, f"switchover:{point}")
             res = switchover(m.config, m.name)  # the rerun rolls the half-done switchover back
             assert not res.switched and res.rolled_back, (point, res)
             _assert_back_on_source(m, load)
         # killed after the last step began: the rerun has nothing left but to say so
         load.phase = "record_state"
-        _killed_switchover(m, cfg_file, "switchover:record_state:before")
+        _killed(m, cfg_file, "switchover:record_state:before")
         res = switchover(m.config, m.name)
         assert res.switched and res.steps == ["record_state"], res
         load.phase = "after"
@@ -77,6 +80,20 @@ def test_kill_at_every_switchover_step_then_rerun(migration: BouncedMigration, t
         while load.done < done + 50 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert load.done >= done + 50  # clients carry on, on the target
+        _wait_reverse_applied(m)
+        # the switchback is the same procedure the other way: killed at a few steps, rolled back
+        for point in ("freeze_source:after", "create_reverse:after", "retire_forward:after",
+                      "point_switcher:after"):
+            load.phase = f"back:{point}"
+            _killed(m, cfg_file, f"switchback:{point}")
+            res = switchback(m.config, m.name)
+            assert not res.switched and res.rolled_back, (point, res)
+            assert f"port={m.target.port}" in m.bouncer.ini.read_text()
+            done, deadline = load.done, time.monotonic() + 10
+            while load.done < done + 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert load.done >= done + 20, point  # clients resumed, still on the target
+        load.phase = "after"
     assert load.failures == []
     assert f"port={m.target.port}" in m.bouncer.ini.read_text()
     _wait_reverse_applied(m)

@@ -108,8 +108,8 @@ def apply_may_write(sub: Side, db: str, on: bool) -> None:
             if not exists:
                 try:
                     c.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD NULL").format(Ident(APPLY_ROLE)))
-                except psycopg.errors.DuplicateObject:
-                    pass  # made meanwhile by a parallel step
+                except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                    pass  # made meanwhile by the step of another database, running in parallel
             c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET default_transaction_read_only = off")
                       .format(Ident(APPLY_ROLE), Ident(db)))
         elif exists:

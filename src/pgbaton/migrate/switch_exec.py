@@ -324,7 +324,13 @@ def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg]
             res.reasons = [f"an interrupted {leg.command} was rolled back; run `migrate {leg.command}` again"]
             return res
         else:
-            decision = may_switch(status(config, name), cfg.databases, cfg.switch.max_lag_bytes)
+            # a stream just (re)created shows `stopped` until its apply worker runs: allow it a moment
+            deadline = time.monotonic() + min(cfg.switch.timeout_seconds, _SETTLE_SECONDS)
+            while True:
+                decision = may_switch(status(config, name), cfg.databases, cfg.switch.max_lag_bytes)
+                if decision.proceed or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
             if not decision.proceed:
                 res.reasons = list(decision.reasons)
                 return res
@@ -335,6 +341,7 @@ def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg]
 
 
 FAULT_ENV = "PGBATON_FAULT"
+_SETTLE_SECONDS = 15.0  # how long a switch waits for every stream to be streaming before refusing
 
 
 def _fault(point: str) -> None:
