@@ -49,6 +49,8 @@ def check_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
 def start_cmd(
     name: NameArg,
     wait: Annotated[bool, typer.Option(help="Wait until every table is synced and caught up.")] = False,
+    follow: Annotated[bool, typer.Option(
+        "--follow", help="Then keep the migration healthy until stopped, as `migrate run`.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Copy the schema and set up publication, slot and subscription per database (safe to rerun)."""
@@ -61,9 +63,23 @@ def start_cmd(
         wait_synced(cfg, name)
     if as_json:
         _json({"migration": name, "steps": res.steps})
-        return
-    for db, steps in res.steps.items():
-        typer.echo(f"{db}: {', '.join(steps) if steps else 'already set up'}")
+    else:
+        for db, steps in res.steps.items():
+            typer.echo(f"{db}: {', '.join(steps) if steps else 'already set up'}")
+    if follow:
+        _keep_running(cfg, name, 2.0)
+
+
+def _keep_running(cfg: Config, name: str, interval: float) -> None:
+    import signal
+    import threading
+
+    from pgbaton.migrate.tend import run
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run(cfg, name, stop, interval=interval)
 
 
 @app.command("run")
@@ -74,10 +90,7 @@ def run_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Keep the migration healthy until stopped (SIGTERM/Ctrl-C): repair what is missing, add new tables."""
-    import signal
-    import threading
-
-    from pgbaton.migrate.tend import run, tend
+    from pgbaton.migrate.tend import tend
 
     cfg = _config()
     if once:
@@ -87,10 +100,7 @@ def run_cmd(
         else:
             typer.echo("\n".join(done) if done else "all well")
         return
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    run(cfg, name, stop, interval=interval)
+    _keep_running(cfg, name, interval)
 
 
 @app.command("status")
