@@ -20,6 +20,7 @@ def test_migrations_default_to_none_and_parse() -> None:
     m = cfg.migration("to18")
     assert m.databases == ["shop", "crm"] and m.switch.method is SwitchMethod.pgbouncer
     assert m.options.catalog_schema == "pgbaton_migrate"
+    assert m.options.ddl_replication and m.options.unreplicable_ddl == "error"
     assert "host=db-old" in m.source.conninfo("shop", for_peer=True)
     assert "host=127.0.0.1" in m.source.conninfo("shop")
 
@@ -32,6 +33,8 @@ def test_migrations_default_to_none_and_parse() -> None:
         ({"source": {}, "target": {}, "databases": ["a"], "switch": {"method": "pgbouncer"}}, "ini_file"),
         ({"source": {}, "target": {}, "databases": ["a"], "colour": 1}, "unknown key"),
         ({"target": {}, "databases": ["a"]}, "source: required key is missing"),
+        ({"source": {}, "target": {}, "databases": ["a"], "options": {"unreplicable_ddl": "ignore"}},
+         "options.unreplicable_ddl"),
     ],
 )
 def test_errors_name_the_key(migration: dict, expected: str) -> None:  # type: ignore[type-arg]
