@@ -129,9 +129,14 @@ def drop_apply_role(side: Side) -> list[str]:
     return [f"{side.name}: role {APPLY_ROLE}"]
 
 
-def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_none: bool) -> None:
-    """A subscription without copy on the existing slot (only if missing; enabled if disabled)."""
-    apply_may_write(sub, db, True)  # before the apply worker starts: it reads the setting at start
+def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_none: bool,
+                          prepared: bool = False) -> None:
+    """A subscription without copy on the existing slot (only if missing; enabled if disabled).
+
+    ``prepared``: the caller ran ``apply_may_write`` already (a switch does it before pausing clients).
+    """
+    if not prepared:
+        apply_may_write(sub, db, True)  # before the apply worker starts: it reads the setting at start
     with rw(sub, db) as s:
         row = s.execute("SELECT subenabled FROM pg_subscription WHERE subname = %s", (obj,)).fetchone()
         if row is not None and row[0]:
@@ -140,9 +145,11 @@ def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_non
             # origin = none (PostgreSQL 16+) keeps changes that came in by replication from echoing back
             origin = sql.SQL(", origin = 'none'") if origin_none else sql.SQL("")
             conninfo = pub.cluster.conninfo(db, obj, for_peer=True, what=pub.name)
+            s.execute(sql.SQL("SET ROLE {}").format(Ident(APPLY_ROLE)))  # the owner from the start
             s.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
-                              "slot_name = {}, copy_data = false, synchronous_commit = 'on', enabled = false{})")
+                              "slot_name = {}, copy_data = false, synchronous_commit = 'on'{})")
                       .format(Ident(obj), sql.Literal(conninfo), Ident(obj), sql.Literal(obj), origin))
+            return
         s.execute(sql.SQL("ALTER SUBSCRIPTION {} OWNER TO {}").format(Ident(obj), Ident(APPLY_ROLE)))
         s.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(Ident(obj)))
 
@@ -205,7 +212,6 @@ def drop_subscription(sub: Side, db: str, obj: str) -> list[str]:
         s.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(Ident(obj)))
         s.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(Ident(obj)))
         s.execute(sql.SQL("DROP SUBSCRIPTION {}").format(Ident(obj)))
-    apply_may_write(sub, db, False)
     return [f"{sub.name}: {db}: subscription {obj}"]
 
 

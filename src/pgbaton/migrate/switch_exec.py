@@ -179,7 +179,7 @@ def _create_back(r: _Run) -> None:
     def create(db: str) -> None:
         obj = object_name(r.name, db, r.leg.back)
         streams.create_publisher_end(r.leg.new, db, obj)
-        streams.create_subscriber_end(r.leg.new, r.leg.old, db, obj, origin_none=origin_none)
+        streams.create_subscriber_end(r.leg.new, r.leg.old, db, obj, origin_none=origin_none, prepared=True)
 
     _each_db(r, create)
 
@@ -234,7 +234,7 @@ def _restore_stream(r: _Run) -> None:
     def restore(db: str) -> None:
         obj = object_name(r.name, db, r.leg.stream)
         streams.create_publisher_end(r.leg.old, db, obj)
-        streams.create_subscriber_end(r.leg.old, r.leg.new, db, obj, origin_none=origin_none)
+        streams.create_subscriber_end(r.leg.old, r.leg.new, db, obj, origin_none=origin_none, prepared=True)
 
     _each_db(r, restore)
 
@@ -245,6 +245,16 @@ _UNDOS: dict[Undo, Callable[[_Run], None]] = {
     Undo.drop_reverse: _drop_back,
     Undo.restore_forward: _restore_stream,
 }
+
+
+def _prepare_apply_role(r: _Run) -> None:
+    """Outside the clients' pause: the role the new streams run as, writable in both sides' databases
+    (the stream back runs into ``old`` once frozen; a rollback restores the one into ``new``)."""
+    def prepare(db: str) -> None:
+        streams.apply_may_write(r.leg.old, db, True)
+        streams.apply_may_write(r.leg.new, db, True)
+
+    _each_db(r, prepare)
 
 
 def _undo(r: _Run) -> list[str]:
@@ -320,6 +330,7 @@ def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg]
             todo = resume_from(done)
         elif r.recorded:  # crashed before the switch: undo what was begun
             log.warning("migration %s: rolling back an interrupted %s", name, leg.command)
+            _prepare_apply_role(r)
             res.rolled_back = _undo(r)
             res.reasons = [f"an interrupted {leg.command} was rolled back; run `migrate {leg.command}` again"]
             return res
@@ -335,6 +346,7 @@ def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg]
                 res.reasons = list(decision.reasons)
                 return res
             todo = list(ORDER)
+        _prepare_apply_role(r)
         _run_steps(r, todo, res, fail_at)
         res.switched, res.source_lsn = True, r.lsn
     return res
