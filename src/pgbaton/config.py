@@ -205,6 +205,7 @@ class ClusterConfig(PasswordSource):
 class SwitchMethod(StrEnum):
     none = "none"
     pgbouncer = "pgbouncer"
+    script = "script"
 
 
 class SwitchConfig(PasswordSource):
@@ -215,6 +216,9 @@ class SwitchConfig(PasswordSource):
     port: int = Field(6432, ge=1, le=65535)
     user: str = Field("pgbouncer", description="a PgBouncer admin user")
     ini_file: Path | None = Field(None, description="pgbouncer.ini whose [databases] entries pgbaton rewrites")
+    command: list[str] | None = Field(
+        None, description="method script: the program and its first arguments (no shell); pgbaton appends "
+                          "pause DB..., point HOST PORT DB... or resume DB...")
     timeout_seconds: float = Field(
         30.0, gt=0, description="switchover: how long the target may take to apply the frozen source's last changes")
     max_lag_bytes: int = Field(
@@ -224,6 +228,8 @@ class SwitchConfig(PasswordSource):
     def _needs_ini(self) -> SwitchConfig:
         if self.method is SwitchMethod.pgbouncer and self.ini_file is None:
             raise ValueError("switch.ini_file is required with method pgbouncer")
+        if self.method is SwitchMethod.script and not self.command:
+            raise ValueError("switch.command (a list: program and arguments) is required with method script")
         return self
 
 

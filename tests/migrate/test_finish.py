@@ -69,7 +69,7 @@ def test_status_shows_reverse_stream_then_finish(
         with psycopg.connect(m.target.dsn(db), autocommit=True) as t:
             t.execute("INSERT INTO orders (amount, note) VALUES (2, 'on target')")
     with psycopg.connect(m.target.dsn(), autocommit=True) as t:
-        written = t.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        written = t.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
     assert written is not None
     _wait_reverse_applied(m)
 

@@ -191,7 +191,7 @@ def _fingerprint(dsn: str, bounds: dict[str, int] | None = None) -> dict[str, tu
 def _wait_reverse_applied(m: Migration, timeout: float = 20) -> None:
     """Until the source has confirmed every reverse slot up to the target's current position."""
     with psycopg.connect(m.target.dsn(), autocommit=True) as t:
-        row = t.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        row = t.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
         assert row is not None
         deadline = time.monotonic() + timeout
         slots = [object_name(m.name, db, "rev") for db in m.databases]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
 from typing import Protocol
 
-from pgbaton.config import ClusterConfig, MigrationConfig, SwitchMethod
+from pgbaton.config import ClusterConfig, MigrationConfig, SwitchConfig, SwitchMethod
+from pgbaton.errors import PgbatonError
+
+log = logging.getLogger(__name__)
 
 
 class Switcher(Protocol):
@@ -33,9 +38,45 @@ class NoSwitcher:
         return None
 
 
+class ScriptSwitcher:
+    """``method: script``: a program of the user's moves the traffic (a virtual IP, a load balancer,
+    a DNS entry...).  It is run as ``command... pause DB...``, ``command... point HOST PORT DB...``
+    and ``command... resume DB...``; exit 0 means done.  Like every switcher it must be
+    idempotent: a rollback or a rerun after a crash may repeat a call."""
+
+    def __init__(self, cfg: SwitchConfig) -> None:
+        assert cfg.command
+        self.command, self.timeout = list(cfg.command), cfg.timeout_seconds
+
+    def _call(self, *args: str) -> None:
+        argv = [*self.command, *args]
+        log.info("switch script: %s", " ".join(args))
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout, check=False)
+        except FileNotFoundError:
+            raise PgbatonError(f"switch.command: {self.command[0]} not found") from None
+        except subprocess.TimeoutExpired:
+            raise PgbatonError(f"switch script `{args[0]}` did not end within {self.timeout:.0f} s "
+                               "(switch.timeout_seconds)") from None
+        if done.returncode != 0:
+            raise PgbatonError(f"switch script `{args[0]}` failed with exit code {done.returncode}: "
+                               f"{(done.stderr or done.stdout).strip()[-500:]}")
+
+    def pause(self, dbs: list[str]) -> None:
+        self._call("pause", *dbs)
+
+    def point_to(self, cluster: ClusterConfig, dbs: list[str]) -> None:
+        self._call("point", cluster.host, str(cluster.port), *dbs)
+
+    def resume(self, dbs: list[str]) -> None:
+        self._call("resume", *dbs)
+
+
 def switcher_for(cfg: MigrationConfig) -> Switcher:
     if cfg.switch.method is SwitchMethod.pgbouncer:
         from pgbaton.migrate.switch_pgbouncer import PgBouncerSwitcher
 
         return PgBouncerSwitcher(cfg.switch)
+    if cfg.switch.method is SwitchMethod.script:
+        return ScriptSwitcher(cfg.switch)
     return NoSwitcher()
