@@ -120,9 +120,13 @@ class PostgresServer:
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{self.socket_dir}'",
             "wal_level": "logical",
-            "max_wal_senders": "20",
-            "max_replication_slots": "20",
+            "max_wal_senders": "40",
+            "max_replication_slots": "40",
             "max_worker_processes": "32",
+            # migrations of several databases copy tables in parallel: the default of 4 workers
+            # (apply workers included) left one table at a time and timed tests out
+            "max_logical_replication_workers": "16",
+            "max_sync_workers_per_subscription": "4",
             "fsync": "off",
             "synchronous_commit": "off",
             "full_page_writes": "off",
