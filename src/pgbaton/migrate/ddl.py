@@ -2,7 +2,7 @@
 that must happen outside the stream (see ``sql/ddl_install.sql`` for how it works).
 
 Outside the stream there are only three moments:
-- the schema copy: queue entries the dump already reflects are marked applied on the target;
+- the schema copy: queue entries the dump already reflects are stored on the target, not run;
 - before a subscription exists: entries captured since the dump are run on the target directly;
 - a table created by replicated DDL is added to the subscription (``REFRESH PUBLICATION`` cannot
   run inside the apply worker); its rows are copied then, so none is lost.
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "pgbaton_ddl"
 EVENT_TRIGGERS = ("pgbaton_ddl_end", "pgbaton_ddl_drop")
-VERSION = "pgbaton ddl capture v1"
+VERSION = "pgbaton ddl capture v2"
 Ident = sql.Identifier
 
 
@@ -79,39 +79,39 @@ def uninstall(side: Side, db: str) -> list[str]:
     return done
 
 
-def queue_keys(conn: psycopg.Connection) -> list[tuple[str, int]]:
-    """(node, id) of every queue entry visible to ``conn``'s snapshot."""
+def queue_rows(conn: psycopg.Connection) -> list[str]:
+    """Every queue entry visible to ``conn``'s snapshot, each as the text of its row."""
     if not _has_queue(conn):
         return []
-    return [(str(r[0]), int(r[1])) for r in conn.execute("SELECT node, id FROM pgbaton_ddl.queue").fetchall()]
+    return [str(r[0]) for r in conn.execute("SELECT q FROM pgbaton_ddl.queue q ORDER BY q.at, q.id").fetchall()]
 
 
-def mark_applied(conn: psycopg.Connection, keys: list[tuple[str, int]], note: str) -> None:
-    with conn.cursor() as cur:
-        cur.executemany("INSERT INTO pgbaton_ddl.applied (node, id, note) VALUES (%s, %s, %s) "
-                        "ON CONFLICT DO NOTHING", [(n, i, note) for n, i in keys])
+def store(conn: psycopg.Connection, rows: list[str], *, run: bool) -> int:
+    """Put queue entries of another node into this node's queue; with ``run`` they are run too
+    (as the apply worker does), else only kept (they came with the schema copy).  Entries
+    present already are passed over.  How many were new."""
+    if not rows:
+        return 0
+    n = 0
+    with conn.transaction():
+        # replica: the apply trigger fires, as in the apply worker; origin: it does not
+        conn.execute(f"SET LOCAL session_replication_role = {'replica' if run else 'origin'}")
+        for row in rows:
+            cur = conn.execute("INSERT INTO pgbaton_ddl.queue SELECT (%s::pgbaton_ddl.queue).* "
+                               "ON CONFLICT DO NOTHING", (row,))
+            n += cur.rowcount
+    return n
 
 
 def catch_up(pub: Side, sub: Side, db: str) -> int:
-    """Run on ``sub`` the queue entries of ``pub`` it has not applied yet, in queue order.
+    """Run on ``sub`` the queue entries of ``pub`` it does not hold yet, in queue order.
 
     Only for the moment before a subscription exists: afterwards the stream carries them.
     """
     with rw(pub, db) as p:
-        if not _has_queue(p):
-            return 0
-        rows = p.execute("SELECT q FROM pgbaton_ddl.queue q ORDER BY q.at, q.id").fetchall()
-    if not rows:
-        return 0
-    n = 0
-    with rw(sub, db) as s, s.transaction():
-        for (row,) in rows:
-            # the composite comes back as text: hand it to the subscriber's identical row type
-            done = s.execute("SELECT 1 FROM pgbaton_ddl.applied a, (SELECT (%s::pgbaton_ddl.queue).*) q "
-                             "WHERE a.node = q.node AND a.id = q.id", (row,)).fetchone()
-            if done is None:
-                s.execute("SELECT pgbaton_ddl.run(%s::pgbaton_ddl.queue)", (row,))
-                n += 1
+        rows = queue_rows(p)
+    with rw(sub, db) as s:
+        n = store(s, rows, run=True)
     if n:
         log.info("%s: %s: %d DDL command(s) captured before the subscription run directly", sub.name, db, n)
     return n

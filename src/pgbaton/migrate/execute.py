@@ -110,13 +110,13 @@ def _copy_schema(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> 
             s.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             row = s.execute("SELECT pg_export_snapshot()").fetchone()
             assert row is not None
-            in_dump = ddl.queue_keys(s)
+            in_dump = ddl.queue_rows(s)
             schema.copy_schema(cfg, db, snapshot=str(row[0]))
             s.execute("COMMIT")
         target = Side(cfg.target, "target")
         ddl.install(target, db, cfg.options.unreplicable_ddl)
         with connect(cfg.target, "target", db) as t:
-            ddl.mark_applied(t, in_dump, "in the schema copy")
+            ddl.store(t, in_dump, run=False)
     catalog.mark(db, schema_copied=True)
 
 

@@ -26,18 +26,13 @@ CREATE TABLE IF NOT EXISTS pgbaton_ddl.queue (
     objects     text[]      NOT NULL DEFAULT '{}',
     statement   text,                           -- the single statement to run; NULL: not replicable
     query       text        NOT NULL,           -- the whole top-level query string, for the record
+    note        text,                           -- set where it was applied: skipped, not replicable
     PRIMARY KEY (node, id)
 );
 CREATE SEQUENCE IF NOT EXISTS pgbaton_ddl.queue_id OWNED BY pgbaton_ddl.queue.id;
-
--- What this node has applied (or was given by the schema copy): replays are skipped.
-CREATE TABLE IF NOT EXISTS pgbaton_ddl.applied (
-    node       text        NOT NULL,
-    id         bigint      NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    note       text,
-    PRIMARY KEY (node, id)
-);
+-- from the first version of this file
+ALTER TABLE pgbaton_ddl.queue ADD COLUMN IF NOT EXISTS note text;
+DROP TABLE IF EXISTS pgbaton_ddl.applied;
 
 -- Split a query string into statements at top-level semicolons.  A lexer, not a pattern:
 -- it walks quotes ('', E'', ""), dollar quotes, line and nested block comments.
@@ -260,19 +255,16 @@ BEGIN
 END
 $fn$;
 
--- Run a captured statement: in the apply worker (REPLICA trigger), or by pgbaton itself for the
--- few commands captured before a subscription existed.
+-- Run a captured statement (in the apply worker, from the REPLICA trigger); returns a note
+-- when it was not run as such.
 CREATE OR REPLACE FUNCTION pgbaton_ddl.run(r pgbaton_ddl.queue)
-RETURNS void LANGUAGE plpgsql AS $fn$
+RETURNS text LANGUAGE plpgsql AS $fn$
 DECLARE
     old_path text := current_setting('search_path');
     stmt     text;
     note     text;
     pos      int;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pgbaton_ddl.applied a WHERE a.node = r.node AND a.id = r.id) THEN
-        RETURN;
-    END IF;
     IF r.statement IS NULL THEN
         note := 'not replicable: ' || r.tag || ' ran inside a function or DO block';
         RAISE WARNING 'pgbaton: DDL %/% %', r.node, r.id, note;
@@ -302,14 +294,19 @@ BEGIN
         PERFORM set_config('role', 'none', true);
         PERFORM set_config('search_path', old_path, true);
     END IF;
-    INSERT INTO pgbaton_ddl.applied (node, id, note) VALUES (r.node, r.id, note);
+    RETURN note;
 END
 $fn$;
 
+-- A row this node holds already was applied here, or came with the schema copy: skipped (the
+-- initial copy of the queue repeats such rows).  Otherwise it is run, then stored.
 CREATE OR REPLACE FUNCTION pgbaton_ddl.apply()
 RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    PERFORM pgbaton_ddl.run(NEW);
+    IF EXISTS (SELECT 1 FROM pgbaton_ddl.queue q WHERE q.node = NEW.node AND q.id = NEW.id) THEN
+        RETURN NULL;
+    END IF;
+    NEW.note := pgbaton_ddl.run(NEW);
     RETURN NEW;
 EXCEPTION WHEN others THEN
     RAISE EXCEPTION 'pgbaton: DDL %/% (%) from another node failed here: %', NEW.node, NEW.id, NEW.tag, sqlerrm
