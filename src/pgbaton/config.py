@@ -221,6 +221,9 @@ class SwitchConfig(PasswordSource):
                           "pause DB..., point HOST PORT DB... or resume DB...")
     timeout_seconds: float = Field(
         30.0, gt=0, description="switchover: how long the target may take to apply the frozen source's last changes")
+    pause_timeout_seconds: float = Field(
+        10.0, gt=0, description="switchover: how long PAUSE may wait for transactions in flight before the "
+                                "switch is rolled back (a long transaction would otherwise hold it)")
     max_lag_bytes: int = Field(
         16 * 2**20, ge=0, description="switchover refuses to start when a database lags more than this")
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import tempfile
+import threading
 from pathlib import Path
 
 import psycopg
@@ -154,6 +156,31 @@ def write_atomically(path: Path, text: str) -> None:
         os.close(dfd)
 
 
+class _Cutoff:
+    """Ends a blocking admin command after ``timeout`` seconds by shutting the socket down under it
+    (PgBouncer's PAUSE waits for transactions in flight without a bound of its own).  The pause
+    it leaves pending is lifted by the RESUME of the rollback."""
+
+    def __init__(self, conn: psycopg.Connection, timeout: float) -> None:
+        self.fired = False
+        self._fd = conn.pgconn.socket
+        self._timer = threading.Timer(timeout, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        try:
+            sock = socket.socket(fileno=os.dup(self._fd))
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
 # -- the switcher ---------------------------------------------------------------------------------
 class PgBouncerSwitcher:
     def __init__(self, cfg: SwitchConfig) -> None:
@@ -161,7 +188,7 @@ class PgBouncerSwitcher:
             raise PgbatonError("switch.ini_file is required with method pgbouncer")
         self.cfg, self.ini = cfg, cfg.ini_file.expanduser()
 
-    def _admin(self, *commands: str, tolerate: tuple[str, ...] = ()) -> None:
+    def _admin(self, *commands: str, tolerate: tuple[str, ...] = (), timeout: float | None = None) -> None:
         params: dict[str, object] = {"host": self.cfg.host, "port": self.cfg.port, "dbname": "pgbouncer",
                                      "user": self.cfg.user, "connect_timeout": 10}
         pw = self.cfg.resolve_password("switch")
@@ -173,20 +200,28 @@ class PgBouncerSwitcher:
             detail = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
             raise PgbatonError(f"cannot reach the PgBouncer admin console at {self.cfg.host}:{self.cfg.port} "
                                f"as {self.cfg.user}: {detail}") from None
+        timer = _Cutoff(conn, timeout) if timeout is not None else None
         with conn:
             for cmd in commands:
                 try:
                     conn.execute(cmd)  # no parameters: sent as a simple query
                 except psycopg.Error as exc:
+                    if timer is not None and timer.fired:
+                        raise PgbatonError(f"PgBouncer: {cmd} did not complete within {timeout:.0f} s "
+                                           "(switch.pause_timeout_seconds): a transaction in flight did not "
+                                           "end") from None
                     msg = str(exc).strip()
                     if any(t in msg for t in tolerate):
                         log.debug("pgbouncer: %s: %s (fine)", cmd, msg)
                         continue
                     raise PgbatonError(f"PgBouncer refused {cmd}: {msg}") from None
                 log.info("pgbouncer: %s", cmd)
+            if timer is not None:
+                timer.cancel()
 
     def pause(self, dbs: list[str]) -> None:
-        self._admin(*(f"PAUSE {_admin_name(db)}" for db in dbs), tolerate=("already",))
+        self._admin(*(f"PAUSE {_admin_name(db)}" for db in dbs), tolerate=("already",),
+                    timeout=self.cfg.pause_timeout_seconds)
 
     def point_to(self, cluster: ClusterConfig, dbs: list[str]) -> None:
         try:
