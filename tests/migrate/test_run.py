@@ -19,6 +19,14 @@ from pgbaton.migrate.status import wait_synced
 from tests.migrate.conftest import Migration
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (the daemon is reparented to init, which may reap it late)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _until(check: object, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
@@ -68,4 +76,24 @@ def test_run_repairs_and_adds_new_tables_until_sigterm(migration: Migration, tmp
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "added to the subscription" in err and "reattached" not in err
+
+    # as a daemon: a pid file, refused twice, `migrate stop` ends it and removes the pid file
+    pid_file = tmp_path / "run.pid"
+    daemon = subprocess.run([*cli, "run", m.name, "--daemon", "--pid-file", str(pid_file), "--interval", "0.5"],
+                            capture_output=True, text=True, timeout=60)
+    assert daemon.returncode == 0, daemon.stderr
+    pid = int(pid_file.read_text())
+    try:
+        assert _running(pid)
+        again = subprocess.run([*cli, "run", m.name, "--daemon", "--pid-file", str(pid_file)],
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode != 0 and "already running" in again.stderr + again.stdout
+        stopped = subprocess.run([*cli, "stop", m.name, "--pid-file", str(pid_file)],
+                                 capture_output=True, text=True, timeout=60)
+        assert stopped.returncode == 0 and f"stopped (pid {pid})" in stopped.stdout, stopped.stderr
+        assert not pid_file.exists() and not _running(pid)
+    finally:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)  # only the daemon this test started
+    assert (tmp_path / "run.log").exists()
     finish(m.config, m.name)

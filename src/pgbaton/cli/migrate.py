@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -70,7 +71,8 @@ def start_cmd(
         _keep_running(cfg, name, 2.0)
 
 
-def _keep_running(cfg: Config, name: str, interval: float) -> None:
+def _keep_running(cfg: Config, name: str, interval: float, pid_file: Path | None = None) -> None:
+    import os
     import signal
     import threading
 
@@ -79,7 +81,13 @@ def _keep_running(cfg: Config, name: str, interval: float) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run(cfg, name, stop, interval=interval)
+    if pid_file is not None:
+        pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        run(cfg, name, stop, interval=interval)
+    finally:
+        if pid_file is not None and pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
 
 
 @app.command("run")
@@ -87,12 +95,19 @@ def run_cmd(
     name: NameArg,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between two repair passes.")] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    daemon: Annotated[bool, typer.Option("--daemon", "-d", help="Detach and run in the background.")] = False,
+    pid_file: Annotated[Path | None, typer.Option(
+        help="PID file [default: /tmp/pgbaton-migrate-NAME.pid].")] = None,
+    log_file: Annotated[Path | None, typer.Option(help="Log file of the daemon [default: next to the pid file].")]
+    = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Keep the migration healthy until stopped (SIGTERM/Ctrl-C): repair what is missing, add new tables."""
+    """Keep the migration healthy until stopped (SIGTERM, Ctrl-C, `migrate stop`): repair what is
+    missing, add new tables."""
     from pgbaton.migrate.tend import tend
 
     cfg = _config()
+    cfg.migration(name)
     if once:
         done = tend(cfg, name)
         if as_json:
@@ -100,7 +115,38 @@ def run_cmd(
         else:
             typer.echo("\n".join(done) if done else "all well")
         return
-    _keep_running(cfg, name, interval)
+    if daemon:
+        import logging
+
+        from pgbaton.cli.main import setup_logging, state
+        from pgbaton.replica.daemon import detach
+
+        pid_path = pid_file or _pid_file(name)
+        level = logging.DEBUG if state.debug else getattr(logging, cfg.log_level.upper())
+        detach(pid_path, log_file, lambda p: setup_logging(level, path=p),
+               lambda p: _keep_running(cfg, name, interval, p), f"migration {name}")
+        typer.echo(f"migration {name}: running in the background (pid file {pid_path})")
+        return
+    _keep_running(cfg, name, interval, pid_file)
+
+
+def _pid_file(name: str) -> Path:
+    from pgbaton.replica.daemon import default_pid_file
+
+    return default_pid_file(f"migrate-{name}")
+
+
+@app.command("stop")
+def stop_cmd(
+    name: NameArg,
+    pid_file: Annotated[Path | None, typer.Option(help="PID file given to `migrate run`.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0,
+) -> None:
+    """Stop a `migrate run` started with --daemon (the streams go on; only the repairs pause)."""
+    from pgbaton.replica.daemon import stop_pid
+
+    _config().migration(name)
+    typer.echo(stop_pid(pid_file or _pid_file(name), f"migration {name} run", timeout))
 
 
 @app.command("status")

@@ -169,14 +169,25 @@ def stop(cfg: Config, source: str, pid_file: Path | None = None, timeout: float 
 
 def start_daemon(cfg: Config, source: str, pid_file: Path | None, log_file: Path | None,
                  configure_logging: Callable[[Path], None]) -> int | None:
-    pid_path = pid_file or default_pid_file(source)
+    detach(pid_file or default_pid_file(source), log_file, configure_logging,
+           lambda pid_path: run_foreground(cfg, source, pid_path), f"source {source}")
+    return None
+
+
+def detach(pid_path: Path, log_file: Path | None, configure_logging: Callable[[Path], None],
+           body: Callable[[Path], None], what: str) -> None:
+    """Run ``body(pid_path)`` in a daemon; returns in the parent once the pid file exists.
+
+    Refused when the pid file names a live pgbaton process.  ``body`` writes and removes the
+    pid file; the log goes to ``log_file`` (default: next to the pid file).
+    """
     if pid_path.exists():
         try:
             old = int(pid_path.read_text().split()[0])
         except (ValueError, IndexError):
             old = 0
         if old and _alive(old) and _is_pgbaton(old):
-            raise PgbatonError(f"source {source} is already running (pid {old}, pid file {pid_path})")
+            raise PgbatonError(f"{what} is already running (pid {old}, pid file {pid_path})")
     logf = log_file or pid_path.with_suffix(".log")
     if not daemonize(logf):
         # parent: give the daemon a moment to write its pid file
@@ -184,14 +195,30 @@ def start_daemon(cfg: Config, source: str, pid_file: Path | None, log_file: Path
             if pid_path.exists():
                 break
             time.sleep(0.05)
-        return None
+        return
     configure_logging(logf)
     try:
-        run_foreground(cfg, source, pid_path)
+        body(pid_path)
     except BaseException:
-        log.exception("replica of source %s failed", source)
+        log.exception("%s failed", what)
         os._exit(1)
     os._exit(0)
-    return None  # not reached
+
+
+def stop_pid(pid_path: Path, what: str, timeout: float) -> str:
+    """SIGTERM the pgbaton process of a pid file and wait until it is gone."""
+    try:
+        pid = int(pid_path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return f"{what} is not running (no pid file {pid_path})"
+    if not _alive(pid) or not _is_pgbaton(pid):
+        return f"{what} is not running"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return f"{what} stopped (pid {pid})"
+        time.sleep(0.1)
+    raise PgbatonError(f"{what}: pid {pid} did not stop within {timeout:.0f} s")
 
 
