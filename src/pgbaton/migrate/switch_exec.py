@@ -172,16 +172,21 @@ def _copy_sequences(r: _Run) -> dict[str, dict[str, int]]:
     return {db: moved[db] for db, moved in _each_db(r, lambda db: copy_sequences(r.leg.old, r.leg.new, [db])).items()}
 
 
-def _create_back(r: _Run) -> None:
-    """Per database: publication and slot on ``new``, a subscription without copy on ``old``."""
-    origin_none = streams.major(r.leg.old) >= 16
+def _open_stream(r: _Run, pub: Side, sub: Side, suffix: str) -> None:
+    """Per database: publication and slot on ``pub``, a subscription without copy on ``sub``
+    (as ``pgbaton_apply``, prepared by ``_prepare_apply_role``)."""
+    origin_none = streams.major(sub) >= 16
 
     def create(db: str) -> None:
-        obj = object_name(r.name, db, r.leg.back)
-        streams.create_publisher_end(r.leg.new, db, obj)
-        streams.create_subscriber_end(r.leg.new, r.leg.old, db, obj, origin_none=origin_none, prepared=True)
+        obj = object_name(r.name, db, suffix)
+        streams.create_publisher_end(pub, db, obj)
+        streams.create_subscriber_end(pub, sub, db, obj, origin_none=origin_none, prepared=True)
 
     _each_db(r, create)
+
+
+def _create_back(r: _Run) -> None:
+    _open_stream(r, r.leg.new, r.leg.old, r.leg.back)
 
 
 def _retire_stream(r: _Run) -> None:
@@ -228,15 +233,8 @@ def _drop_back(r: _Run) -> None:
 
 
 def _restore_stream(r: _Run) -> None:
-    """Publication, slot and subscription old -> new (no copy: ``old`` was frozen and fully applied)."""
-    origin_none = streams.major(r.leg.new) >= 16
-
-    def restore(db: str) -> None:
-        obj = object_name(r.name, db, r.leg.stream)
-        streams.create_publisher_end(r.leg.old, db, obj)
-        streams.create_subscriber_end(r.leg.old, r.leg.new, db, obj, origin_none=origin_none, prepared=True)
-
-    _each_db(r, restore)
+    """The stream old -> new again (no copy: ``old`` was frozen and fully applied)."""
+    _open_stream(r, r.leg.old, r.leg.new, r.leg.stream)
 
 
 _UNDOS: dict[Undo, Callable[[_Run], None]] = {

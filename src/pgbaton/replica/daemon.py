@@ -156,15 +156,9 @@ def stop(cfg: Config, source: str, pid_file: Path | None = None, timeout: float 
             raise PgbatonError(f"source {source} is running on host {row[1] if row else '?'}: stop it there")
         else:
             return f"source {source} is not running"
-    if pid is None or not _alive(pid) or not _is_pgbaton(pid):
+    if pid is None:
         return f"source {source} is not running"
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return f"source {source} stopped (pid {pid})"
-        time.sleep(0.1)
-    raise PgbatonError(f"source {source}: pid {pid} did not stop within {timeout:.0f} s")
+    return _terminate(pid, f"source {source}", timeout)
 
 
 def start_daemon(cfg: Config, source: str, pid_file: Path | None, log_file: Path | None,
@@ -211,6 +205,11 @@ def stop_pid(pid_path: Path, what: str, timeout: float) -> str:
         pid = int(pid_path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return f"{what} is not running (no pid file {pid_path})"
+    return _terminate(pid, what, timeout)
+
+
+def _terminate(pid: int, what: str, timeout: float) -> str:
+    """SIGTERM ``pid`` when it is a live pgbaton process and wait until it is gone."""
     if not _alive(pid) or not _is_pgbaton(pid):
         return f"{what} is not running"
     os.kill(pid, signal.SIGTERM)
