@@ -18,6 +18,7 @@ from pgbaton.ha import rebuild_state
 from pgbaton.ha.config import NodeConfig
 from pgbaton.ha.controldata import read_controldata
 from pgbaton.ha.model import DataDir, LocalState
+from pgbaton.ha.proc import run as run_in_group
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,15 @@ class InstanceError(PgbatonError):
 
 
 def run_as(cfg: NodeConfig, cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run a PostgreSQL tool as the system user (never as root), capturing its output."""
+    """Run a PostgreSQL tool as the system user (never as root), capturing its output.
+
+    The tool runs in a process group of its own: on timeout the group is ended (not only
+    ``runuser``) and ``subprocess.TimeoutExpired`` is raised.
+    """
     if os.geteuid() == 0 and cfg.system_user != "root":
         cmd = ["runuser", "-u", cfg.system_user, "--", *cmd]
     log.debug("running %s", shlex.join(cmd))
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
-                          stdin=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C", "LANG": "C"})
+    return run_in_group(cmd, timeout=timeout, env={**os.environ, "LC_ALL": "C", "LANG": "C"})
 
 
 def chown_to_system_user(cfg: NodeConfig, path: Path) -> None:
@@ -199,8 +203,11 @@ def stop(cfg: NodeConfig, timeout: float = 60) -> None:
         return
     budget = max(timeout * 0.7, 1)
     for mode, wait in (("fast", budget), ("immediate", max(timeout - budget, 5))):
-        run_as(cfg, [cfg.tool("pg_ctl"), "-D", str(cfg.pgdata), "-m", mode, "-w", "-t", str(int(wait)), "stop"],
-               timeout=wait + 10)
+        try:
+            run_as(cfg, [cfg.tool("pg_ctl"), "-D", str(cfg.pgdata), "-m", mode, "-w", "-t", str(int(wait)), "stop"],
+                   timeout=wait + 10)
+        except subprocess.TimeoutExpired:
+            log.warning("pg_ctl stop -m %s did not return in time", mode)
         if _wait_gone(cfg, pid, 5):
             log.info("PostgreSQL stopped (%s) in %s", mode, cfg.pgdata)
             return

@@ -21,6 +21,7 @@ from pathlib import Path
 from pgbaton.ha import instance, rebuild_state
 from pgbaton.ha.config import NodeConfig
 from pgbaton.ha.model import SyncMode
+from pgbaton.ha.proc import forward_sigterm
 from pgbaton.ha.sync import create_slot_remote
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def run(cfg: NodeConfig, host: str, port: int) -> None:
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg, host, port = _load(Path(argv[0]))
+    forward_sigterm()       # the agent's stop TERMs this worker: pg_basebackup must end with it
     started = time.time()
     try:
         run(cfg, host, port)

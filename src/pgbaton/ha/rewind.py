@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 
 from pgbaton.ha.config import NodeConfig
 from pgbaton.ha.instance import run_as
@@ -18,8 +19,12 @@ def rewind(cfg: NodeConfig, primary: FoundPrimary, timeout: float) -> bool:
     (single-user mode).  The instance must be stopped.
     """
     source = cfg.remote_dsn(primary.host, primary.port, user=cfg.rewind_user or cfg.replication_user)
-    proc = run_as(cfg, [cfg.tool("pg_rewind"), "--target-pgdata", str(cfg.pgdata),
-                        "--source-server", source, "--progress"], timeout=timeout)
+    try:
+        proc = run_as(cfg, [cfg.tool("pg_rewind"), "--target-pgdata", str(cfg.pgdata),
+                            "--source-server", source, "--progress"], timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("pg_rewind from %s did not finish in %.0f s and was ended", primary.node, timeout)
+        return False
     output = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:
         log.warning("pg_rewind from %s failed (%s): %s", primary.node, proc.returncode, output[-2000:])
