@@ -1,7 +1,15 @@
-"""Client for the cluster test: inserts one row per transaction into whichever node is primary.
+"""Client for the cluster tests: inserts one row per transaction into whichever node is primary.
 
-Prints ``ok <id> <server> <unix time>`` after each acknowledged commit and
-``err <unix time> <message>`` when a write or connection fails.  Stops on SIGTERM.
+Prints one line per attempt, each id tried once only:
+
+- ``ok <id> <server> <unix time>``: the commit was acknowledged;
+- ``fail <id> <unix time> <message>``: the server refused it (the row is not there);
+- ``unknown <id> <unix time> <message>``: the connection broke while the commit was in
+  flight, so it may or may not have committed; the checker looks afterwards (never retried:
+  a retry of a commit that did happen only fails with "duplicate key", for ever);
+- ``err <unix time> <message>``: no connection.
+
+Stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,26 +28,58 @@ def _stop(*_: object) -> None:
     running = False
 
 
-def main(conninfo: str) -> None:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def main(conninfo: str, start_id: int = 1) -> None:
     signal.signal(signal.SIGTERM, _stop)
-    next_id = 1
+    next_id = start_id
     conn: psycopg.Connection | None = None
     while running:
-        try:
-            if conn is None or conn.closed:
+        if conn is None or conn.closed:
+            try:
                 conn = psycopg.connect(conninfo, autocommit=True)
+            except psycopg.Error as exc:
+                print(f"err {time.time():.3f} {_first_line(exc)}", flush=True)
+                conn = None
+                time.sleep(0.1)
+                continue
+        row_id, next_id = next_id, next_id + 1
+        try:
             row = conn.execute("INSERT INTO writes (id) VALUES (%s) RETURNING host(inet_server_addr())",
-                               (next_id,)).fetchone()
-            print(f"ok {next_id} {row[0] if row else '?'} {time.time():.3f}", flush=True)
-            next_id += 1
-            time.sleep(0.01)
-        except psycopg.Error as exc:
-            print(f"err {time.time():.3f} {str(exc).strip().splitlines()[0] if str(exc) else exc}", flush=True)
-            if conn is not None:
-                conn.close()
+                               (row_id,)).fetchone()
+        except psycopg.OperationalError as exc:
+            # the connection is gone: the commit may have happened or not
+            print(f"unknown {row_id} {time.time():.3f} {_first_line(exc)}", flush=True)
+            conn.close()
             conn = None
             time.sleep(0.1)
+            continue
+        except psycopg.Error as exc:
+            # an error reported by the server: autocommit, so nothing was committed
+            print(f"fail {row_id} {time.time():.3f} {_first_line(exc)}", flush=True)
+            if conn.closed or conn.info.transaction_status is psycopg.pq.TransactionStatus.UNKNOWN:
+                conn = None
+            time.sleep(0.1)
+            continue
+        print(f"ok {row_id} {row[0] if row else '?'} {time.time():.3f}", flush=True)
+        time.sleep(0.01)
+
+
+def parse(text: str) -> tuple[set[int], set[int]]:
+    """(acknowledged ids, ids of unknown outcome) from the writer's output."""
+    acked: set[int] = set()
+    unknown: set[int] = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:1] == ["ok"]:
+            acked.add(int(parts[1]))
+        elif parts[:1] == ["unknown"]:
+            unknown.add(int(parts[1]))
+    return acked, unknown
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
