@@ -224,15 +224,27 @@ def _wait_gone(cfg: NodeConfig, pid: int, timeout: float) -> bool:
 
 
 def promote(cfg: NodeConfig, timeout: float = 60) -> None:
-    """Promote the standby and checkpoint, so pg_rewind against it sees the new timeline."""
+    """Promote the standby, then checkpoint so that pg_rewind against it sees the new timeline.
+
+    Both steps are bounded by ``timeout``.  The checkpoint only helps a later pg_rewind: when
+    it does not finish in time the promotion still counts (the server's own end-of-recovery
+    checkpoint follows), and a warning says so.
+    """
+    deadline = time.monotonic() + timeout
     with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
         # a promoted node starts asynchronous: the primary's monitor turns sync on when a standby streams
         conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
         conn.execute("SELECT pg_reload_conf()")
-        row = conn.execute("SELECT pg_promote(true, %s)", (max(int(timeout), 1),)).fetchone()
+        row = conn.execute("SELECT pg_promote(true, %s)", (max(int(timeout * 0.8), 1),)).fetchone()
         if not row or not row[0]:
             raise InstanceError("pg_promote did not finish in time")
-        conn.execute("CHECKPOINT")
+        left_ms = max(int((deadline - time.monotonic()) * 1000), 1000)
+        conn.execute(f"SET statement_timeout = {left_ms:d}")
+        try:
+            conn.execute("CHECKPOINT")
+        except psycopg.errors.QueryCanceled:
+            log.warning("promote: CHECKPOINT did not finish in %.1f s; promoted anyway (a pg_rewind from "
+                        "this node may say no rewind is needed until its next checkpoint)", left_ms / 1000)
     log.info("PostgreSQL promoted in %s", cfg.pgdata)
 
 

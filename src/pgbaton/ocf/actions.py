@@ -208,8 +208,11 @@ def demote(agent: Agent) -> Rc:
     if role is Role.STANDBY:
         return Rc.SUCCESS
     if role is not Role.PRIMARY:
-        log.warning("demote: the instance is %s; it stays down until started as a standby", role.value)
-        return Rc.NOT_RUNNING
+        # not a primary any more (a crashed one, typically, on every failover): demoting it is done.
+        # Returning NOT_RUNNING would record a failed demote; the stop and start Pacemaker
+        # schedules next bring it back as a standby (start rewinds it).
+        log.info("demote: the instance is %s, not a running primary: nothing to demote", role.value)
+        return Rc.SUCCESS
     instance.stop(cfg, timeout=agent.remaining() / 2)
     instance.configure_standby(cfg)
     instance.start(cfg, timeout=agent.remaining())
