@@ -52,12 +52,64 @@ class Rows:
     # (before, after): before is None for inserts, after is None for deletes
     images: list[tuple[Image | None, Image | None]]
     ts: float
+    # False when the source session ran with foreign_key_checks=0 (the rows event's
+    # flags say so): then the source cascaded nothing, and neither must replay
+    fk_checks: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class Commit:
     """End of a source transaction; ``pos`` is where reading resumes after it."""
 
+    pos: Position
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """A source transaction starts; only a Commit, Rollback or XA event ends it."""
+
+    gtid: str | None = None
+    xa: bool = False        # an XA transaction (ends with XA PREPARE)
+
+
+@dataclass(frozen=True, slots=True)
+class Savepoint:
+    """``SAVEPOINT name`` inside the open transaction."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackTo:
+    """``ROLLBACK TO name``: the row changes since that savepoint never happened."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    """The open transaction ended with ROLLBACK: none of its row changes happened."""
+
+    pos: Position
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class XaPrepare:
+    """``XA PREPARE``: the open transaction's changes wait, durably, for XA COMMIT or ROLLBACK."""
+
+    xid: str
+    pos: Position
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class XaEnd:
+    """``XA COMMIT`` (commit=True) or ``XA ROLLBACK`` of a transaction prepared earlier."""
+
+    xid: str
+    commit: bool
     pos: Position
     ts: float
 
@@ -70,6 +122,9 @@ class Ddl:
     statement: str
     pos: Position
     ts: float
+    # the statement opens a transaction that goes on with rows (CREATE TABLE ... SELECT):
+    # ``pos`` is not a transaction boundary and must not be saved as the read position
+    in_txn: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,4 +143,4 @@ class ReaderFailed:
     exc: BaseException | None = field(default=None, compare=False)
 
 
-Item = Rows | Commit | Ddl | Heartbeat | ReaderFailed
+Item = Rows | Commit | Ddl | Heartbeat | ReaderFailed | Begin | Savepoint | RollbackTo | Rollback | XaPrepare | XaEnd

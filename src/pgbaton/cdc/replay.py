@@ -24,7 +24,7 @@ from psycopg import sql
 from pgbaton.cdc.model import position_key
 from pgbaton.cdc.store import log_table_name
 from pgbaton.config import OnError
-from pgbaton.errors import ReplayError
+from pgbaton.errors import ReplayError, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,10 @@ def _statements(t: ReplayTable, log_ident: sql.Identifier) -> tuple[sql.Composed
     parts = {"target": target, "log": log_ident}
     return (sql.SQL(_template("replay_rowmatch_delete")).format(**parts),
             sql.SQL(_template("replay_rowmatch_insert")).format(**parts))
+
+
+class _Superseded(Exception):
+    """The group's batches were replayed by someone else meanwhile: roll back, read again."""
 
 
 class Replayer:
@@ -141,9 +145,14 @@ class Replayer:
                     done += self._replay_rows(group)
 
     def _replay_ddl(self, batch: Batch) -> None:
-        with self.conn.transaction():
-            self.ddl_handler(self.conn, batch)
-            self._mark(batch.batch_id, batch.batch_id, 0)
+        try:
+            with self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (replay_lock_key(self.source),))
+                self.ddl_handler(self.conn, batch)
+                if self._mark(batch.batch_id, batch.batch_id, 0) != 1:
+                    raise _Superseded
+        except _Superseded:
+            log.warning("source %s: DDL batch %d was replayed by another replayer", self.source, batch.batch_id)
         self.reload_tables()
 
     def _replay_rows(self, group: list[Batch]) -> int:
@@ -151,24 +160,36 @@ class Replayer:
         n_events = sum(b.n_events for b in group)
         table_ids = sorted({t for b in group for t in b.table_ids})
         params = {"first": first, "last": last}
-        with self.conn.transaction():
-            self._sync_with_catalog()
-            self.conn.execute("SET LOCAL enable_hashjoin = off")
-            self.conn.execute("SET LOCAL enable_mergejoin = off")
-            for tid in table_ids:
-                table = self.tables.get(tid)
-                if table is None:
-                    continue  # disabled, dropped or being copied: its changes are skipped
-                tparams = {**params, "tbl": tid}
-                if table.sync_key is not None:
-                    # a re-synchronised table: only batches after its snapshot position
-                    after = [b.batch_id for b in group if b.ends_after(table.sync_key)]
-                    if not after:
-                        continue
-                    tparams["first"] = after[0]
-                self._apply_table(table, tparams)
-            self._mark(first, last, n_events)
+        try:
+            with self.conn.transaction():
+                self._apply_group(group, table_ids, params, n_events)
+        except _Superseded:
+            log.warning("source %s: batches %d..%d were replayed by another replayer; reading again",
+                        self.source, first, last)
+            return 0
         return n_events
+
+    def _apply_group(self, group: list[Batch], table_ids: list[int], params: dict[str, Any], n_events: int) -> None:
+        first, last = params["first"], params["last"]
+        self._sync_with_catalog()
+        self.conn.execute("SET LOCAL enable_hashjoin = off")
+        self.conn.execute("SET LOCAL enable_mergejoin = off")
+        for tid in table_ids:
+            table = self.tables.get(tid)
+            if table is None:
+                continue  # disabled, dropped or being copied: its changes are skipped
+            tparams = {**params, "tbl": tid}
+            if table.sync_key is not None:
+                # a re-synchronised table: only batches after its snapshot position
+                after = [b.batch_id for b in group if b.ends_after(table.sync_key)]
+                if not after:
+                    continue
+                tparams["first"] = after[0]
+            self._apply_table(table, tparams)
+        # each batch exactly once: if another replayer marked any of them meanwhile,
+        # everything above is rolled back
+        if self._mark(first, last, n_events) != len(group):
+            raise _Superseded
 
     def _apply_table(self, table: ReplayTable, params: dict[str, Any]) -> None:
         stmts = self._stmts.get(table.id)
@@ -179,6 +200,8 @@ class Replayer:
                 self.conn.execute(stmts[0], params)
                 self.conn.execute(stmts[1], params)
         except psycopg.Error as exc:
+            if is_transient(exc):
+                raise    # deadlock, cancel, lost connection, disk full: the whole group is retried
             self._table_failed(table, params, exc)
 
     def _table_failed(self, table: ReplayTable, params: dict[str, Any], exc: psycopg.Error) -> None:
@@ -274,8 +297,9 @@ class Replayer:
         finally:
             self.conn.autocommit = False
 
-    def _mark(self, first: int, last: int, n_events: int) -> None:
-        self.conn.execute(
+    def _mark(self, first: int, last: int, n_events: int) -> int:
+        """Mark the batches replayed; returns how many were still closed."""
+        done = self.conn.execute(
             """UPDATE batches SET status = 'replayed', replayed_at = clock_timestamp()
                 WHERE source = %s AND batch_id BETWEEN %s AND %s AND status = 'closed'""",
             (self.source, first, last),
@@ -285,11 +309,17 @@ class Replayer:
                 WHERE name = %s""",
             (n_events, self.source),
         )
+        return done.rowcount
 
 
 def replay_lock_key(source: str) -> int:
     """Transaction lock of each replay transaction; sync_tables takes it for its catch-up step."""
     return zlib.crc32(f"pgbaton-replay:{source}".encode())
+
+
+def replayer_lock_key(source: str) -> int:
+    """Session lock a replayer holds for its whole life: one replayer per source."""
+    return zlib.crc32(f"pgbaton-replayer:{source}".encode())
 
 
 def _groups(batches: list[Batch], max_events: int) -> list[list[Batch]]:

@@ -14,23 +14,42 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication import BinLogStreamReader, binlogstream
 from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
     QueryEvent,
     RotateEvent,
+    XAPrepareEvent,
     XidEvent,
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-from pgbaton.cdc.model import Commit, Ddl, Heartbeat, Image, Item, Op, Position, ReaderFailed, Rows
+from pgbaton.cdc.model import Begin, Heartbeat, Image, Item, Op, Position, ReaderFailed, RollbackTo, Rows, Savepoint
 from pgbaton.mysql import fastrows, tablemap
+from pgbaton.mysql.framing import NO_FOREIGN_KEY_CHECKS, Framer
 
 log = logging.getLogger(__name__)
 
-_SKIP_QUERIES = {"BEGIN", "COMMIT", "ROLLBACK", "XA START", "XA END", "XA PREPARE", "XA COMMIT"}
+
+def _own_reconnects() -> None:
+    """mysql-replication reconnects by itself after a lost connection (errors 2006/2013),
+    from the position the stream was *opened* with in GTID mode, so everything read since
+    is sent again.  pgbaton owns reconnecting instead: a lost connection ends the stream
+    with an error, and the replica starts again from its stored, committed position."""
+    codes = getattr(binlogstream, "MYSQL_EXPECTED_ERROR_CODES", None)
+    if not isinstance(codes, list):
+        raise ImportError("mysql-replication changed: MYSQL_EXPECTED_ERROR_CODES is gone; "
+                          "pgbaton cannot turn off its automatic reconnect")
+    binlogstream.MYSQL_EXPECTED_ERROR_CODES = []
+
+
+_own_reconnects()
+
+
+class StreamEnded(Exception):
+    """The server ended the binlog stream (dump thread killed, server shutting down)."""
 
 
 class GtidTracker:
@@ -95,8 +114,8 @@ class BinlogReader:
             server_id=self._server_id,
             blocking=True,
             only_events=[
-                MariadbGtidEvent, GtidEvent, QueryEvent, XidEvent, RotateEvent, HeartbeatLogEvent,
-                WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent,
+                MariadbGtidEvent, GtidEvent, QueryEvent, XidEvent, XAPrepareEvent, RotateEvent,
+                HeartbeatLogEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent,
             ],
             slave_heartbeat=self._heartbeat,
             # mysql-replication's MariaDB dump request ignores file/position (it always
@@ -114,50 +133,55 @@ class BinlogReader:
             self._stream = None
 
     def events(self) -> Iterator[Item]:
+        """Normalized records; every position in a Commit, Rollback, XA or standalone Ddl
+        record is a transaction boundary.  Raises StreamEnded when the server ends the stream."""
         stream = self._stream = self._open()
         gtids = GtidTracker(self._start.gtid)
+        framer = Framer()
         file = self._start.file
         for ev in stream:
             file = stream.log_file or file
             if isinstance(ev, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
                 if not self._wanted(ev.schema, ev.table):
                     continue
-                yield _rows(ev)
-            elif isinstance(ev, XidEvent):
-                yield Commit(Position(file, stream.log_pos, gtids.position()), float(ev.timestamp))
-            elif isinstance(ev, MariadbGtidEvent | GtidEvent):
-                gtids.see(ev.gtid)
-            elif isinstance(ev, QueryEvent):
-                item = self._query(ev, Position(file, stream.log_pos, gtids.position()))
-                if item is not None:
-                    yield item
-            elif isinstance(ev, HeartbeatLogEvent):
+                yield from framer.rows(_rows(ev))
+                continue
+            if isinstance(ev, HeartbeatLogEvent):
                 yield Heartbeat(Position(ev.ident or file, stream.log_pos, gtids.position()), time.time())
-
-    def _query(self, ev: QueryEvent, pos: Position) -> Item | None:
-        text = ev.query.strip()
-        head = text[:16].upper()
-        if head in _SKIP_QUERIES or head.startswith("XA "):
-            if head == "COMMIT":
-                # non-transactional engines end their transaction with a COMMIT query
-                return Commit(pos, float(ev.timestamp))
-            return None
-        schema = ev.schema.decode("utf-8", "replace") if isinstance(ev.schema, bytes) else ev.schema
-        # A DDL statement is its own transaction: the position after it resumes cleanly.
-        return Ddl(schema or None, text, pos, float(ev.timestamp))
+                continue
+            if isinstance(ev, RotateEvent):
+                continue
+            ts = float(ev.timestamp)
+            if isinstance(ev, MariadbGtidEvent):
+                gtids.see(ev.gtid)
+                yield from framer.gtid(ev.gtid, int(ev.flags))
+            elif isinstance(ev, GtidEvent):
+                gtids.see(ev.gtid)
+                yield from framer.gtid(ev.gtid, None)
+            elif isinstance(ev, XidEvent):
+                yield from framer.xid(Position(file, stream.log_pos, gtids.position()), ts)
+            elif isinstance(ev, XAPrepareEvent):
+                yield from framer.xa_prepare_event(str(ev.xid), bool(ev.one_phase),
+                                                   Position(file, stream.log_pos, gtids.position()), ts)
+            elif isinstance(ev, QueryEvent):
+                schema = ev.schema.decode("utf-8", "replace") if isinstance(ev.schema, bytes) else ev.schema
+                yield from framer.query(ev.query, schema or None, Position(file, stream.log_pos, gtids.position()),
+                                        ts)
+        raise StreamEnded("the server ended the binlog stream")
 
 
 def _rows(ev: Any) -> Rows:
     images: list[tuple[Image | None, Image | None]]
+    fk_checks = not (int(getattr(ev, "flags", 0) or 0) & NO_FOREIGN_KEY_CHECKS)
     if isinstance(ev, WriteRowsEvent):
         images = [(None, (r["values"], r["none_sources"])) for r in ev.rows]
-        return Rows(ev.schema, ev.table, Op.INSERT, images, float(ev.timestamp))
+        return Rows(ev.schema, ev.table, Op.INSERT, images, float(ev.timestamp), fk_checks)
     if isinstance(ev, DeleteRowsEvent):
         images = [((r["values"], r["none_sources"]), None) for r in ev.rows]
-        return Rows(ev.schema, ev.table, Op.DELETE, images, float(ev.timestamp))
+        return Rows(ev.schema, ev.table, Op.DELETE, images, float(ev.timestamp), fk_checks)
     images = [((r["before_values"], r["before_none_sources"]), (r["after_values"], r["after_none_sources"]))
               for r in ev.rows]
-    return Rows(ev.schema, ev.table, Op.UPDATE, images, float(ev.timestamp))
+    return Rows(ev.schema, ev.table, Op.UPDATE, images, float(ev.timestamp), fk_checks)
 
 
 class ReaderThread(threading.Thread):
@@ -191,7 +215,7 @@ class ReaderThread(threading.Thread):
         try:
             for item in self._reader.events():
                 pending.append(item)
-                if isinstance(item, Rows) and len(pending) < self._slice:
+                if isinstance(item, Rows | Begin | Savepoint | RollbackTo) and len(pending) < self._slice:
                     continue
                 if self._halt.is_set() or not self._put(pending):
                     break

@@ -6,7 +6,7 @@ import psycopg
 from psycopg import sql
 
 from pgbaton.config import TargetConfig
-from pgbaton.errors import PgbatonError
+from pgbaton.errors import TargetUnavailable
 
 
 def connect(target: TargetConfig, *, autocommit: bool = False, application_name: str = "pgbaton") -> psycopg.Connection:
@@ -15,7 +15,7 @@ def connect(target: TargetConfig, *, autocommit: bool = False, application_name:
         return psycopg.connect(target.conninfo(application_name), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise PgbatonError(
+        raise TargetUnavailable(
             f"cannot connect to the target PostgreSQL at {target.host}:{target.port} "
             f"database {target.dbname} as {target.user}: {detail}"
         ) from None

@@ -14,7 +14,7 @@ from types import FrameType
 import psycopg
 
 from pgbaton.config import Config
-from pgbaton.errors import PgbatonError, SourceUnavailable
+from pgbaton.errors import PgbatonError, SourceUnavailable, TargetUnavailable, is_transient
 from pgbaton.replica import catalog as cat
 from pgbaton.replica.run import Replica
 
@@ -28,9 +28,10 @@ def default_pid_file(source: str) -> Path:
 
 class Supervisor:
     """Keeps a replica running: when the source or the target goes away (restart,
-    network), it starts the replica again from its stored position after a pause
-    that doubles up to ``max_backoff``.  Errors that a retry cannot fix (replay
-    errors with on_replay_error: stop, configuration) end it."""
+    network, killed dump thread) or a transient PostgreSQL error ends it, it starts the
+    replica again from its stored position after a pause that doubles up to
+    ``max_backoff``.  Errors that a retry cannot fix (replay errors with
+    on_replay_error: stop, configuration) end it."""
 
     def __init__(self, cfg: Config, source: str, max_backoff: float = 30.0) -> None:
         self.cfg = cfg
@@ -55,7 +56,9 @@ class Supervisor:
             try:
                 self.current.run()
                 return
-            except (SourceUnavailable, psycopg.OperationalError) as exc:
+            except (SourceUnavailable, TargetUnavailable, psycopg.Error) as exc:
+                if isinstance(exc, psycopg.Error) and not is_transient(exc):
+                    raise
                 if self.stopping.is_set():
                     return
                 if time.monotonic() - started > 60:

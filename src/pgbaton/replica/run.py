@@ -17,11 +17,25 @@ import time
 
 import psycopg
 
-from pgbaton.cdc.model import Commit, Ddl, Heartbeat, Item, Position, ReaderFailed, Rows
-from pgbaton.cdc.replay import Batch, Replayer
+from pgbaton.cdc.model import (
+    Begin,
+    Commit,
+    Ddl,
+    Heartbeat,
+    Item,
+    Position,
+    ReaderFailed,
+    Rollback,
+    RollbackTo,
+    Rows,
+    Savepoint,
+    XaEnd,
+    XaPrepare,
+)
+from pgbaton.cdc.replay import Batch, Replayer, replayer_lock_key
 from pgbaton.cdc.store import LogWriter, discard_open_batches, ensure_log_table
 from pgbaton.config import Config, MySQLSourceConfig
-from pgbaton.errors import PgbatonError, SourceError, SourceUnavailable
+from pgbaton.errors import PgbatonError, SourceError, SourceUnavailable, is_transient
 from pgbaton.mysql.binlog import BinlogReader, ReaderThread
 from pgbaton.replica import catalog as cat
 from pgbaton.replica.ddl import apply_ddl_batch
@@ -47,14 +61,31 @@ class ReplayThread(threading.Thread):
             self.stop.set()
             return
         try:
+            if not self._lock(conn):
+                return
             replayer = Replayer(conn, self.cfg.target.catalog_schema, self.source, src.on_replay_error,
                                 _ddl_handler(self.cfg, self.source))
             last_cleanup = last_vacuum = time.monotonic()
             removed = 0
+            failures = 0
             while not self.stop.is_set():
                 self.wake.wait(0.5)
                 self.wake.clear()
-                n = replayer.replay_pending()
+                try:
+                    n = replayer.replay_pending()
+                    failures = 0
+                except psycopg.Error as exc:
+                    # a deadlock, a cancel, a full disk: the group was rolled back whole and is
+                    # tried again; a lost connection ends the replica, whose supervisor reconnects
+                    if not is_transient(exc) or conn.broken or conn.closed or failures >= 5:
+                        raise
+                    failures += 1
+                    conn.rollback()
+                    log.warning("source %s: replay failed (%s), trying again in %d s", self.source,
+                                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                                failures)
+                    self.stop.wait(failures)
+                    continue
                 if n:
                     log.debug("replayed %d row changes", n)
                 if time.monotonic() - last_cleanup > 5:
@@ -69,6 +100,22 @@ class ReplayThread(threading.Thread):
             self.stop.set()
         finally:
             conn.close()
+
+    def _lock(self, conn: psycopg.Connection) -> bool:
+        """Wait for the source's replayer lock: a replayer of an earlier run of this replica
+        that is still finishing a large group keeps it until it is done."""
+        key = replayer_lock_key(self.source)
+        waited = False
+        while not self.stop.is_set():
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            conn.commit()
+            if row and row[0]:
+                return True
+            if not waited:
+                log.info("source %s: waiting for the previous replayer to finish", self.source)
+                waited = True
+            self.stop.wait(0.5)
+        return False
 
 
 def _ddl_handler(cfg: Config, source: str):  # type: ignore[no-untyped-def]
@@ -211,8 +258,17 @@ class Replica:
         last_commit: Position | None = None
         last_summary = time.monotonic()
         written = 0
+
+        def flush_committed(now: float) -> None:
+            nonlocal written
+            if writer.batch.n_events and last_commit is not None:
+                n = writer.batch.n_events
+                if writer.flush(last_commit, now):
+                    written += n
+                    self.wake.set()
+
         while not self.stop_event.is_set():
-            if writer.txn_lines == 0 and time.monotonic() - self.last_tables_check >= 0.5:
+            if not writer.in_txn and time.monotonic() - self.last_tables_check >= 0.5:
                 self._check_tables(writer, last_commit)
             try:
                 chunk = items.get(timeout=0.2)
@@ -236,19 +292,43 @@ class Replica:
                         if writer.flush(item.pos, now):
                             written += n
                             self.wake.set()
-                elif isinstance(item, Ddl):
-                    if last_commit is not None and writer.batch.n_events:
-                        writer.flush(last_commit, now)
-                    ddl_batch = writer.batch.batch_id
-                    writer.write_ddl(item, now)
+                elif isinstance(item, Begin):
+                    if item.xa:
+                        # an XA transaction starts a batch of its own (stored apart when prepared)
+                        flush_committed(now)
+                    writer.begin()
+                elif isinstance(item, Savepoint):
+                    writer.savepoint(item.name)
+                elif isinstance(item, RollbackTo):
+                    if not writer.rollback_to(item.name):
+                        log.warning("source %s: ROLLBACK TO unknown savepoint %r ignored", self.name, item.name)
+                elif isinstance(item, Rollback):
+                    writer.rollback()
                     last_commit = item.pos
+                elif isinstance(item, XaPrepare):
+                    writer.xa_prepare(item.xid, item.pos, now)
+                    last_commit = item.pos
+                elif isinstance(item, XaEnd):
+                    flush_committed(now)
+                    if not writer.xa_end(item.xid, item.commit, item.pos, item.ts, now) and item.commit:
+                        self._unknown_xa(writer, item)
+                    last_commit = item.pos
+                    self.wake.set()
+                elif isinstance(item, Ddl):
+                    if not item.in_txn:
+                        flush_committed(now)
+                    elif writer.batch.n_events:
+                        # CREATE TABLE ... SELECT: the rows before its transaction go first
+                        flush_committed(now)
+                    ddl_batch = writer.write_ddl(item, now)
+                    if not item.in_txn:
+                        last_commit = item.pos
                     # rows after a DDL statement are encoded with the new definitions
                     self._wait_replayed(writer.conn, replay, ddl_batch)
                     self._reload_codecs(writer.conn, writer)
                 elif isinstance(item, Heartbeat):
-                    if writer.batch.n_events and last_commit is not None and writer.txn_lines == 0:
-                        writer.flush(last_commit, now)
-                        self.wake.set()
+                    if not writer.in_txn:
+                        flush_committed(now)
                     writer.save_heartbeat(item.head, item.received_at)
                 elif isinstance(item, ReaderFailed):
                     raise SourceUnavailable(item.message)
@@ -256,3 +336,14 @@ class Replica:
                 log.info("source %s: %d row changes stored in the last %.0f s", self.name, written,
                          time.monotonic() - last_summary)
                 last_summary, written = time.monotonic(), 0
+
+    def _unknown_xa(self, writer: LogWriter, item: XaEnd) -> None:
+        """XA COMMIT of a transaction whose PREPARE was before this replica's start: its rows
+        are in neither the snapshot nor the log.  Said loudly, recorded in `errors`."""
+        message = (f"XA COMMIT {item.xid} at {item.pos}: the transaction was prepared before the replica "
+                   "started reading, so its changes are missing; re-sync the tables it wrote "
+                   "(`pgbaton replica sync-tables`)")
+        log.error("source %s: %s", self.name, message)
+        writer.conn.execute("INSERT INTO errors (source, kind, message, position) VALUES (%s, 'reader', %s, %s)",
+                            (self.name, message, str(item.pos)))
+        writer.conn.commit()
