@@ -11,6 +11,7 @@ from typer.testing import Result
 
 from pgbaton.migrate import execute
 from pgbaton.migrate.catalog import Catalog
+from pgbaton.migrate.lifecycle import State
 from pgbaton.migrate.status import wait_synced
 from pgbaton.migrate.switch_exec import switchover
 from tests.migrate.conftest import Migration
@@ -33,6 +34,12 @@ def _leftovers(m: Migration) -> list[str]:
                 "WHERE s.setrole <> 0 AND d.datname = ANY(%s)", (m.databases,)).fetchall()]
             found += [f"{server.port}:role:{r[0]}" for r in c.execute(
                 "SELECT rolname FROM pg_roles WHERE rolname LIKE 'pgbaton%'").fetchall()]
+            # an origin whose subscription is gone (DROP SUBSCRIPTION drops its own)
+            found += [f"{server.port}:origin:{r[0]}" for r in c.execute(
+                "SELECT roname FROM pg_replication_origin o WHERE NOT EXISTS "
+                "(SELECT 1 FROM pg_subscription s WHERE o.roname = 'pg_' || s.oid)").fetchall()]
+            found += [f"{server.port}:catalog schema:{r[0]}" for r in c.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgbaton%'").fetchall()]
         for db in m.databases:
             with psycopg.connect(server.dsn(db)) as c:
                 for what, query in (("pub", "SELECT pubname FROM pg_publication"),
@@ -44,8 +51,21 @@ def _leftovers(m: Migration) -> list[str]:
                                     ("fn", "SELECT proname FROM pg_proc WHERE proname LIKE 'pgbaton%'")):
                     found += [f"{server.port}:{db}:{what}:{r[0]}" for r in c.execute(query).fetchall()]
     with psycopg.connect(m.target.dsn(), autocommit=True) as t:
-        if Catalog(t, "pgbaton_migrate", m.name).state() is not None:
+        if Catalog(t, "pgbaton_migrate", m.name).state() is not State.not_started:
             found.append("catalog row")
+    return found
+
+
+def _privileges(m: Migration) -> list[str]:
+    """pgbaton's role and role settings on both clusters (none while nothing is switched)."""
+    found = []
+    for server in (m.source, m.target):
+        with psycopg.connect(server.dsn()) as c:
+            found += [f"{server.port}:role:{r[0]}:login={r[1]}" for r in c.execute(
+                "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE 'pgbaton%'").fetchall()]
+            found += [f"{server.port}:role setting:{r[0]}" for r in c.execute(
+                "SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+                "WHERE s.setrole <> 0 AND d.datname = ANY(%s)", (m.databases,)).fetchall()]
     return found
 
 

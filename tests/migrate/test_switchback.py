@@ -12,7 +12,7 @@ import pytest
 from typer.testing import Result
 
 from pgbaton.errors import PgbatonError
-from pgbaton.migrate import execute
+from pgbaton.migrate import execute, tend
 from pgbaton.migrate.status import wait_synced
 from pgbaton.migrate.switch_exec import switchback, switchover
 from pgbaton.migrate.switchover import Action
@@ -82,6 +82,14 @@ def test_switchback_under_load_through_pgbouncer(
             t.execute("INSERT INTO orders (amount) VALUES (1)")  # the cluster left behind is frozen
     again = run_cli("switchback", m.name, "--json")
     assert again.exit_code == 0 and json.loads(again.output)["steps"] == []
+    # `migrate run` passes repair the forward stream but leave the state alone (they used to set it
+    # back to `streaming`, after which abort was not refused and failed on the frozen target)
+    for _ in range(2):
+        tend.tend(m.config, m.name)
+    status = json.loads(run_cli("status", m.name, "--json").output)
+    assert status["state"] == "switched_back", status
+    with pytest.raises(PgbatonError, match=r"switched over and back.*migrate finish"):
+        execute.abort(m.config, m.name)
     res = run_cli("finish", m.name, "--yes")
     assert res.exit_code == 0, res.output
     assert _leftovers(m) == []

@@ -280,9 +280,12 @@ def _objects(m: Migration, direction: str) -> list[str]:
 
 
 def _assert_back_on_source(m: BouncedMigration, load: Load) -> None:
+    from tests.migrate.test_finish import _privileges
+
     assert m.bouncer is not None
     assert f"port={m.source.port}" in m.bouncer.ini.read_text()
     assert _objects(m, "rev") == []
+    assert _privileges(m) == []  # no role, no role setting of pgbaton left by the rollback
     assert len(_objects(m, "fwd")) == 3 * len(m.databases)  # publication, slot, subscription each
     for db in m.databases:
         with psycopg.connect(m.source.dsn(db), autocommit=True) as s:

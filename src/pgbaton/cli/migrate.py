@@ -29,10 +29,17 @@ def _json(data: Any) -> None:
 @app.command("check")
 def check_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
     """Preflight: a verdict per item; exit 1 when any item fails."""
+    from pgbaton.errors import PgbatonError
+    from pgbaton.migrate.catalog import Catalog
+    from pgbaton.migrate.lifecycle import Command, admit
     from pgbaton.migrate.plan import may_start, preflight
-    from pgbaton.migrate.probe import preflight_facts
+    from pgbaton.migrate.probe import connect, preflight_facts
 
     cfg = _config().migration(name)
+    with connect(cfg.target, "target") as t:
+        admission = admit(Command.check, Catalog(t, cfg.options.catalog_schema, name).state(), name)
+    if not admission.act:
+        raise PgbatonError(admission.message)
     verdicts = preflight(preflight_facts(cfg, name), cfg.options.no_primary_key)
     ok = may_start(verdicts)
     if as_json:
@@ -152,12 +159,14 @@ def stop_cmd(
 @app.command("status")
 def status_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
     """Per database: the stream running now (forward; reverse after a switchover), state, tables, lag."""
-    from pgbaton.migrate.status import status
+    from pgbaton.migrate.status import migration_state, status
 
     rows = [r.as_dict() for r in status(_config(), name)]
+    state = migration_state(_config(), name)
     if as_json:
-        _json({"migration": name, "databases": rows})
+        _json({"migration": name, "state": state, "databases": rows})
         return
+    typer.echo(f"migration {name}: {state}")
     for r in rows:
         lag_s = "-" if r["lag_seconds"] is None else f"{r['lag_seconds']:.3f} s"
         lag_b = "-" if r["lag_bytes"] is None else f"{r['lag_bytes']} B"

@@ -9,7 +9,9 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from pgbaton.errors import PgbatonError
 from pgbaton.migrate import sqlfiles
+from pgbaton.migrate.lifecycle import TRANSITIONS, Event, IllegalTransition, State, after
 
 
 @dataclass(frozen=True)
@@ -60,16 +62,64 @@ class Catalog:
         self.conn.execute(sql.SQL("UPDATE {} SET {}, updated_at = now() WHERE migration = %s AND dbname = %s")
                           .format(self._t("migration_database"), sets), (*flags.values(), self.migration, dbname))
 
-    def set_state(self, state: str) -> None:
-        self.conn.execute(sql.SQL("UPDATE {} SET state = %s, updated_at = now() WHERE name = %s")
-                          .format(self._t("migration")), (state, self.migration))
-
-    def state(self) -> str | None:
+    def _row(self) -> tuple[State, State | None]:
         if not self.exists():
-            return None
-        row = self.conn.execute(sql.SQL("SELECT state FROM {} WHERE name = %s").format(self._t("migration")),
-                                (self.migration,)).fetchone()
-        return str(row[0]) if row else None
+            return State.not_started, None
+        row = self.conn.execute(sql.SQL("SELECT state, switch_from FROM {} WHERE name = %s")
+                                .format(self._t("migration")), (self.migration,)).fetchone()
+        if row is None:
+            return State.not_started, None
+        return State(row[0]), State(row[1]) if row[1] else None
+
+    def state(self) -> State:
+        """The stored state; ``not_started`` when there is no row (never started, finished or aborted)."""
+        return self._row()[0]
+
+    def transition(self, event: Event) -> State:
+        """Compare-and-set: the new state, written only if the stored one still allows ``event``."""
+        current, switch_from = self._row()
+        try:
+            new = after(event, current, switch_from)
+        except IllegalTransition:
+            raise PgbatonError(f"migration {self.migration} is {current.value}: {event.value} is not possible "
+                               "now (another command changed it meanwhile?)") from None
+        allowed = [s.value for s in TRANSITIONS[event][0]]
+        begins = event in (Event.begin_switchover, Event.begin_switchback)
+        cur = self.conn.execute(
+            sql.SQL("UPDATE {} SET state = %s, switch_from = %s, updated_at = now() "
+                    "WHERE name = %s AND state = ANY(%s)").format(self._t("migration")),
+            (new.value, current.value if begins else None, self.migration, allowed))
+        if cur.rowcount != 1:
+            raise PgbatonError(f"migration {self.migration}: its state changed meanwhile (now "
+                               f"{self.state().value}); {event.value} not applied")
+        return new
+
+    def lock(self, *, wait: float = 0.0) -> bool:
+        """Take this migration's lock for the session (until it closes): one command at a time.
+
+        ``wait``: how many seconds to keep trying; False when another session holds it.
+        """
+        import time
+
+        deadline = time.monotonic() + wait
+        while True:
+            row = self.conn.execute("SELECT pg_try_advisory_lock(hashtext('pgbaton_migrate'), hashtext(%s))",
+                                    (self.migration,)).fetchone()
+            if row and row[0]:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+    def hold(self, command: str, wait: float = 60.0) -> None:
+        """The lock for the command's session, or a clear refusal when another command keeps it."""
+        if not self.lock(wait=wait):
+            raise PgbatonError(f"migration {self.migration}: another pgbaton command is working on it (a "
+                               f"`migrate run` pass, a switch, start, abort or finish) and did not let go within "
+                               f"{wait:.0f} s; retry `pgbaton migrate {command} {self.migration}` later")
+
+    def unlock(self) -> None:
+        self.conn.execute("SELECT pg_advisory_unlock(hashtext('pgbaton_migrate'), hashtext(%s))", (self.migration,))
 
     def switch_steps(self) -> dict[str, tuple[str, Any]]:
         """Switchover steps recorded for this migration: action -> (started | done, detail)."""
@@ -102,15 +152,20 @@ class Catalog:
                                  .format(self._t("replica_identity")), (self.migration, dbname)).fetchall()
         return [(r[0], r[1]) for r in rows]
 
-    def forget(self) -> None:
-        """Remove this migration; drop the whole catalog schema when it was the last one."""
+    def forget(self, event: Event = Event.finish) -> None:
+        """Remove this migration (``event``: abort or finish, a compare-and-set as every transition);
+        drop the whole catalog schema when it was the last one."""
         if not self.exists():
             return
+        allowed = [s.value for s in TRANSITIONS[event][0]]
         with self.conn.transaction():
             self.conn.execute(sql.SQL("DELETE FROM {} WHERE migration = %s").format(self._t("replica_identity")),
                               (self.migration,))
-            self.conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(self._t("migration")),
-                              (self.migration,))
+            cur = self.conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s AND state = ANY(%s)")
+                                    .format(self._t("migration")), (self.migration, allowed))
+            if cur.rowcount == 0 and self.state() is not State.not_started:
+                raise PgbatonError(f"migration {self.migration} is {self.state().value}: "
+                                   f"{event.value} is not possible")
             row = self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._t("migration"))).fetchone()
             if row and row[0] == 0:
                 self.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(self.schema)))

@@ -12,11 +12,12 @@ from pgbaton.config import Config, MigrationConfig
 from pgbaton.errors import PgbatonError
 from pgbaton.migrate import ddl, plan, schema
 from pgbaton.migrate.catalog import Catalog
+from pgbaton.migrate.lifecycle import Command, Event, State, admit
 from pgbaton.migrate.model import Step
 from pgbaton.migrate.names import object_name, sync_slot_pattern
 from pgbaton.migrate.probe import connect, database_exists, db_progress, preflight_facts, user_tables
 from pgbaton.migrate.steps import next_steps
-from pgbaton.migrate.streams import Side, drop_slots_on
+from pgbaton.migrate.streams import Side, drop_slots_on, reconcile_apply_role
 
 log = logging.getLogger(__name__)
 Ident = sql.Identifier
@@ -36,7 +37,14 @@ def start(config: Config, name: str, *, skip_check: bool = False) -> StartResult
     cfg = config.migration(name)
     with connect(cfg.target, "target") as tconn:
         catalog = Catalog(tconn, cfg.options.catalog_schema, name)
-        first = catalog.state() is None
+        if catalog.exists():
+            catalog.ensure()
+        catalog.hold("start")
+        state = catalog.state()
+        admission = admit(Command.start, state, name)
+        if not admission.act:
+            raise PgbatonError(admission.message)
+        first = state is State.not_started
         if first and not skip_check:
             verdicts = plan.preflight(preflight_facts(cfg, name), cfg.options.no_primary_key)
             if not plan.may_start(verdicts):
@@ -47,21 +55,28 @@ def start(config: Config, name: str, *, skip_check: bool = False) -> StartResult
         catalog.begin(cfg.databases)
         if first and cfg.options.copy_roles:
             schema.copy_roles(cfg)
-        result = StartResult()
-        for db in cfg.databases:
-            # the capture comes before the schema copy: DDL from then on is either in the dump or queued
-            ddl_source = _ensure_capture(cfg, Side(cfg.source, "source"), db)
-            steps = next_steps(db_progress(cfg, name, db, catalog))
-            result.steps[db] = [s.value for s in steps]
-            for step in steps:
-                log.info("migration %s, database %s: %s", name, db, step.value)
-                _STEPS[step](cfg, name, db, catalog)
-            if ddl_source and database_exists(tconn, db) and catalog.databases()[db].schema_copied:
-                if ddl.install(Side(cfg.target, "target"), db, cfg.options.unreplicable_ddl):
-                    result.steps[db].append("install_ddl_capture_target")
-            if ddl_source == "installed":
-                result.steps[db].insert(0, "install_ddl_capture_source")
-        catalog.set_state("streaming")
+        result = set_up(cfg, name, catalog)
+        catalog.transition(Event.set_up)
+    return result
+
+
+def set_up(cfg: MigrationConfig, name: str, catalog: Catalog) -> StartResult:
+    """What ``start`` does for every database, without the state change (``migrate run`` repairs
+    the forward stream with it in ``switched_back`` too); the caller holds the migration's lock."""
+    result = StartResult()
+    for db in cfg.databases:
+        # the capture comes before the schema copy: DDL from then on is either in the dump or queued
+        ddl_source = _ensure_capture(cfg, Side(cfg.source, "source"), db)
+        steps = next_steps(db_progress(cfg, name, db, catalog))
+        result.steps[db] = [s.value for s in steps]
+        for step in steps:
+            log.info("migration %s, database %s: %s", name, db, step.value)
+            _STEPS[step](cfg, name, db, catalog)
+        if ddl_source and database_exists(catalog.conn, db) and catalog.databases()[db].schema_copied:
+            if ddl.install(Side(cfg.target, "target"), db, cfg.options.unreplicable_ddl):
+                result.steps[db].append("install_ddl_capture_target")
+        if ddl_source == "installed":
+            result.steps[db].insert(0, "install_ddl_capture_source")
     return result
 
 
@@ -189,9 +204,12 @@ def abort(config: Config, name: str, *, timeout: float = 30.0) -> list[str]:
     done: list[str] = []
     with connect(cfg.target, "target") as tconn:
         catalog = Catalog(tconn, cfg.options.catalog_schema, name)
-        if catalog.state() in ("switched", "switched_back") or catalog.switch_steps():
-            raise PgbatonError(f"migration {name}: a switchover was done or begun; abort would drop the databases "
-                               "clients now use (rerun `migrate switchover` to finish or roll it back first)")
+        if catalog.exists():
+            catalog.ensure()
+        catalog.hold("abort")
+        admission = admit(Command.abort, catalog.state(), name)
+        if not admission.act:
+            raise PgbatonError(admission.message)
         records = catalog.databases()
         for db in cfg.databases:
             obj = object_name(name, db)
@@ -215,7 +233,9 @@ def abort(config: Config, name: str, *, timeout: float = 30.0) -> list[str]:
                 done.append(f"{db}: target database")
             else:
                 done += ddl.uninstall(Side(cfg.target, "target"), db)
-        catalog.forget()
+        for side in (Side(cfg.source, "source"), Side(cfg.target, "target")):
+            done += reconcile_apply_role(side, cfg.databases)
+        catalog.forget(Event.abort)
     return done
 
 

@@ -19,6 +19,7 @@ from pgbaton.config import Config, MigrationConfig
 from pgbaton.errors import PgbatonError
 from pgbaton.migrate import ddl, streams
 from pgbaton.migrate.catalog import Catalog
+from pgbaton.migrate.lifecycle import Command, Event, State, admit
 from pgbaton.migrate.names import object_name
 from pgbaton.migrate.probe import connect, database_exists
 from pgbaton.migrate.streams import FWD, REV, SWITCHED, SWITCHED_BACK, Side
@@ -33,10 +34,13 @@ def finish(config: Config, name: str, *, timeout: float = 30.0) -> list[str]:
     done: list[str] = []
     with connect(cfg.target, "target") as tconn:
         catalog = Catalog(tconn, cfg.options.catalog_schema, name)
+        if catalog.exists():
+            catalog.ensure()
+        catalog.hold("finish")
         state = catalog.state()
-        if catalog.switch_steps():
-            raise PgbatonError(f"migration {name}: a switchover or switchback was interrupted; rerun it "
-                               "to finish or roll it back before `migrate finish`")
+        admission = admit(Command.finish, state, name)
+        if not admission.act:
+            raise PgbatonError(admission.message)
         order = [REV, FWD] if state == SWITCHED else [FWD, REV]
         for db in cfg.databases:
             for direction in order:  # slots first: once gone, nothing holds WAL any more
@@ -51,16 +55,15 @@ def finish(config: Config, name: str, *, timeout: float = 30.0) -> list[str]:
             done += _restore_identities(cfg, db, catalog.identities(db))
             for side in (Side(cfg.source, "source"), Side(cfg.target, "target")):
                 done += ddl.uninstall(side, db)
-                streams.apply_may_write(side, db, False)
         if state in (SWITCHED, SWITCHED_BACK):
             primary = Side(cfg.target, "target") if state == SWITCHED else Side(cfg.source, "source")
             with streams.rw(primary) as p:
                 for db in cfg.databases:
                     p.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(Ident(db)))
         for side in (Side(cfg.source, "source"), Side(cfg.target, "target")):
-            done += streams.drop_apply_role(side)
-        if state is not None:
-            catalog.forget()
+            done += streams.reconcile_apply_role(side, cfg.databases)
+        if state is not State.not_started:
+            catalog.forget(Event.finish)
             done.append(f"catalog: migration {name}")
     log.info("migration %s finished: %d object(s) removed", name, len(done))
     return done

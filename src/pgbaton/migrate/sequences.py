@@ -7,6 +7,9 @@ import logging
 import psycopg
 
 from pgbaton.config import Config
+from pgbaton.errors import PgbatonError
+from pgbaton.migrate.catalog import Catalog
+from pgbaton.migrate.lifecycle import Command, admit
 from pgbaton.migrate.probe import connect
 from pgbaton.migrate.streams import Side, rw
 from pgbaton.migrate.switchover import SeqValue, sequence_updates
@@ -38,4 +41,9 @@ def copy_sequences(old: Side, new: Side, dbs: list[str]) -> dict[str, dict[str, 
 def sync_sequences(config: Config, name: str) -> dict[str, dict[str, int]]:
     """Per database, the sequences moved forward on the target and their new values."""
     cfg = config.migration(name)
+    with connect(cfg.target, "target") as t:
+        catalog = Catalog(t, cfg.options.catalog_schema, name)
+        admission = admit(Command.sync_sequences, catalog.state(), name)
+        if not admission.act:
+            raise PgbatonError(admission.message)
     return copy_sequences(Side(cfg.source, "source"), Side(cfg.target, "target"), cfg.databases)

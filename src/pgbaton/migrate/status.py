@@ -10,11 +10,12 @@ from pgbaton.config import Config, MigrationConfig
 from pgbaton.errors import PgbatonError
 from pgbaton.migrate import sqlfiles
 from pgbaton.migrate.catalog import Catalog
+from pgbaton.migrate.lifecycle import Command, State, admit
 from pgbaton.migrate.model import DbState, DbStatus
 from pgbaton.migrate.names import object_name
 from pgbaton.migrate.probe import connect, db_progress
 from pgbaton.migrate.steps import db_state
-from pgbaton.migrate.streams import FWD, REV, SWITCHED, publisher, stream_status
+from pgbaton.migrate.streams import FWD, REV, publisher, stream_status
 
 
 def _lag(cfg: MigrationConfig, name: str, db: str) -> dict[str, object] | None:
@@ -37,7 +38,11 @@ def status(config: Config, name: str) -> list[DbStatus]:
     out: list[DbStatus] = []
     with connect(cfg.target, "target") as t:
         catalog = Catalog(t, cfg.options.catalog_schema, name)
-        if catalog.state() == SWITCHED:  # clients on the target: the reverse stream keeps the source a copy
+        state = catalog.state()
+        admission = admit(Command.status, state, name)
+        if not admission.act:
+            raise PgbatonError(admission.message)
+        if state in (State.switched, State.switching_back):  # clients on the target: the reverse stream
             return [stream_status(cfg, name, db, REV) for db in cfg.databases]
         for db in cfg.databases:
             p = db_progress(cfg, name, db, catalog)
@@ -52,6 +57,13 @@ def status(config: Config, name: str) -> list[DbStatus]:
                                 str(lag["confirmed_flush_lsn"]) if lag and lag["confirmed_flush_lsn"] else None,
                                 _errors(cfg, name, db) if p.subscription_exists else []))
     return out
+
+
+def migration_state(config: Config, name: str) -> str:
+    """The stored state of the migration (``lifecycle.State``)."""
+    cfg = config.migration(name)
+    with connect(cfg.target, "target") as t:
+        return Catalog(t, cfg.options.catalog_schema, name).state().value
 
 
 def wait_synced(config: Config, name: str, timeout: float | None = None) -> None:

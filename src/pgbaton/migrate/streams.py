@@ -8,6 +8,7 @@ Every helper here works on any direction: publisher, subscriber and suffix are p
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -18,15 +19,17 @@ from psycopg.rows import dict_row
 from pgbaton.config import ClusterConfig, MigrationConfig
 from pgbaton.errors import PgbatonError
 from pgbaton.migrate import sqlfiles
+from pgbaton.migrate.lifecycle import Command, Event, State
 from pgbaton.migrate.model import DbProgress, DbStatus
 from pgbaton.migrate.names import object_name, sync_slot_pattern
 from pgbaton.migrate.probe import connect, slot_exists, subscription_row
 from pgbaton.migrate.steps import db_state
 
+log = logging.getLogger(__name__)
 Ident = sql.Identifier
 FWD, REV = "fwd", "rev"
-# migration states (catalog ``migration.state``)
-STREAMING, SWITCHED, SWITCHED_BACK = "streaming", "switched", "switched_back"
+# migration states (catalog ``migration.state``; all of them in ``lifecycle``)
+STREAMING, SWITCHED, SWITCHED_BACK = State.streaming, State.switched, State.switched_back
 
 
 @dataclass(frozen=True)
@@ -43,18 +46,26 @@ class Leg:
     new: Side            # where they are after
     stream: str          # suffix of the stream old -> new, retired
     back: str            # suffix of the stream new -> old, created
-    state_after: str     # the migration's state once done
+    state_after: State   # the migration's state once done
     record_prefix: str   # switchover_step keys of this leg
     command: str         # the CLI verb, for messages
+    verb: Command
+    begin: Event         # the transitions of the catalog: the switch begins, is done, is undone
+    done: Event
+    undo: Event
+    during: State        # the state while it is under way
 
 
 def forward(cfg: MigrationConfig) -> Leg:
-    return Leg(Side(cfg.source, "source"), Side(cfg.target, "target"), FWD, REV, SWITCHED, "", "switchover")
+    return Leg(Side(cfg.source, "source"), Side(cfg.target, "target"), FWD, REV, SWITCHED, "", "switchover",
+               Command.switchover, Event.begin_switchover, Event.switched_over, Event.undo_switchover,
+               State.switching_over)
 
 
 def backward(cfg: MigrationConfig) -> Leg:
     return Leg(Side(cfg.target, "target"), Side(cfg.source, "source"), REV, FWD, SWITCHED_BACK, "back:",
-               "switchback")
+               "switchback", Command.switchback, Event.begin_switchback, Event.switched_back,
+               Event.undo_switchback, State.switching_back)
 
 
 def publisher(cfg: MigrationConfig, direction: str) -> Side:
@@ -91,14 +102,24 @@ def create_publisher_end(pub: Side, db: str, obj: str) -> None:
 APPLY_ROLE = "pgbaton_apply"
 
 
+def is_frozen(conn: psycopg.Connection, db: str) -> bool:
+    """Is ``db`` frozen by a switch (``default_transaction_read_only = on`` for the database)?"""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+                       "WHERE d.datname = %s AND s.setrole = 0 "
+                       "AND 'default_transaction_read_only=on' = ANY(s.setconfig))", (db,)).fetchone()
+    return bool(row and row[0])
+
+
 def apply_may_write(sub: Side, db: str, on: bool) -> None:
     """Let a stream's apply worker run DDL in a database frozen read-only by a switch.
 
-    Rows are applied below the read-only check, DDL is not.  The subscriptions of the streams
-    a switch creates belong to ``pgbaton_apply``, a role no client uses, and that alone has
-    ``default_transaction_read_only = off`` in the frozen databases.  PostgreSQL 15 wants a
-    superuser as the owner of a subscription and, before 17, an apply worker's role must have
-    LOGIN; it gets no password, so password authentication never lets anyone in as it.
+    Rows are applied below the read-only check, DDL is not.  The subscriptions into a frozen
+    database belong to ``pgbaton_apply``, a role no client uses, and that alone has
+    ``default_transaction_read_only = off`` there.  PostgreSQL 15 wants a superuser as the
+    owner of a subscription, and PostgreSQL (15 and 18 both, tried) does not start an apply
+    worker whose role lacks LOGIN ("role is not permitted to log in"), so the role has LOGIN
+    but no password: password authentication never lets anyone in as it.  It exists only while
+    such a subscription does: ``reconcile_apply_role`` removes it and its settings otherwise.
     """
     with rw(sub) as c:
         exists = c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APPLY_ROLE,)).fetchone() is not None
@@ -113,30 +134,54 @@ def apply_may_write(sub: Side, db: str, on: bool) -> None:
             c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET default_transaction_read_only = off")
                       .format(Ident(APPLY_ROLE), Ident(db)))
         elif exists:
-            c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET default_transaction_read_only")
-                      .format(Ident(APPLY_ROLE), Ident(db)))
+            c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(Ident(APPLY_ROLE), Ident(db)))
 
 
-def drop_apply_role(side: Side) -> list[str]:
-    """The apply role, once no subscription of any migration belongs to it."""
+def reconcile_apply_role(side: Side, dbs: list[str]) -> list[str]:
+    """``pgbaton_apply`` and its per-database settings exactly where a subscription it owns needs
+    them: settings elsewhere reset, the role dropped once it owns no subscription (of any
+    migration).  Objects replicated DDL made as it in ``dbs`` go to the connecting user first."""
+    done: list[str] = []
     with rw(side) as c:
-        if c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APPLY_ROLE,)).fetchone() is None:
-            return []
+        row = c.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (APPLY_ROLE,)).fetchone()
+        if row is None:
+            return done
+        oid = row[0]
+        needed = {str(r[0]) for r in c.execute(
+            "SELECT d.datname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+            "WHERE s.subowner = %s", (oid,)).fetchall()}
+        for (db,) in c.execute("SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d "
+                               "ON d.oid = s.setdatabase WHERE s.setrole = %s", (oid,)).fetchall():
+            if db not in needed:
+                c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(Ident(APPLY_ROLE), Ident(db)))
+                done.append(f"{side.name}: {db}: setting of role {APPLY_ROLE}")
+        if needed:
+            return done
+        present = [str(r[0]) for r in c.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)",
+                                                 (dbs,)).fetchall()]
+    for db in present:
+        with rw(side, db) as d:
+            d.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(Ident(APPLY_ROLE)))
+    with rw(side) as c:
         try:
-            c.execute(sql.SQL("DROP ROLE {}").format(Ident(APPLY_ROLE)))
-        except psycopg.errors.DependentObjectsStillExist:
-            return []  # another migration's stream still runs as it
-    return [f"{side.name}: role {APPLY_ROLE}"]
+            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(Ident(APPLY_ROLE)))
+        except psycopg.errors.DependentObjectsStillExist as exc:
+            log.warning("%s: role %s kept: %s", side.name, APPLY_ROLE, str(exc).strip().splitlines()[0])
+            return done
+    done.append(f"{side.name}: role {APPLY_ROLE}")
+    return done
 
 
-def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_none: bool,
-                          prepared: bool = False) -> None:
+def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_none: bool) -> None:
     """A subscription without copy on the existing slot (only if missing; enabled if disabled).
 
-    ``prepared``: the caller ran ``apply_may_write`` already (a switch does it before pausing clients).
+    Into a frozen database it belongs to ``pgbaton_apply`` (prepared here before its worker
+    starts: the worker reads the setting when it starts), else to the connecting user.
     """
-    if not prepared:
-        apply_may_write(sub, db, True)  # before the apply worker starts: it reads the setting at start
+    with rw(sub) as c:
+        frozen = is_frozen(c, db)
+    if frozen:
+        apply_may_write(sub, db, True)
     with rw(sub, db) as s:
         row = s.execute("SELECT subenabled FROM pg_subscription WHERE subname = %s", (obj,)).fetchone()
         if row is not None and row[0]:
@@ -145,12 +190,14 @@ def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_non
             # origin = none (PostgreSQL 16+) keeps changes that came in by replication from echoing back
             origin = sql.SQL(", origin = 'none'") if origin_none else sql.SQL("")
             conninfo = pub.cluster.conninfo(db, obj, for_peer=True, what=pub.name)
-            s.execute(sql.SQL("SET ROLE {}").format(Ident(APPLY_ROLE)))  # the owner from the start
+            if frozen:
+                s.execute(sql.SQL("SET ROLE {}").format(Ident(APPLY_ROLE)))  # the owner from the start
             s.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
                               "slot_name = {}, copy_data = false, synchronous_commit = 'on'{})")
                       .format(Ident(obj), sql.Literal(conninfo), Ident(obj), sql.Literal(obj), origin))
             return
-        s.execute(sql.SQL("ALTER SUBSCRIPTION {} OWNER TO {}").format(Ident(obj), Ident(APPLY_ROLE)))
+        if frozen:
+            s.execute(sql.SQL("ALTER SUBSCRIPTION {} OWNER TO {}").format(Ident(obj), Ident(APPLY_ROLE)))
         s.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(Ident(obj)))
 
 

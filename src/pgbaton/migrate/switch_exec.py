@@ -25,15 +25,16 @@ from psycopg import sql
 
 from pgbaton.config import Config, MigrationConfig
 from pgbaton.errors import PgbatonError
-from pgbaton.migrate import streams
+from pgbaton.migrate import streams, tablesync
 from pgbaton.migrate.catalog import Catalog
+from pgbaton.migrate.lifecycle import admit
 from pgbaton.migrate.names import object_name
 from pgbaton.migrate.probe import connect
 from pgbaton.migrate.sequences import copy_sequences
 from pgbaton.migrate.status import status
 from pgbaton.migrate.streams import SWITCHED, Leg, Side, rw
 from pgbaton.migrate.switchers import Switcher, switcher_for
-from pgbaton.migrate.switchover import ORDER, Action, Undo, may_switch, resume_from, rollback
+from pgbaton.migrate.switchover import ORDER, Action, Decision, Undo, may_switch, resume_from, rollback
 
 log = logging.getLogger(__name__)
 Ident = sql.Identifier
@@ -168,6 +169,17 @@ def _wait_applied(r: _Run) -> None:
                 time.sleep(0.01)
 
 
+def _sync_tables(r: _Run) -> dict[str, dict[str, object]]:
+    """Inside the pause, with ``old`` frozen and applied: every table ``old`` publishes is synced on
+    ``new`` (a table created by replicated DDL just before the switch is added and copied now) and
+    every DDL entry is applied; bounded by switch.timeout_seconds, else the switch rolls back."""
+    def check(db: str) -> dict[str, object]:
+        return tablesync.complete(r.leg.old, r.leg.new, db, object_name(r.name, db, r.leg.stream),
+                                  r.cfg.switch.timeout_seconds)
+
+    return _each_db(r, check)
+
+
 def _copy_sequences(r: _Run) -> dict[str, dict[str, int]]:
     return {db: moved[db] for db, moved in _each_db(r, lambda db: copy_sequences(r.leg.old, r.leg.new, [db])).items()}
 
@@ -180,7 +192,7 @@ def _open_stream(r: _Run, pub: Side, sub: Side, suffix: str) -> None:
     def create(db: str) -> None:
         obj = object_name(r.name, db, suffix)
         streams.create_publisher_end(pub, db, obj)
-        streams.create_subscriber_end(pub, sub, db, obj, origin_none=origin_none, prepared=True)
+        streams.create_subscriber_end(pub, sub, db, obj, origin_none=origin_none)
 
     _each_db(r, create)
 
@@ -200,7 +212,7 @@ def _point(r: _Run) -> None:
 
 def _record_state(r: _Run) -> None:
     with r.catalog.conn.transaction():
-        r.catalog.set_state(r.leg.state_after)
+        r.catalog.transition(r.leg.done)
         r.catalog.clear_steps()
 
 
@@ -209,6 +221,7 @@ _ACTIONS: dict[Action, Callable[[_Run], object]] = {
     Action.freeze_source: _freeze,
     Action.read_source_lsn: _read_lsn,
     Action.wait_applied: _wait_applied,
+    Action.sync_tables: _sync_tables,
     Action.copy_sequences: _copy_sequences,
     Action.create_reverse: _create_back,
     Action.retire_forward: _retire_stream,
@@ -246,13 +259,21 @@ _UNDOS: dict[Undo, Callable[[_Run], None]] = {
 
 
 def _prepare_apply_role(r: _Run) -> None:
-    """Outside the clients' pause: the role the new streams run as, writable in both sides' databases
-    (the stream back runs into ``old`` once frozen; a rollback restores the one into ``new``)."""
+    """Outside the clients' pause: the role the stream back runs as in ``old`` (frozen by then), and
+    in ``new`` if it is frozen (by an earlier switch: a rollback restores the stream into it)."""
     def prepare(db: str) -> None:
         streams.apply_may_write(r.leg.old, db, True)
-        streams.apply_may_write(r.leg.new, db, True)
+        with rw(r.leg.new) as c:
+            frozen = streams.is_frozen(c, db)
+        if frozen:
+            streams.apply_may_write(r.leg.new, db, True)
 
     _each_db(r, prepare)
+
+
+def _tidy_roles(r: _Run) -> list[str]:
+    """After a switch or its rollback: pgbaton_apply only where a subscription into a frozen database needs it."""
+    return [*streams.reconcile_apply_role(r.leg.old, r.dbs), *streams.reconcile_apply_role(r.leg.new, r.dbs)]
 
 
 def _undo(r: _Run) -> list[str]:
@@ -270,7 +291,10 @@ def _undo(r: _Run) -> list[str]:
     if errors:
         raise PgbatonError("rollback incomplete (" + "; ".join(errors) + f"); rerun `migrate {r.leg.command}` "
                            "to retry it")
-    r.catalog.clear_steps()
+    with r.catalog.conn.transaction():
+        r.catalog.clear_steps()
+        r.catalog.transition(r.leg.undo)
+    _tidy_roles(r)
     return undone
 
 
@@ -290,18 +314,6 @@ def switchback(config: Config, name: str, *, switcher: Switcher | None = None,
     return _switch(config, name, streams.backward, switcher, fail_at)
 
 
-def _refusal(leg: Leg, state: str, other: dict[str, tuple[str, Any]]) -> tuple[bool, str] | None:
-    """(switched, reason) when this leg must not run now; None when it may."""
-    if state == leg.state_after:
-        return True, f"already done ({state})"
-    if other:
-        other_cmd = "switchback" if leg.command == "switchover" else "switchover"
-        return False, f"an interrupted {other_cmd} is recorded; rerun `migrate {other_cmd}` first"
-    if leg.command == "switchback" and state != SWITCHED:
-        return False, f"migration is {state}, not switched over: nothing to switch back"
-    return None
-
-
 def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg],
             switcher: Switcher | None, fail_at: Action | None) -> SwitchResult:
     cfg = config.migration(name)
@@ -309,24 +321,22 @@ def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg]
     res = SwitchResult(name, switched=False, direction=leg.command)
     with connect(cfg.target, "target") as tconn:
         catalog = Catalog(tconn, cfg.options.catalog_schema, name)
+        if catalog.exists():
+            catalog.ensure()  # a catalog of an older pgbaton gains what this one records
+        catalog.hold(leg.command)
         state = catalog.state()
-        if state is None:
-            raise PgbatonError(f"migration {name} was not started; run `migrate start` first")
-        catalog.ensure()
-        all_steps = catalog.switch_steps()
-        mine = _leg_records(all_steps, leg)
-        refused = _refusal(leg, state, {k: v for k, v in all_steps.items() if k not in
-                                        {leg.record_prefix + m for m in mine}})
-        if refused is not None:
-            res.switched, res.reasons = refused[0], [refused[1]]
+        admission = admit(leg.verb, state, name)
+        if not admission.act:
+            res.switched, res.reasons = admission.done, [admission.message]
             return res
-        r = _Run(config, cfg, name, leg, switcher or switcher_for(cfg), catalog, mine)
+        r = _Run(config, cfg, name, leg, switcher or switcher_for(cfg), catalog,
+                 _leg_records(catalog.switch_steps(), leg))
         done = [a for a in ORDER if r.recorded.get(a.value, ("",))[0] == "done"]
-        if Action.point_switcher in done:  # crashed after the switch: finish
+        if state is leg.during and Action.point_switcher in done:  # crashed after the switch: finish
             log.warning("migration %s: finishing an interrupted %s", name, leg.command)
             r.switcher.resume(r.dbs)
             todo = resume_from(done)
-        elif r.recorded:  # crashed before the switch: undo what was begun
+        elif state is leg.during:  # crashed before the switch: undo what was begun
             log.warning("migration %s: rolling back an interrupted %s", name, leg.command)
             _prepare_apply_role(r)
             res.rolled_back = _undo(r)
@@ -337,17 +347,38 @@ def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg]
             deadline = time.monotonic() + min(cfg.switch.timeout_seconds, _SETTLE_SECONDS)
             while True:
                 decision = may_switch(status(config, name), cfg.databases, cfg.switch.max_lag_bytes)
+                if decision.proceed:
+                    decision = _tables_ready(r)
                 if decision.proceed or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
             if not decision.proceed:
                 res.reasons = list(decision.reasons)
                 return res
+            with tconn.transaction():
+                catalog.clear_steps()
+                catalog.transition(leg.begin)
+            r.recorded = {}
             todo = list(ORDER)
         _prepare_apply_role(r)
         _run_steps(r, todo, res, fail_at)
         res.switched, res.source_lsn = True, r.lsn
+        _tidy_roles(r)
     return res
+
+
+def _tables_ready(r: _Run) -> Decision:
+    """Before the pause: tables created by replicated DDL are added to the stream's subscription
+    now, so that their copy is done while the clients still run (the pause checks again)."""
+    reasons: list[str] = []
+    for db in r.dbs:
+        obj = object_name(r.name, db, r.leg.stream)
+        state = tablesync.observe(r.leg.old, r.leg.new, db, obj)
+        if state.refresh:
+            tablesync.refresh(r.leg.new, db, obj)
+        if state.refresh or state.waiting:
+            reasons.append(f"{db}: {state.describe()}")
+    return Decision(not reasons, tuple(reasons))
 
 
 FAULT_ENV = "PGBATON_FAULT"

@@ -1,6 +1,6 @@
 """Switchover decisions, pure: may it proceed, in which order, and what undoes a failed step.
 
-The executor is not written yet (see docs/migrate.md); these functions fix the protocol.
+``switch_exec`` carries them out; these functions fix the protocol.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ class Action(StrEnum):
     freeze_source = "freeze_source"            # source databases read-only, open writers ended
     read_source_lsn = "read_source_lsn"        # per database, after the freeze
     wait_applied = "wait_applied"              # target applied up to that position, per database
+    sync_tables = "sync_tables"                # every published table copied, every DDL entry applied
     copy_sequences = "copy_sequences"
     create_reverse = "create_reverse"          # target -> source publications/subscriptions, no copy
     retire_forward = "retire_forward"          # forward subscriptions, slots, publications
@@ -69,6 +70,54 @@ def may_switch(statuses: list[DbStatus], expected: list[str], max_lag_bytes: int
         elif s.lag_bytes > max_lag_bytes:
             reasons.append(f"{db}: lag {s.lag_bytes} bytes > {max_lag_bytes}")
     return Decision(not reasons, tuple(reasons))
+
+
+@dataclass(frozen=True)
+class TableSync:
+    """What the new side of one database still lacks before its stream may be retired."""
+
+    refresh: tuple[str, ...] = ()     # published, not in the subscription, present: add them (copy)
+    waiting: tuple[str, ...] = ()     # in the subscription, initial copy not finished
+    absent: tuple[str, ...] = ()      # published, not even created on the new side yet (DDL behind)
+    ddl_behind: int = 0               # DDL queue entries of the old side not held by the new one
+
+    @property
+    def complete(self) -> bool:
+        return not (self.refresh or self.waiting or self.absent or self.ddl_behind)
+
+    def describe(self) -> str:
+        parts = []
+        if self.ddl_behind:
+            parts.append(f"{self.ddl_behind} DDL command(s) not applied")
+        if self.absent:
+            parts.append("not created yet: " + ", ".join(self.absent))
+        if self.refresh:
+            parts.append("not subscribed: " + ", ".join(self.refresh))
+        if self.waiting:
+            parts.append("still copying: " + ", ".join(self.waiting))
+        return "; ".join(parts) or "complete"
+
+
+# pg_subscription_rel.srsubstate values after which a table's rows are all on the subscriber:
+# ready, or sync done (the apply worker takes over from the sync position)
+SYNCED_STATES = frozenset({"r", "s"})
+
+
+def table_sync(published: set[str], subscribed: dict[str, str], present: set[str],
+               old_queue: set[tuple[str, int]], new_queue: set[tuple[str, int]]) -> TableSync:
+    """Compare what the old side publishes with what the new side's subscription holds.
+
+    ``subscribed``: table -> srsubstate; ``present``: the published tables that exist on the
+    new side; the queues: (node, id) of each side's DDL queue entries.  A table created by
+    replicated DDL shortly before the switch exists on the new side but is not subscribed
+    (its rows were never copied); retiring the stream then would leave it empty.
+    """
+    missing = sorted(published - set(subscribed))
+    return TableSync(
+        refresh=tuple(t for t in missing if t in present),
+        waiting=tuple(sorted(t for t, st in subscribed.items() if t in published and st not in SYNCED_STATES)),
+        absent=tuple(t for t in missing if t not in present),
+        ddl_behind=len(old_queue - new_queue))
 
 
 def rollback(done: list[Action]) -> list[Undo]:

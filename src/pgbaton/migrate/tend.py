@@ -20,29 +20,42 @@ from pgbaton.config import Config
 from pgbaton.errors import PgbatonError
 from pgbaton.migrate import ddl, streams
 from pgbaton.migrate.catalog import Catalog
-from pgbaton.migrate.execute import start
+from pgbaton.migrate.execute import set_up
+from pgbaton.migrate.lifecycle import Command, Event, State, admit
 from pgbaton.migrate.names import object_name
 from pgbaton.migrate.probe import connect, slot_exists
-from pgbaton.migrate.streams import FWD, REV, SWITCHED, Side
+from pgbaton.migrate.streams import FWD, REV, Side
 
 log = logging.getLogger(__name__)
 
 
 def tend(config: Config, name: str) -> list[str]:
-    """One repair pass; what it did (empty when all was well)."""
+    """One repair pass; what it did (empty when all was well, or while another command works on it)."""
     cfg = config.migration(name)
     with connect(cfg.target, "target") as t:
         catalog = Catalog(t, cfg.options.catalog_schema, name)
-        state, steps = catalog.state(), catalog.switch_steps()
-    if state is None:
-        raise PgbatonError(f"migration {name} is not started; run `pgbaton migrate start {name}`")
-    if steps:
-        return []  # a switch is half done: only rerunning it may touch the streams
+        state = catalog.state()
+        admission = admit(Command.run, state, name)
+        if not admission.act:
+            raise PgbatonError(admission.message)
+        if not catalog.lock():
+            log.debug("migration %s: another command holds the migration; this pass waits", name)
+            return []
+        state = catalog.state()  # again, under the lock
+        if state in (State.switching_over, State.switching_back):
+            return []  # a switch is half done: only rerunning it may touch the streams
+        return _pass(config, name, catalog, state)
+
+
+def _pass(config: Config, name: str, catalog: Catalog, state: State) -> list[str]:
+    cfg = config.migration(name)
     done: list[str] = []
-    direction = REV if state == SWITCHED else FWD
+    direction = REV if state is State.switched else FWD
     if direction == FWD:
-        res = start(config, name, skip_check=True)
+        res = set_up(cfg, name, catalog)
         done += [f"{db}: {step}" for db, taken in res.steps.items() for step in taken]
+        if state is State.started:
+            catalog.transition(Event.set_up)
     else:
         for db in cfg.databases:
             done += _keep_reverse(config, name, db)

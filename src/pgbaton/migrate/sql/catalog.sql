@@ -7,6 +7,10 @@ CREATE TABLE IF NOT EXISTS {schema}.migration (
     started_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
+-- the states and their transitions: pgbaton/migrate/lifecycle.py; every change is a
+-- compare-and-set (UPDATE ... WHERE state = ANY(the states the transition may start from))
+-- switch_from: the state a switch under way began in, where its rollback returns
+ALTER TABLE {schema}.migration ADD COLUMN IF NOT EXISTS switch_from text;
 
 CREATE TABLE IF NOT EXISTS {schema}.migration_database (
     migration     text NOT NULL REFERENCES {schema}.migration (name) ON DELETE CASCADE,

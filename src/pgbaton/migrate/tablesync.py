@@ -1,0 +1,77 @@
+"""Are all of a stream's tables on the subscriber?  Observe, add the missing ones, wait (bounded).
+
+A table created by replicated DDL exists on the subscriber as soon as its DDL entry is
+applied, but its rows arrive only once the table is in the subscription
+(``REFRESH PUBLICATION`` starts its initial copy).  A switch retires the stream it leaves:
+before that, every published table must be synced (``switchover.table_sync`` decides) or
+the switch rolls back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import psycopg
+from psycopg import sql
+
+from pgbaton.errors import PgbatonError
+from pgbaton.migrate.streams import Side, rw
+from pgbaton.migrate.switchover import TableSync, table_sync
+
+log = logging.getLogger(__name__)
+
+_PUBLISHED = "SELECT format('%%I.%%I', schemaname, tablename) FROM pg_publication_tables WHERE pubname = %s"
+_SUBSCRIBED = ("SELECT format('%%I.%%I', n.nspname, c.relname), r.srsubstate::text FROM pg_subscription s "
+               "JOIN pg_subscription_rel r ON r.srsubid = s.oid JOIN pg_class c ON c.oid = r.srrelid "
+               "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE s.subname = %s AND s.subdbid = "
+               "(SELECT oid FROM pg_database WHERE datname = current_database())")
+_PRESENT = "SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(t) IS NOT NULL"
+_QUEUE = "SELECT node, id FROM pgbaton_ddl.queue"
+
+
+def _queue(conn: psycopg.Connection) -> set[tuple[str, int]]:
+    row = conn.execute("SELECT to_regclass('pgbaton_ddl.queue') IS NOT NULL").fetchone()
+    if not (row and row[0]):
+        return set()
+    return {(str(n), int(i)) for n, i in conn.execute(_QUEUE).fetchall()}
+
+
+def observe(pub: Side, sub: Side, db: str, obj: str) -> TableSync:
+    """The tables of publication ``obj`` on ``pub`` against subscription ``obj`` on ``sub``."""
+    with rw(pub, db) as p:
+        published = {str(r[0]) for r in p.execute(_PUBLISHED, (obj,)).fetchall()}
+        old_queue = _queue(p)
+    with rw(sub, db) as s:
+        subscribed = {str(r[0]): str(r[1]) for r in s.execute(_SUBSCRIBED, (obj,)).fetchall()}
+        present = {str(r[0]) for r in s.execute(_PRESENT, (sorted(published),)).fetchall()}
+        new_queue = _queue(s)
+    return table_sync(published, subscribed, present, old_queue, new_queue)
+
+
+def refresh(sub: Side, db: str, obj: str) -> None:
+    """Add the published tables the subscription lacks; their rows are copied from now on."""
+    with rw(sub, db) as s:
+        s.execute(sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = true)")
+                  .format(sql.Identifier(obj)))
+
+
+def complete(pub: Side, sub: Side, db: str, obj: str, timeout: float, *, poll: float = 0.05) -> dict[str, object]:
+    """Until every table ``pub`` publishes is synced on ``sub`` and every DDL entry applied there;
+    what was added.  Raises once ``timeout`` passes (the caller rolls the switch back)."""
+    deadline = time.monotonic() + timeout
+    added: list[str] = []
+    while True:
+        state = observe(pub, sub, db, obj)
+        if state.complete:
+            return {"added": added}
+        if state.refresh:
+            log.info("%s: %s: tables not in the subscription yet, copying them now: %s", sub.name, db,
+                     ", ".join(state.refresh))
+            refresh(sub, db, obj)
+            added += state.refresh
+            continue
+        if time.monotonic() > deadline:
+            raise PgbatonError(f"database {db}: the {sub.name} does not hold every table of the {pub.name} "
+                               f"after {timeout:.0f} s ({state.describe()})")
+        time.sleep(poll)
