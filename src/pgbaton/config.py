@@ -281,10 +281,18 @@ class MigrationConfig(_Model):
 
 
 class Config(_Model):
-    target: TargetConfig
+    # required, except in a file of PostgreSQL migrations only (each names its own clusters)
+    target: TargetConfig = Field(default_factory=lambda: TargetConfig.model_validate({}))
     sources: dict[str, MySQLSourceConfig] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     migrations: dict[str, MigrationConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_needed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "target" not in data and (data.get("sources") or not data.get("migrations")):
+            raise ValueError("target: required key is missing")
+        return data
 
     @field_validator("sources", "migrations")
     @classmethod
