@@ -134,7 +134,7 @@ def test_alter_index_clauses() -> None:
         "ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES p (id), DROP FOREIGN KEY fk, ALGORITHM=INPLACE, LOCK=NONE")
     assert [type(c).__name__ for c in clauses] == [
         "AddIndex", "AddIndex", "AddIndex", "DropIndex", "DropIndex", "DropIndex", "RenameIndex", "RenameIndex",
-        "AddIndex", "AddIndex", "AddIndex", "DropIndex", "Ignored", "Ignored", "Ignored", "Ignored"]
+        "AddIndex", "AddIndex", "AddIndex", "DropIndex", "AddIndex", "DropConstraint", "Ignored", "Ignored"]
     assert clauses[3] == st.DropIndex("PRIMARY") and clauses[5] == st.DropIndex("i3", True)
     assert isinstance(clauses[10], st.AddIndex) and clauses[10].index.name == "c1"
     assert clauses[11] == st.DropIndex("c1", constraint=True)
@@ -150,12 +150,16 @@ def test_alter_table_options_and_rename() -> None:
 
 
 def test_alter_partition_clauses() -> None:
-    assert isinstance(_alter("ALTER TABLE t TRUNCATE PARTITION p0")[0], st.Unsupported)
-    assert isinstance(_alter("ALTER TABLE t DROP PARTITION p0, p1")[0], st.Unsupported)
+    assert isinstance(_alter("ALTER TABLE t TRUNCATE PARTITION p0")[0], st.RowsChanged)
+    assert isinstance(_alter("ALTER TABLE t DROP PARTITION p0, p1")[0], st.RowsChanged)
+    exch = _alter("ALTER TABLE t EXCHANGE PARTITION p0 WITH TABLE o.x WITHOUT VALIDATION")
+    assert exch[0] == st.RowsChanged("EXCHANGE PARTITION changes rows without row events", ("o", "x"))
+    conv = _alter("ALTER TABLE t CONVERT PARTITION p0 TO TABLE y")
+    assert conv[0] == st.RowsChanged("CONVERT PARTITION changes rows without row events", (None, "y"))
     assert isinstance(_alter("ALTER TABLE t ADD PARTITION (PARTITION p9 VALUES LESS THAN (9))")[0], st.Ignored)
     assert isinstance(_alter("ALTER TABLE t REBUILD PARTITION p0")[0], st.Ignored)
     assert isinstance(_alter("ALTER TABLE t PARTITION BY HASH (id) PARTITIONS 3")[0], st.Ignored)
-    assert isinstance(_alter("ALTER TABLE t IMPORT TABLESPACE")[0], st.Unsupported)
+    assert isinstance(_alter("ALTER TABLE t IMPORT TABLESPACE")[0], st.RowsChanged)
 
 
 def test_alter_prefixes() -> None:

@@ -225,7 +225,7 @@ def test_table_options_and_comment() -> None:
 
 @pytest.mark.parametrize("text", [
     "ALTER TABLE t ADD COLUMN a int", "ALTER TABLE t DROP COLUMN nosuch", "ALTER TABLE t DROP INDEX nosuch",
-    "ALTER TABLE t ADD PRIMARY KEY (a)", "ALTER TABLE t ADD INDEX (nosuch)", "ALTER TABLE t TRUNCATE PARTITION p0",
+    "ALTER TABLE t ADD PRIMARY KEY (a)", "ALTER TABLE t ADD INDEX (nosuch)",
     "ALTER TABLE t RENAME INDEX nosuch TO x", "ALTER TABLE t FROBNICATE", "ALTER TABLE t DROP id, DROP a, DROP b",
 ])
 def test_failures_name_the_table(text: str) -> None:
@@ -238,7 +238,7 @@ def test_no_op_and_ignored_clauses() -> None:
     s = Session(BASE)
     assert s.sql("ALTER TABLE t ENGINE=Aria") == []          # tracked, nothing to do on PostgreSQL
     for text in ("ALTER TABLE t FORCE", "ALTER TABLE t ALGORITHM=COPY, LOCK=NONE",
-                 "ALTER TABLE t DROP COLUMN IF EXISTS nosuch", "ALTER TABLE t ADD CONSTRAINT c CHECK (b > 0)",
+                 "ALTER TABLE t DROP COLUMN IF EXISTS nosuch",
                  "ALTER TABLE t ADD PARTITION (PARTITION p1 VALUES LESS THAN (10))"):
         assert isinstance(s.run(text)[0], Skip), text
 

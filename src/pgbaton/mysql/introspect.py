@@ -13,6 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pymysql
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
 from pgbaton.mysql.model import MyColumn, MyIndex, MyTable
 
@@ -41,9 +44,20 @@ SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NA
  ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"""
 
 _CHECKS_SQL = """
-SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE
+SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE, CONSTRAINT_NAME, LEVEL
   FROM information_schema.CHECK_CONSTRAINTS
  WHERE CONSTRAINT_SCHEMA IN ({marks})"""
+
+_FOREIGN_KEYS_SQL = """
+SELECT k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME
+  FROM information_schema.KEY_COLUMN_USAGE k
+ WHERE k.TABLE_SCHEMA IN ({marks}) AND k.REFERENCED_TABLE_NAME IS NOT NULL
+ ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"""
+
+# keys of MyTable.extra that replicated DDL keeps up to date (see mysql/ddl/alter.py)
+FOREIGN_KEYS = "foreign_keys"      # names of the table's foreign key constraints
+FK_INDEXES = "fk_indexes"          # indexes InnoDB created by itself for a foreign key
+CHECKS = "checks"                  # table-level CHECK constraints: name -> column it makes JSON, or ""
 
 Key = tuple[str, str]
 
@@ -82,15 +96,68 @@ def _mysql_default(default: str | None, data_type: str, extra: str) -> str | Non
     return default if numeric else "'" + default.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _json_columns(conn: pymysql.connections.Connection, databases: Sequence[str]) -> set[tuple[str, str, str]]:
-    """MariaDB's JSON is LONGTEXT with a column CHECK (json_valid(`col`))."""
+def json_check_column(clause: str) -> str | None:
+    """The column a CHECK clause makes JSON: exactly ``json_valid(col)``, else None.
+
+    MariaDB's JSON type is LONGTEXT with such a check; ``replica init`` and replicated
+    DDL both decide with this function whether a LONGTEXT column is JSON."""
+    try:
+        node = sqlglot.parse_one(clause, read="mysql")
+    except (SqlglotError, ValueError):
+        return None
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if (isinstance(node, exp.Anonymous) and str(node.this).lower() == "json_valid"
+            and len(node.expressions) == 1 and isinstance(node.expressions[0], exp.Column)
+            and not node.expressions[0].table):
+        return str(node.expressions[0].name)
+    return None
+
+
+def is_json_column(data_type: str, has_json_check: bool) -> bool:
+    return data_type == "longtext" and has_json_check
+
+
+def _checks(conn: pymysql.connections.Connection, databases: Sequence[str]
+            ) -> tuple[set[tuple[str, str, str]], dict[Key, dict[str, str]]]:
+    """(columns made JSON by a check, table-level checks per table: name -> JSON column or "")."""
     found: set[tuple[str, str, str]] = set()
-    for db, table, clause in _query(conn, _CHECKS_SQL, databases):
-        text = "".join(_text(clause).split()).lower()
-        if text.startswith("json_valid(`") and text.endswith("`)"):
-            name = _text(clause).strip()[len("json_valid(`"):-2].replace("``", "`")
-            found.add((_text(db), _text(table), name))
-    return found
+    table_checks: dict[Key, dict[str, str]] = defaultdict(dict)
+    for db, table, clause, name, level in _query(conn, _CHECKS_SQL, databases):
+        col = json_check_column(_text(clause))
+        if col is not None:
+            found.add((_text(db), _text(table), col))
+        if _text(level or "").lower() == "table":
+            table_checks[(_text(db), _text(table))][_text(name)] = col or ""
+    return found, table_checks
+
+
+def _foreign_keys(conn: pymysql.connections.Connection, databases: Sequence[str]) -> dict[Key, dict[str, list[str]]]:
+    out: dict[Key, dict[str, list[str]]] = defaultdict(dict)
+    for db, table, name, column in _query(conn, _FOREIGN_KEYS_SQL, databases):
+        out[(_text(db), _text(table))].setdefault(_text(name), []).append(_text(column))
+    return out
+
+
+def fk_generated_indexes(indexes: Sequence[MyIndex], fks: dict[str, list[str]]) -> list[str]:
+    """Which indexes InnoDB most likely made for a foreign key itself.
+
+    The server keeps that flag to itself; an index on exactly the key's columns, named
+    after the constraint or after its first column (``p``, ``p_2``...), is taken as one."""
+    out: list[str] = []
+    for name, cols in fks.items():
+        low = [c.lower() for c in cols]
+        for idx in indexes:
+            if idx.primary or idx.unique or [c.lower() for c, _ in idx.columns] != low:
+                continue
+            first = cols[0].lower()
+            iname = idx.name.lower()
+            if iname == name.lower() or iname == first or (
+                    iname.startswith(first + "_") and iname[len(first) + 1:].isdigit()):
+                if idx.name not in out:
+                    out.append(idx.name)
+                break
+    return out
 
 
 def _read_columns(conn: pymysql.connections.Connection, databases: Sequence[str], mariadb: bool,
@@ -105,7 +172,7 @@ def _read_columns(conn: pymysql.connections.Connection, databases: Sequence[str]
         default_text = None if default is None else _text(default)
         if not mariadb:
             default_text = _mysql_default(default_text, data_type, extra)
-        if (db, table, name) in json_cols and data_type == "longtext":
+        if is_json_column(data_type, (db, table, name) in json_cols):
             data_type = "json"
         out[(db, table)].append(MyColumn(
             name=name, position=int(pos), data_type=data_type, column_type=_text(column_type),
@@ -135,6 +202,9 @@ def _read_indexes(conn: pymysql.connections.Connection, databases: Sequence[str]
         if kind == "EXPRESSION":
             log.warning("index %s on %s.%s has expression parts: not replicated", key[2], key[0], key[1])
             continue
+        if kind == "SPATIAL":
+            # MariaDB reports SUB_PART 32 for every spatial key part: not a prefix the user asked for
+            cols = [(c, None) for c, _ in cols]
         primary = key[2] == "PRIMARY"
         out[(key[0], key[1])].append(MyIndex(
             name=key[2], columns=tuple(cols), unique=unique or primary, primary=primary, kind=kind,
@@ -153,16 +223,25 @@ def introspect(conn: pymysql.connections.Connection, databases: Sequence[str],
             cur.execute("SET SESSION information_schema_stats_expiry = 0")
     tables = [(_text(r[0]), _text(r[1]), r) for r in _query(conn, _TABLES_SQL, databases)]
     tables = [t for t in tables if wants(t[0], t[1])]
-    json_cols = _json_columns(conn, databases) if mariadb else set()
+    json_cols, table_checks = _checks(conn, databases) if mariadb else (set(), {})
     columns = _read_columns(conn, databases, mariadb, json_cols)
     indexes = _read_indexes(conn, databases)
+    fks = _foreign_keys(conn, databases)
     result = []
     for db, name, row in tables:
+        idx = tuple(sorted(indexes.get((db, name), ()), key=lambda i: (not i.primary, i.name)))
+        extra: dict[str, Any] = {}
+        if fks.get((db, name)):
+            extra[FOREIGN_KEYS] = sorted(fks[(db, name)])
+            generated = fk_generated_indexes(idx, fks[(db, name)])
+            if generated:
+                extra[FK_INDEXES] = generated
+        if table_checks.get((db, name)):
+            extra[CHECKS] = dict(sorted(table_checks[(db, name)].items()))
         result.append(MyTable(
-            db=db, name=name, columns=tuple(columns.get((db, name), ())),
-            indexes=tuple(sorted(indexes.get((db, name), ()), key=lambda i: (not i.primary, i.name))),
+            db=db, name=name, columns=tuple(columns.get((db, name), ())), indexes=idx,
             auto_increment=_opt_int(row[3]), engine=None if row[2] is None else _text(row[2]),
-            comment=_text(row[4] or ""),
+            comment=_text(row[4] or ""), extra=extra,
         ))
     log.info("read %d tables from %s", len(result), ", ".join(databases))
     return result

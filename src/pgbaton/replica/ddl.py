@@ -3,8 +3,11 @@
 The statement is parsed and translated against the tracked MySQL definitions
 (``pgbaton.mysql.ddl``, pure); this module executes the resulting PostgreSQL
 statements and updates the catalog rows in the replay transaction.  Each action
-runs in a savepoint: a failure is recorded in ``errors``, the table it concerns
-is disabled, and replication goes on (``on_unknown_ddl: stop`` raises instead).
+runs in a savepoint.  When a statement changed rows in a way the binlog does not
+carry, or could not be followed at all, the table is re-copied from a fresh snapshot
+by itself (``replica.resync``); the reason goes to ``errors`` and to the table's
+status, and replication of the other tables goes on (``on_unknown_ddl: stop``
+raises on a statement that is not understood instead).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pgbaton.mysql.ddl.translate import (
     Fail,
     Key,
     Rename,
+    Resync,
     Scope,
     Skip,
     Tracked,
@@ -37,6 +41,7 @@ from pgbaton.mysql.ddl.translate import (
 )
 from pgbaton.mysql.model import MyTable
 from pgbaton.replica import catalog as cat
+from pgbaton.replica import resync
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +65,28 @@ def apply_ddl_batch(conn: psycopg.Connection, cfg: Config, source: str, batch: B
     scope = Scope(frozenset(src.databases), batch.ddl_db, src.tables.wants)
     actions = translate_text(statement, {k: Tracked(r.table, r.state) for k, r in rows.items()}, scope)
     postgis = cat.has_postgis(conn)
+    recopy = False
     for action in actions:
         if isinstance(action, Skip):
             log.info("source %s: DDL passed over (%s): %.120s", source, action.reason, _one_line(statement))
             continue
         if isinstance(action, Fail):
-            _failed(conn, src, source, batch, action.key, action.reason, rows)
+            recopy |= _failed(conn, src, source, batch, action.key, action.reason, rows)
+            continue
+        if isinstance(action, Resync):
+            _resync(conn, src, source, batch, action.key, action.reason, rows)
+            recopy = True
             continue
         try:
             with conn.transaction():
                 _execute(conn, src, source, action, rows, postgis)
         except (psycopg.Error, DDLError, LookupError, ValueError) as exc:
             key = _action_key(action)
-            _failed(conn, src, source, batch, key, f"{exc.__class__.__name__}: {str(exc).strip()}", rows)
+            recopy |= _failed(conn, src, source, batch, key, f"{exc.__class__.__name__}: {str(exc).strip()}", rows)
             continue
         log.info("source %s: DDL applied (%s): %.120s", source, type(action).__name__.lower(), _one_line(statement))
+    if recopy or _any_pending(conn, source):
+        resync.schedule(cfg, source)
     # the replayer and the writer read the catalog again after a DDL batch
 
 
@@ -159,27 +171,53 @@ def _run(conn: psycopg.Connection, stmts: Sequence[sql.Composed]) -> None:
         conn.execute(stmt)
 
 
-def _failed(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, batch: Batch, key: Key | None,
+def _any_pending(conn: psycopg.Connection, source: str) -> bool:
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM tables WHERE source = %s AND state = 'disabled' "
+                       "AND disabled_reason LIKE %s)", (source, resync.PENDING + "%")).fetchone()
+    return bool(row and row[0])
+
+
+def _record(conn: psycopg.Connection, source: str, batch: Batch, key: Key | None, message: str,
+            row: _Row | None) -> None:
+    statement = batch.ddl or ""
+    pos = conn.execute("SELECT end_file, end_pos, end_gtid FROM batches WHERE source = %s AND batch_id = %s",
+                       (source, batch.batch_id)).fetchone()
+    position = f"{pos[0]}:{pos[1]}" if pos and pos[0] else None
+    conn.execute(
+        """INSERT INTO errors (source, table_id, batch_id, kind, message, change, position)
+           VALUES (%s, %s, %s, 'ddl', %s, jsonb_build_object('statement', %s::text, 'db', %s::text,
+                   'position', %s::text, 'gtid', %s::text, 'table', %s::text), %s)""",
+        (source, row.id if row else None, batch.batch_id, message, statement, batch.ddl_db,
+         position, pos[2] if pos else None, f"{key[0]}.{key[1]}" if key else None, position))
+
+
+def _resync(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, batch: Batch, key: Key,
             reason: str, rows: dict[Key, _Row]) -> None:
-    """Record a DDL statement that could not be applied, and disable its table."""
+    """The statement changed rows without row events: the table is copied again."""
+    row = rows.get(key)
+    log.warning("source %s: %s.%s is re-copied: %s", source, key[0], key[1], reason)
+    if row is not None:
+        resync.request(conn, row.id, reason)
+        row.state = "disabled"
+    elif key[0] in src.databases:
+        resync.request_new(conn, source, key[0], key[1], src.databases[key[0]], reason)
+    _record(conn, source, batch, key, f"re-copied from a fresh snapshot: {reason}", row)
+
+
+def _failed(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, batch: Batch, key: Key | None,
+            reason: str, rows: dict[Key, _Row]) -> bool:
+    """Record a DDL statement that could not be applied; its table is re-copied (with its
+    definition read from the source again).  True when a re-copy was requested."""
     statement = batch.ddl or ""
     where = f"{key[0]}.{key[1]}" if key else "no replicated table identified"
     if src.on_unknown_ddl == "stop":
         raise DDLError(f"source {source}: DDL at batch {batch.batch_id} not applied ({where}): {reason}; "
                        f"statement: {_one_line(statement)[:300]}")
-    pos = conn.execute("SELECT end_file, end_pos, end_gtid FROM batches WHERE source = %s AND batch_id = %s",
-                       (source, batch.batch_id)).fetchone()
-    position = f"{pos[0]}:{pos[1]}" if pos and pos[0] else None
     row = rows.get(key) if key else None
     log.error("source %s: DDL not applied (%s): %s; statement: %.200s", source, where, reason, _one_line(statement))
-    conn.execute(
-        """INSERT INTO errors (source, table_id, batch_id, kind, message, change, position)
-           VALUES (%s, %s, %s, 'ddl', %s, jsonb_build_object('statement', %s::text, 'db', %s::text,
-                   'position', %s::text, 'gtid', %s::text, 'table', %s::text), %s)""",
-        (source, row.id if row else None, batch.batch_id, f"DDL not applied: {reason}", statement, batch.ddl_db,
-         position, pos[2] if pos else None, where if key else None, position))
-    if row is not None:
-        conn.execute(
-            """UPDATE tables SET state = 'disabled', disabled_reason = %s, disabled_at = clock_timestamp()
-                WHERE id = %s""", (f"DDL not applied: {reason}"[:1000], row.id))
-        row.state = "disabled"
+    _record(conn, source, batch, key, f"DDL not applied: {reason}" + ("; table re-copied" if row else ""), row)
+    if row is None:
+        return False
+    resync.request(conn, row.id, f"DDL not applied: {reason}")
+    row.state = "disabled"
+    return True

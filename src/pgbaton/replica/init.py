@@ -152,10 +152,11 @@ def _discover(src: MySQLSourceConfig) -> list[MyTable]:
 def _init(cfg: Config, name: str, src: MySQLSourceConfig, conn: psycopg.Connection, started: float,
           show_progress: bool | None) -> InitResult:
     tables = _discover(src)
-    if not tables:
-        raise SourceError(f"source {name}: no tables match sources.{name}.tables in databases "
-                          f"{', '.join(src.databases)}")
     warnings = [w for t in tables for w in introspect.warnings_for(t)]
+    if not tables:
+        # following DDL from an empty database is a common start: tables created later are replicated
+        warnings.append(f"source {name}: no tables yet in databases {', '.join(src.databases)}; "
+                        "tables created from now on are replicated")
     for w in warnings:
         log.warning("%s", w)
     postgis = cat.has_postgis(conn)

@@ -5,6 +5,12 @@ whole column definition; dropping a column removes it from indexes (an index lef
 without columns is dropped); primary key columns are NOT NULL; an unnamed index is
 named after its first column (``a``, ``a_2``, ...); column and index names compare
 case-insensitively.
+
+Foreign keys: InnoDB gives a foreign key whose columns lead no index an index of its
+own (named after the constraint, else after its first column), and drops that index
+again by itself once another index leads with the same columns.  Such indexes are
+tracked like any other; their names, the foreign keys' and the table-level checks'
+live in ``MyTable.extra`` (keys in ``introspect``), read there at ``replica init`` too.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from pgbaton.errors import DDLError
 from pgbaton.mysql.ddl import statements as st
+from pgbaton.mysql.introspect import CHECKS, FK_INDEXES, FOREIGN_KEYS, is_json_column, json_check_column
 from pgbaton.mysql.model import MyColumn, MyIndex, MyTable
 
 
@@ -29,11 +36,18 @@ class Work:
     notes: list[str] = field(default_factory=list)
     comment: str = ""
     auto_increment: int | None = None
+    foreign_keys: list[str] = field(default_factory=list)
+    fk_indexes: list[str] = field(default_factory=list)
+    checks: dict[str, str] = field(default_factory=dict)
+    resync: list[str] = field(default_factory=list)              # why existing rows must be copied again
 
     @classmethod
     def of(cls, table: MyTable) -> Work:
+        x = table.extra
         return cls(table, list(table.columns), list(table.indexes), origins=[c.name for c in table.columns],
-                   comment=table.comment, auto_increment=table.auto_increment)
+                   comment=table.comment, auto_increment=table.auto_increment,
+                   foreign_keys=list(x.get(FOREIGN_KEYS, ())), fk_indexes=list(x.get(FK_INDEXES, ())),
+                   checks=dict(x.get(CHECKS, {})))
 
     @property
     def renames(self) -> dict[str, str]:
@@ -88,16 +102,112 @@ class Work:
             if idx.columns:
                 kept.append(idx)
         self.indexes = kept
+        self._drop_covered_fk_indexes()
         pk = next((i for i in self.indexes if i.primary), None)
         pk_cols = {c.lower() for c, _ in pk.columns} if pk else set()
+        json_checked = {c.lower() for c in self.checks.values() if c}
         cols = []
         for pos, c in enumerate(self.columns, start=1):
             if c.name.lower() in pk_cols and c.nullable:
                 c = replace(c, nullable=False, default=None if c.default == "NULL" else c.default)
+            if is_json_column(c.data_type, c.name.lower() in json_checked):
+                c = replace(c, data_type="json")
             cols.append(replace(c, position=pos))
         indexes = sorted(self.indexes, key=lambda i: not i.primary)
+        names = {i.name.lower() for i in indexes}
+        extra = {k: v for k, v in self.table.extra.items() if k not in (FOREIGN_KEYS, FK_INDEXES, CHECKS)}
+        if self.foreign_keys:
+            extra[FOREIGN_KEYS] = list(self.foreign_keys)
+        fk_indexes = [n for n in self.fk_indexes if n.lower() in names]
+        if fk_indexes:
+            extra[FK_INDEXES] = fk_indexes
+        if self.checks:
+            extra[CHECKS] = dict(self.checks)
         return replace(self.table, db=db or self.table.db, name=name or self.table.name, columns=tuple(cols),
-                       indexes=tuple(indexes), comment=self.comment, auto_increment=self.auto_increment)
+                       indexes=tuple(indexes), comment=self.comment, auto_increment=self.auto_increment,
+                       extra=extra)
+
+    def _drop_covered_fk_indexes(self) -> None:
+        """InnoDB drops an index it made for a foreign key once another index can serve it."""
+        generated = {n.lower() for n in self.fk_indexes}
+        for idx in list(self.indexes):
+            if idx.name.lower() not in generated:
+                continue
+            cols = [c.lower() for c, _ in idx.columns]
+            if any(other is not idx and other.name.lower() not in generated and _leads(other, cols)
+                   for other in self.indexes):
+                self.indexes.remove(idx)
+                self.fk_indexes = [n for n in self.fk_indexes if n.lower() != idx.name.lower()]
+
+
+def _leads(idx: MyIndex, cols: list[str]) -> bool:
+    """``idx`` starts with ``cols`` (whole columns, same order): it can serve a foreign key."""
+    if idx.kind in ("FULLTEXT", "SPATIAL") or len(idx.columns) < len(cols):
+        return False
+    head = idx.columns[:len(cols)]
+    return all(c.lower() == want and p is None for (c, p), want in zip(head, cols, strict=True))
+
+
+def add_foreign_key(work: Work, spec: st.IndexSpec) -> None:
+    """A foreign key: its own index when no index leads with its columns."""
+    cols = [work.columns[work.need_col(c)].name for c, _ in spec.columns]
+    fk = spec.name or _next_fk_name(work)
+    if fk.lower() not in {n.lower() for n in work.foreign_keys}:
+        work.foreign_keys.append(fk)
+    if not cols or any(_leads(i, [c.lower() for c in cols]) for i in work.indexes):
+        return
+    name = work.free_index_name(spec.name or cols[0])
+    work.indexes.append(MyIndex(name, tuple((c, None) for c in cols), unique=False, primary=False, kind="BTREE"))
+    work.added.add(name.lower())
+    work.fk_indexes.append(name)
+
+
+def _next_fk_name(work: Work) -> str:
+    """InnoDB names an unnamed foreign key ``<table>_ibfk_<n>``, one past the highest n."""
+    prefix = f"{work.table.name}_ibfk_".lower()
+    used = [int(n[len(prefix):]) for n in work.foreign_keys
+            if n.lower().startswith(prefix) and n[len(prefix):].isdigit()]
+    return f"{work.table.name}_ibfk_{max(used, default=0) + 1}"
+
+
+def add_check(work: Work, spec: st.IndexSpec) -> None:
+    """A table-level CHECK: named CONSTRAINT_<n> (the lowest n free) when unnamed; a check
+    that is exactly json_valid(col) makes a LONGTEXT column JSON, as at ``replica init``."""
+    name = spec.name
+    if name is None:
+        taken = {n.lower() for n in work.checks}
+        n = 1
+        while f"constraint_{n}" in taken:
+            n += 1
+        name = f"CONSTRAINT_{n}"
+    col = json_check_column(spec.check or "")
+    i = work.col_index(col) if col else None
+    work.checks[name] = work.columns[i].name if i is not None else ""
+
+
+def drop_constraint(work: Work, name: str, kinds: tuple[str, ...], if_exists: bool) -> None:
+    """DROP FOREIGN KEY / CHECK / CONSTRAINT: a foreign key's index stays; a JSON check's
+    column goes back to LONGTEXT (its values are re-read: jsonb does not keep the text)."""
+    low = name.lower()
+    if "foreign" in kinds and low in {n.lower() for n in work.foreign_keys}:
+        work.foreign_keys = [n for n in work.foreign_keys if n.lower() != low]
+        return
+    if "check" in kinds:
+        hit = next((n for n in work.checks if n.lower() == low), None)
+        if hit is not None:
+            col = work.checks.pop(hit)
+            i = work.col_index(col) if col else None
+            if i is not None and work.columns[i].data_type == "json" and work.columns[i].column_type == "longtext":
+                still = any(c.lower() == col.lower() for c in work.checks.values())
+                if not still:
+                    work.columns[i] = replace(work.columns[i], data_type="longtext")
+                    work.resync.append(f"JSON check on {col} dropped: the column's original text is re-read")
+            return
+    if "index" in kinds:
+        drop_index(work, st.DropIndex(name, if_exists))
+        return
+    if not if_exists:
+        raise DDLError(f"no constraint {name!r} on {work.table.db}.{work.table.name}")
 
 
 def place(work: Work, col: MyColumn, spec: st.ColumnSpec, at: int | None, origin: str | None = None) -> None:
@@ -115,6 +225,12 @@ def place(work: Work, col: MyColumn, spec: st.ColumnSpec, at: int | None, origin
 
 
 def add_index(work: Work, spec: st.IndexSpec) -> None:
+    if spec.kind == "FOREIGN":
+        add_foreign_key(work, spec)
+        return
+    if spec.kind == "CHECK":
+        add_check(work, spec)
+        return
     if spec.expression:
         work.notes.append(f"index {spec.name or '?'} has expression parts: not replicated")
         return
@@ -152,6 +268,8 @@ def _inline_keys(work: Work, spec: st.ColumnSpec) -> None:
         add_index(work, st.IndexSpec("PRIMARY", ((name, None),), unique=True, primary=True))
     if spec.unique:
         add_index(work, st.IndexSpec(None, ((name, None),), unique=True))
+    if spec.references:
+        add_foreign_key(work, st.IndexSpec(None, ((name, None),), kind="FOREIGN"))
 
 
 def change_column(work: Work, clause: st.ChangeColumn) -> None:
@@ -214,7 +332,8 @@ def drop_index(work: Work, clause: st.DropIndex) -> None:
         if clause.if_exists or clause.constraint:
             return
         raise DDLError(f"index {clause.name!r} does not exist on {work.table.db}.{work.table.name}")
-    work.indexes.pop(i)
+    gone = work.indexes.pop(i)
+    work.fk_indexes = [n for n in work.fk_indexes if n.lower() != gone.name.lower()]
 
 
 def rename_index(work: Work, clause: st.RenameIndex) -> None:
@@ -225,6 +344,7 @@ def rename_index(work: Work, clause: st.RenameIndex) -> None:
         raise DDLError(f"index {clause.new!r} already exists")
     old = work.indexes[i]
     work.indexes[i] = replace(old, name=clause.new)
+    work.fk_indexes = [clause.new if n.lower() == old.name.lower() else n for n in work.fk_indexes]
     if old.name.lower() in work.added:
         work.added.add(clause.new.lower())
     for orig, cur in list(work.index_renames.items()):
@@ -268,7 +388,14 @@ def apply_clause(work: Work, clause: st.Clause) -> None:
     elif isinstance(clause, st.AddIndex):
         add_index(work, clause.index)
     elif isinstance(clause, st.DropIndex):
-        drop_index(work, clause)
+        if clause.constraint:
+            drop_constraint(work, clause.name, ("foreign", "check", "index"), True)
+        else:
+            drop_index(work, clause)
+    elif isinstance(clause, st.DropConstraint):
+        drop_constraint(work, clause.name, clause.kinds, clause.if_exists)
+    elif isinstance(clause, st.RowsChanged):
+        work.resync.append(clause.what)
     elif isinstance(clause, st.RenameIndex):
         rename_index(work, clause)
     elif isinstance(clause, st.TableOptions):
@@ -285,7 +412,13 @@ def apply_clause(work: Work, clause: st.Clause) -> None:
 def alter_table(table: MyTable, clauses: tuple[st.Clause, ...]) -> Work:
     """Apply MySQL ALTER clauses to ``table`` (drop clauses first, as MySQL does)."""
     work = Work.of(table)
-    drops = [c for c in clauses if isinstance(c, st.DropIndex | st.DropColumn)]
-    for clause in drops + [c for c in clauses if not isinstance(c, st.DropIndex | st.DropColumn)]:
+    dropping = st.DropIndex | st.DropColumn | st.DropConstraint
+
+    def is_fk(c: st.Clause) -> bool:
+        return isinstance(c, st.AddIndex) and c.index.kind == "FOREIGN"
+    drops = [c for c in clauses if isinstance(c, dropping)]
+    rest = [c for c in clauses if not isinstance(c, dropping) and not is_fk(c)]
+    # foreign keys last: an index added by the same statement can serve them
+    for clause in drops + rest + [c for c in clauses if is_fk(c)]:
         apply_clause(work, clause)
     return work

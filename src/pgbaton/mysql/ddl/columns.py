@@ -15,6 +15,7 @@ from sqlglot.tokenizer_core import Token, TokenType
 from pgbaton.errors import DDLError
 from pgbaton.mysql.ddl.statements import ColumnSpec
 from pgbaton.mysql.ddl.tokens import STRING_TYPES, Cursor, sql_text
+from pgbaton.mysql.introspect import is_json_column, json_check_column
 from pgbaton.mysql.model import MyColumn
 
 # integer types: (display width signed, unsigned, numeric precision signed, unsigned)
@@ -267,6 +268,7 @@ def column_body(cur: Cursor, name: str) -> ColumnSpec:
     gen_kind = ""
     unique = "auto_increment" in col.extra       # SERIAL: BIGINT UNSIGNED NOT NULL AUTO_INCREMENT UNIQUE
     primary = False
+    references = json_check = False
     on_update = ""
     while not cur.at_end() and not cur.is_type(TokenType.COMMA, TokenType.R_PAREN):
         if cur.is_word("FIRST", "AFTER"):
@@ -313,12 +315,14 @@ def column_body(cur: Cursor, name: str) -> ColumnSpec:
             if not cur.is_word("CHECK"):
                 cur.name()
         elif cur.accept("CHECK"):
-            cur.skip_balanced()
+            checked = json_check_column(sql_text(cur.skip_balanced()))
+            json_check = json_check or (checked is not None and checked.lower() == name.lower())
         elif cur.accept("REFERENCES"):
             cur.qualified()
             if cur.is_type(TokenType.L_PAREN):
                 cur.skip_balanced()
-            _skip_reference_options(cur)
+            skip_reference_options(cur)
+            references = True
         elif (cur.accept("INVISIBLE") or cur.accept("VISIBLE") or cur.accept("COMPRESSED")
               or cur.accept("WITH", "SYSTEM", "VERSIONING") or cur.accept("WITHOUT", "SYSTEM", "VERSIONING")):
             if cur.accept_type(TokenType.EQ):
@@ -342,7 +346,9 @@ def column_body(cur: Cursor, name: str) -> ColumnSpec:
         default = _decimal_default(default, col.numeric_scale or 0)
     col = replace(col, nullable=nullable, default=default, extra=" ".join(dict.fromkeys(extra)),
                   comment=comment, generation_expression=gen_expr)
-    return ColumnSpec(col, primary=primary, unique=unique, has_default=has_default)
+    if is_json_column(col.data_type, json_check):        # as introspect decides it at init
+        col = replace(col, data_type="json")
+    return ColumnSpec(col, primary=primary, unique=unique, has_default=has_default, references=references)
 
 
 def _decimal_default(text: str | None, scale: int) -> str | None:
@@ -355,7 +361,7 @@ def _decimal_default(text: str | None, scale: int) -> str | None:
         return text
 
 
-def _skip_reference_options(cur: Cursor) -> None:
+def skip_reference_options(cur: Cursor) -> None:
     while True:
         if cur.accept("MATCH"):
             cur.next()

@@ -13,8 +13,8 @@ from sqlglot.tokenizer_core import TokenType
 
 from pgbaton.errors import DDLError
 from pgbaton.mysql.ddl import statements as st
-from pgbaton.mysql.ddl.columns import column_body, default_value, parse_column, position
-from pgbaton.mysql.ddl.tokens import Cursor, tokenize
+from pgbaton.mysql.ddl.columns import column_body, default_value, parse_column, position, skip_reference_options
+from pgbaton.mysql.ddl.tokens import Cursor, sql_text, tokenize
 
 # first words of statements that never change replicated tables
 _PASS_FIRST = {"GRANT", "REVOKE", "SAVEPOINT", "RELEASE", "ROLLBACK", "FLUSH", "ANALYZE", "OPTIMIZE",
@@ -202,22 +202,21 @@ def _index_definition(cur: Cursor, notes: list[str]) -> st.IndexSpec | None:
         return _index_body(cur, None)
     if cur.accept("FOREIGN", "KEY"):
         cur.accept("IF", "NOT", "EXISTS")
-        if not cur.is_type(TokenType.L_PAREN):
-            cur.name()
-        cur.skip_balanced()
+        index_name = None if cur.is_type(TokenType.L_PAREN) else cur.name("an index name")
+        columns, _ = _index_columns(cur)
         cur.expect("REFERENCES")
         cur.qualified()
         if cur.is_type(TokenType.L_PAREN):
             cur.skip_balanced()
-        from pgbaton.mysql.ddl.columns import _skip_reference_options
-        _skip_reference_options(cur)
+        skip_reference_options(cur)
         notes.append("FOREIGN KEY")
-        return st.IndexSpec(name=None, columns=(), kind="FOREIGN")
+        # the constraint's name, else the index name given, names both the key and its index
+        return st.IndexSpec(name=symbol or index_name, columns=columns, kind="FOREIGN")
     if cur.accept("CHECK"):
-        cur.skip_balanced()
+        text = sql_text(cur.skip_balanced())
         cur.accept("NOT", "ENFORCED") or cur.accept("ENFORCED")
         notes.append("CHECK")
-        return st.IndexSpec(name=None, columns=(), kind="CHECK")
+        return st.IndexSpec(name=symbol, columns=(), kind="CHECK", check=text)
     if symbol is not None:
         raise cur.error("expected a constraint after CONSTRAINT name")
     return None
@@ -436,9 +435,9 @@ def _alter_clause(cur: Cursor) -> list[st.Clause]:
         if cur.is_word(word) and cur.is_word("PARTITION", ahead=1) and not cur.is_type(TokenType.L_PAREN, ahead=2):
             cur.next()
             cur.next()
-            _partition_names(cur)
             if word in _PARTITION_DATA:
-                return [st.Unsupported(f"{word} PARTITION changes rows without row events")]
+                return [_partition_data(cur, word)]
+            _partition_names(cur)
             return [st.Ignored(f"{word} PARTITION")]
     if cur.accept("ADD"):
         return _alter_add(cur)
@@ -478,11 +477,32 @@ def _alter_clause(cur: Cursor) -> list[st.Clause]:
     if cur.accept("DISCARD", "TABLESPACE"):
         return [st.Ignored("DISCARD TABLESPACE")]
     if cur.accept("IMPORT", "TABLESPACE"):
-        return [st.Unsupported("IMPORT TABLESPACE replaces the table's data")]
+        return [st.RowsChanged("IMPORT TABLESPACE replaces the table's data")]
+    if cur.accept("CONVERT", "TABLE"):        # MariaDB 10.7: a table becomes a partition of this one
+        other = cur.qualified()
+        cur.skip_to_clause_end()
+        return [st.RowsChanged("CONVERT TABLE ... TO PARTITION adds rows without row events", other)]
     opts = _table_options(cur)
     if opts:
         return [st.TableOptions(tuple(opts))]
     raise cur.error("unknown ALTER TABLE clause")
+
+
+def _partition_data(cur: Cursor, word: str) -> st.RowsChanged:
+    """DROP / TRUNCATE / EXCHANGE / CONVERT / DISCARD / IMPORT PARTITION: rows come and go
+    without row events, here and in the table exchanged with or converted to."""
+    other: st.Name | None = None
+    start = cur.i
+    _partition_names(cur)
+    stop = cur.i
+    cur.i = start
+    while cur.i < stop:
+        if cur.accept("WITH", "TABLE") or cur.accept("TO", "TABLE"):
+            other = cur.qualified()
+        else:
+            cur.next()
+    cur.i = max(cur.i, stop)
+    return st.RowsChanged(f"{word} PARTITION changes rows without row events", other)
 
 
 def _partition_names(cur: Cursor) -> None:
@@ -504,8 +524,6 @@ def _alter_add(cur: Cursor) -> list[st.Clause]:
     notes: list[str] = []
     idx = _index_definition(cur, notes)
     if idx is not None:
-        if idx.kind in ("FOREIGN", "CHECK"):
-            return [st.Ignored(notes[-1])]
         return [st.AddIndex(idx)]
     cur.accept("COLUMN")
     if_not_exists = cur.accept("IF", "NOT", "EXISTS")
@@ -514,8 +532,7 @@ def _alter_add(cur: Cursor) -> list[st.Clause]:
         while True:
             sub = _index_definition(cur, notes)
             if sub is not None:
-                if sub.kind not in ("FOREIGN", "CHECK"):
-                    out.append(st.AddIndex(sub))
+                out.append(st.AddIndex(sub))
             else:
                 out.append(st.AddColumn(parse_column(cur), if_not_exists))
             if cur.accept_type(TokenType.COMMA):
@@ -532,9 +549,9 @@ def _alter_drop(cur: Cursor) -> st.Clause:
         if_exists = cur.accept("IF", "EXISTS")
         return st.DropIndex(cur.name("an index name"), if_exists)
     if cur.accept("FOREIGN", "KEY") or cur.accept("CHECK"):
-        cur.accept("IF", "EXISTS")
-        cur.name("a constraint name")
-        return st.Ignored("DROP FOREIGN KEY/CHECK")
+        kind = "foreign" if cur.tokens[cur.i - 1].text.upper() == "KEY" else "check"
+        if_exists = cur.accept("IF", "EXISTS")
+        return st.DropConstraint(cur.name("a constraint name"), (kind,), if_exists)
     if cur.accept("CONSTRAINT"):
         if_exists = cur.accept("IF", "EXISTS")
         return st.DropIndex(cur.name("a constraint name"), if_exists, constraint=True)

@@ -111,6 +111,8 @@ def _using(ident: sql.Identifier, old: MyColumn, new: MyColumn, old_pc: PgColumn
         return sql.SQL("convert_to({}::text, 'UTF8')").format(ident)
     if {ko, kn} == {"datetime", "timestamp"}:
         return sql.SQL("({} AT TIME ZONE 'UTC')::{}").format(ident, target)
+    if ko == "bit" and kn == "bit":
+        return _bit_resize(ident, new.numeric_precision or 1)
     if ko == "bit" and kn != "bit":
         return sql.SQL("{}::bigint::{}").format(ident, target)
     if kn == "bit" and ko != "bit":
@@ -122,6 +124,14 @@ def _using(ident: sql.Identifier, old: MyColumn, new: MyColumn, old_pc: PgColumn
     if ko in ("json", "time", "enum") or kn in ("enum",):
         return sql.SQL("{}::text::{}").format(ident, target)
     return sql.SQL("{}::{}").format(ident, target)
+
+
+def _bit_resize(ident: sql.Identifier, n: int) -> sql.Composable:
+    """BIT(m) -> BIT(n) as MySQL does it: the number is kept (PostgreSQL's own cast pads
+    or cuts on the right); a value too wide for n bits becomes the largest one."""
+    digits = sql.SQL("ltrim({}::text, '0')").format(ident)
+    return sql.SQL("(CASE WHEN length({d}) > {n} THEN repeat('1', {n}) ELSE lpad({d}, {n}, '0') END)::bit({n})").format(
+        d=digits, n=sql.Literal(n))
 
 
 def alter_sql(a: Alter, schema: str, target: str, opts_old: TypeOptions, opts_new: TypeOptions) -> list[sql.Composed]:

@@ -18,6 +18,7 @@ class IndexSpec:
     kind: str = "BTREE"
     if_not_exists: bool = False
     expression: bool = False           # has functional parts: not representable
+    check: str | None = None           # kind CHECK: the condition's text
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class ColumnSpec:
     column: MyColumn                   # position 0: set when placed in a table
     primary: bool = False              # inline PRIMARY KEY
     unique: bool = False               # inline UNIQUE
+    references: bool = False           # inline REFERENCES: a foreign key on this column
     first: bool = False
     after: str | None = None
     has_default: bool = False          # a DEFAULT clause was written
@@ -76,6 +78,21 @@ class DropIndex:
 
 
 @dataclass(frozen=True)
+class DropConstraint:
+    """DROP FOREIGN KEY / DROP CHECK name."""
+    name: str
+    kinds: tuple[str, ...]             # 'foreign', 'check'
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class RowsChanged:
+    """A clause that changes existing rows without row events: the table is copied again."""
+    what: str
+    other: Name | None = None          # a second table whose rows change too (EXCHANGE / CONVERT)
+
+
+@dataclass(frozen=True)
 class RenameIndex:
     old: str
     new: str
@@ -110,7 +127,8 @@ class Unsupported:
 
 
 Clause = (AddColumn | ChangeColumn | DropColumn | RenameColumn | SetDefault | AddIndex | DropIndex
-          | RenameIndex | RenameTo | TableOptions | ConvertCharset | Ignored | Unsupported)
+          | DropConstraint | RowsChanged | RenameIndex | RenameTo | TableOptions | ConvertCharset | Ignored
+          | Unsupported)
 
 
 # -- statements ----------------------------------------------------------------------------

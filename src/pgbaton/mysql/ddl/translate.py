@@ -69,6 +69,13 @@ class Alter:
 
 
 @dataclass(frozen=True)
+class Resync:
+    """The table's rows changed in a way the binlog does not carry: copy it again."""
+    key: Key
+    reason: str
+
+
+@dataclass(frozen=True)
 class Truncate:
     key: Key
 
@@ -84,7 +91,7 @@ class Fail:
     reason: str
 
 
-Action = Create | Drop | Rename | Alter | Truncate | Skip | Fail
+Action = Create | Drop | Rename | Alter | Resync | Truncate | Skip | Fail
 
 
 # -- entry points --------------------------------------------------------------------------
@@ -230,11 +237,18 @@ def build_table(stmt: st.CreateTable, db: str) -> MyTable:
         if spec.primary:
             add_index(work, st.IndexSpec("PRIMARY", ((spec.column.name, None),), unique=True, primary=True))
     for idx in stmt.indexes:
-        if idx.kind not in ("FOREIGN", "CHECK"):
+        if idx.kind != "FOREIGN":
             add_index(work, idx)
     for spec in stmt.columns:          # MySQL names inline UNIQUE keys after explicit ones
         if spec.unique:
             add_index(work, st.IndexSpec(None, ((spec.column.name, None),), unique=True))
+    # foreign keys last: any index of the statement that leads with their columns serves them
+    for idx in stmt.indexes:
+        if idx.kind == "FOREIGN":
+            add_index(work, idx)
+    for spec in stmt.columns:
+        if spec.references:
+            add_index(work, st.IndexSpec(None, ((spec.column.name, None),), kind="FOREIGN"))
     table_options(work, stmt.options)
     return work.result()
 
@@ -311,17 +325,30 @@ def _rename(stmt: st.RenameTables, tables: dict[Key, Tracked], scope: Scope) -> 
     return out or [Skip("RENAME TABLE of tables that are not replicated")]
 
 
+def _other_tables(stmt: st.AlterTable, key: Key, scope: Scope) -> list[Action]:
+    """The second table of EXCHANGE PARTITION / CONVERT: its rows changed too."""
+    out: list[Action] = []
+    for clause in stmt.clauses:
+        if isinstance(clause, st.RowsChanged) and clause.other is not None:
+            name = clause.other if clause.other[0] or scope.default_db else (key[0], clause.other[1])
+            other = _key(name, scope)
+            if other is not None and scope.wants(*other):
+                out.append(Resync(other, f"{clause.what} (with {key[0]}.{key[1]})"))
+    return out
+
+
 def _alter(stmt: st.AlterTable, tables: dict[Key, Tracked], scope: Scope) -> list[Action]:
     key = _key(stmt.name, scope)
     if key is None:
         return [Skip("ALTER TABLE in a database that is not replicated")]
     tracked = tables.get(key)
     if tracked is None:
-        return [Skip(f"ALTER TABLE {key[0]}.{key[1]}: table is not replicated")]
+        return [Skip(f"ALTER TABLE {key[0]}.{key[1]}: table is not replicated"), *_other_tables(stmt, key, scope)]
     if tracked.state != "replicating":
         renames = [c for c in stmt.clauses if isinstance(c, st.RenameTo)]
         if not renames:
-            return [Skip(f"ALTER TABLE {key[0]}.{key[1]}: table is {tracked.state}")]
+            return [Skip(f"ALTER TABLE {key[0]}.{key[1]}: table is {tracked.state}"),
+                    *_other_tables(stmt, key, scope)]
         return _rename(st.RenameTables(((stmt.name, renames[-1].new),)), tables, scope)
     work = alter_table(tracked.table, stmt.clauses)
     new = work.result()
@@ -331,8 +358,13 @@ def _alter(stmt: st.AlterTable, tables: dict[Key, Tracked], scope: Scope) -> lis
         out.append(Alter(tracked.table, new, tuple(work.renames.items()), tuple(work.index_renames.items()),
                          tuple(work.notes)))
     renames = [c for c in stmt.clauses if isinstance(c, st.RenameTo)]
+    final = key
     if renames:
         out.extend(_rename(st.RenameTables(((stmt.name, renames[-1].new),)), tables, scope))
+        final = _key(renames[-1].new, scope) or key
+    if work.resync and final in tables:
+        out.append(Resync(final, "; ".join(dict.fromkeys(work.resync))))
+    out.extend(_other_tables(stmt, key, scope))
     if not out:
         return [Skip(f"ALTER TABLE {key[0]}.{key[1]}: nothing to change on the replica "
                      f"({'; '.join(work.notes) or 'no effect'})")]

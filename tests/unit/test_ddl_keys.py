@@ -1,0 +1,98 @@
+"""Issue 11, pure part: foreign keys' own indexes, JSON checks, rows changed without
+row events (no servers; what MariaDB 10.11 does was read off a real server)."""
+
+from __future__ import annotations
+
+from pgbaton.mysql.ddl.translate import Alter, Create, Resync
+from pgbaton.mysql.introspect import fk_generated_indexes, json_check_column
+from pgbaton.mysql.model import MyIndex
+
+from .test_ddl_translate import Session
+
+
+def _indexes(s: Session, name: str) -> list[tuple[str, list[str]]]:
+    return [(i.name, [c for c, _ in i.columns]) for i in s.t(name).indexes]
+
+
+def test_foreign_key_gets_an_index_named_as_innodb_names_it() -> None:
+    s = Session("CREATE TABLE par (id int PRIMARY KEY, k int)")
+    s.run("CREATE TABLE c1 (id int PRIMARY KEY, p int, CONSTRAINT fk_p FOREIGN KEY (p) REFERENCES par (id))")
+    s.run("CREATE TABLE c2 (id int PRIMARY KEY, p int, FOREIGN KEY (p) REFERENCES par (id))")
+    s.run("CREATE TABLE c3 (id int PRIMARY KEY, p int, CONSTRAINT fk3 FOREIGN KEY ix3 (p) REFERENCES par (id))")
+    s.run("CREATE TABLE c4 (id int PRIMARY KEY, p int, q int, KEY kq (p, q), FOREIGN KEY (p) REFERENCES par (id))")
+    s.run("CREATE TABLE c5 (id int PRIMARY KEY, p int, FOREIGN KEY (p) REFERENCES par (id), KEY kp (p))")
+    s.run("CREATE TABLE c6 (id int PRIMARY KEY, p int, q int, KEY p (q), FOREIGN KEY (p) REFERENCES par (id))")
+    s.run("CREATE TABLE c7 (id int PRIMARY KEY, p int REFERENCES par (id))")
+    s.run("CREATE TABLE c8 (id int, p int, FOREIGN KEY ix (id) REFERENCES par (id))")
+    assert _indexes(s, "c1") == [("PRIMARY", ["id"]), ("fk_p", ["p"])]
+    assert _indexes(s, "c2") == [("PRIMARY", ["id"]), ("p", ["p"])]
+    assert _indexes(s, "c3") == [("PRIMARY", ["id"]), ("fk3", ["p"])]
+    assert _indexes(s, "c4") == [("PRIMARY", ["id"]), ("kq", ["p", "q"])]
+    assert _indexes(s, "c5") == [("PRIMARY", ["id"]), ("kp", ["p"])]
+    assert _indexes(s, "c6") == [("PRIMARY", ["id"]), ("p", ["q"]), ("p_2", ["p"])]
+    assert _indexes(s, "c7") == [("PRIMARY", ["id"]), ("p", ["p"])]
+    assert _indexes(s, "c8") == [("ix", ["id"])]
+    assert s.t("c2").extra["foreign_keys"] == ["c2_ibfk_1"]
+
+
+def test_implicit_index_can_be_dropped_and_is_dropped_when_covered() -> None:
+    s = Session("CREATE TABLE par (id int PRIMARY KEY)",
+                "CREATE TABLE c (id int PRIMARY KEY, p int, q int, CONSTRAINT f FOREIGN KEY (p) REFERENCES par (id))")
+    s.run("ALTER TABLE c DROP FOREIGN KEY f")
+    assert _indexes(s, "c") == [("PRIMARY", ["id"]), ("f", ["p"])]      # the index stays
+    a = s.alter("ALTER TABLE c DROP INDEX f")
+    assert [i.name for i in a.new.indexes] == ["PRIMARY"]
+    s.run("ALTER TABLE c ADD FOREIGN KEY (q) REFERENCES par (id)")
+    assert _indexes(s, "c")[-1] == ("q", ["q"])
+    s.run("ALTER TABLE c ADD KEY kqp (q, p)")                              # InnoDB drops `q` itself
+    assert _indexes(s, "c") == [("PRIMARY", ["id"]), ("kqp", ["q", "p"])]
+    s.run("ALTER TABLE c ADD CONSTRAINT g FOREIGN KEY (p) REFERENCES par (id), ADD KEY kp (p, id)")
+    assert [n for n, _ in _indexes(s, "c")] == ["PRIMARY", "kqp", "kp"]
+    s.run("ALTER TABLE c DROP CONSTRAINT g")
+    assert "g" not in s.t("c").extra.get("foreign_keys", [])
+
+
+def test_explicit_index_is_not_dropped_when_covered() -> None:
+    s = Session("CREATE TABLE par (id int PRIMARY KEY)",
+                "CREATE TABLE c (id int PRIMARY KEY, p int, KEY kp (p), FOREIGN KEY (p) REFERENCES par (id))")
+    s.run("ALTER TABLE c ADD KEY kpid (p, id)")
+    assert [n for n, _ in _indexes(s, "c")] == ["PRIMARY", "kp", "kpid"]
+
+
+def test_init_recognises_implicit_indexes() -> None:
+    idx = [MyIndex("PRIMARY", (("id", None),), True, True), MyIndex("p", (("p", None),)),
+           MyIndex("kp", (("q", None),)), MyIndex("fk_r", (("r", None),))]
+    fks = {"t_ibfk_1": ["p"], "t_ibfk_2": ["q"], "fk_r": ["r"]}
+    assert fk_generated_indexes(idx, fks) == ["p", "fk_r"]
+
+
+def test_json_check_same_type_as_init() -> None:
+    assert json_check_column("json_valid(`j`)") == "j"
+    assert json_check_column("(JSON_VALID(a``b))") is None or json_check_column("(JSON_VALID(`a``b`))") == "a`b"
+    assert json_check_column("json_valid(j) and j > 1") is None
+    s = Session("CREATE TABLE t (id int PRIMARY KEY, a longtext CHECK (json_valid(a)), b longtext, "
+                "c text CHECK (json_valid(c)), d json, CONSTRAINT cb CHECK (json_valid(b)), e longtext, "
+                "CHECK (json_valid(e)))")
+    types = {c.name: c.data_type for c in s.t("t").columns}
+    assert types == {"id": "int", "a": "json", "b": "json", "c": "text", "d": "json", "e": "json"}
+    assert s.t("t").extra["checks"] == {"cb": "b", "CONSTRAINT_1": "e"}
+    s.run("ALTER TABLE t MODIFY a longtext")                 # the column check goes with the old definition
+    s.run("ALTER TABLE t MODIFY b longtext")                 # the table check stays
+    types = {c.name: c.data_type for c in s.t("t").columns}
+    assert types["a"] == "longtext" and types["b"] == "json"
+    actions = s.run("ALTER TABLE t DROP CONSTRAINT cb")
+    assert isinstance(actions[0], Alter) and isinstance(actions[1], Resync)
+    assert {c.name: c.data_type for c in s.t("t").columns}["b"] == "longtext"
+    s.run("ALTER TABLE t ADD CHECK (json_valid(a))")
+    assert s.t("t").extra["checks"] == {"CONSTRAINT_1": "e", "CONSTRAINT_2": "a"}
+    assert {c.name: c.data_type for c in s.t("t").columns}["a"] == "json"
+
+
+def test_rows_changed_without_events_resync() -> None:
+    s = Session("CREATE TABLE p (id int PRIMARY KEY) PARTITION BY HASH (id) PARTITIONS 2",
+                "CREATE TABLE x (id int PRIMARY KEY)")
+    assert s.run("ALTER TABLE p TRUNCATE PARTITION p0") == [
+        Resync(("app", "p"), "TRUNCATE PARTITION changes rows without row events")]
+    acts = s.run("ALTER TABLE p EXCHANGE PARTITION p0 WITH TABLE x")
+    assert [a.key for a in acts if isinstance(a, Resync)] == [("app", "p"), ("app", "x")]
+    assert isinstance(s.run("CREATE TABLE y (id int)")[0], Create)
