@@ -8,6 +8,7 @@ by the PIDs in their postmaster.pid files.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -112,9 +113,18 @@ class Pair:
                         OCF_RESKEY_CRM_meta_notify_promote_uname=promote)
 
     def attrs(self) -> dict[str, str]:
-        import json
+        """Transient attributes: promotion scores, positions (lost when the whole cluster restarts)."""
         path = self.attr_dir / "pgsql.json"
         return json.loads(path.read_text()) if path.exists() else {}
+
+    def durable(self) -> dict[str, str]:
+        """Durable attributes (the CIB's node attributes): whether a node holds every acknowledged commit."""
+        path = self.attr_dir / "pgsql.durable.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def restart_cluster(self) -> None:
+        """What a full cluster restart does to the attributes: the transient ones are gone."""
+        (self.attr_dir / "pgsql.json").unlink(missing_ok=True)
 
     def kill9(self, node: str) -> None:
         pid = self.nodes[node].postmaster_pid()

@@ -205,67 +205,124 @@ def test_in_sync() -> None:
     assert not decide.in_sync(SyncMode.SYNC, None)
 
 
-def test_bootstrap_score_only_when_nobody_leads() -> None:
-    assert decide.bootstrap_score(None, primary_reachable=False) == decide.SCORE_BOOTSTRAP
-    assert decide.bootstrap_score(None, primary_reachable=True) is None
-    assert decide.bootstrap_score(-1, primary_reachable=False) is None
-
-
 # --- promotion ------------------------------------------------------------------------------
 
+MINE = Position(1, 1000)
+
+
+def me(pos: Position | None = MINE, holds_all: bool | None = None, score: int | None = None) -> Candidate:
+    return Candidate("a", pos, holds_all, score)
+
+
 def facts(**kw: object) -> PromotionFacts:
-    base: dict[str, object] = {"me": Candidate("a", Position(1, 1000))}
+    base: dict[str, object] = {"me": me()}
     base.update(kw)
     return PromotionFacts(**base)  # type: ignore[arg-type]
 
 
-def test_promote_in_sync_standby() -> None:
-    assert decide.may_promote(facts(was_in_sync=True)).allowed
+def test_promote_a_node_recorded_in_sync() -> None:
+    assert decide.may_promote(facts(me=me(holds_all=True))).allowed
 
 
 def test_refuse_out_of_sync_unless_forced() -> None:
-    verdict = decide.may_promote(facts(was_in_sync=False))
+    verdict = decide.may_promote(facts(me=me(holds_all=False)))
     assert not verdict.allowed and "sync" in verdict.reason
-    assert decide.may_promote(facts(was_in_sync=False, forced=True)).allowed
+    assert decide.may_promote(facts(me=me(holds_all=False), forced=True)).allowed
 
 
 def test_more_advanced_node_wins_even_when_forced() -> None:
-    others = (Candidate("b", Position(1, 2000)), Candidate("c", None))
-    verdict = decide.may_promote(facts(others=others, was_in_sync=True, forced=True))
+    others = (Candidate("b", Position(1, 2000), True), Candidate("c", None))
+    verdict = decide.may_promote(facts(me=me(holds_all=True), others=others, forced=True))
     assert not verdict.allowed and verdict.prefer == "b"
-    # timeline first
-    verdict = decide.may_promote(facts(me=Candidate("a", Position(2, 10)), others=others, was_in_sync=True))
+    # timeline first (without a history, the newer timeline holds more)
+    verdict = decide.may_promote(facts(me=me(Position(2, 10), True), others=others))
     assert verdict.allowed
 
 
-def test_ineligible_nodes_are_ignored() -> None:
-    # a crashed primary restarted as a standby may hold WAL no client saw committed
-    others = (Candidate("b", Position(1, 5000), eligible=False),)
-    assert decide.may_promote(facts(others=others, was_in_sync=True)).allowed
+def test_the_prepared_synchronous_standby_does_not_wait_for_the_crashed_primary() -> None:
+    # live failover: the crashed primary came back as a standby with WAL nobody saw acknowledged
+    crashed = (Candidate("b", Position(1, 5000), True, decide.SCORE_NEVER),)
+    prepared = me(holds_all=True, score=decide.SCORE_IN_SYNC)
+    assert decide.may_promote(facts(me=prepared, others=crashed)).allowed
+    # after a full restart (no scores any more) the most advanced node goes first
+    verdict = decide.may_promote(facts(me=me(holds_all=True, score=decide.SCORE_ELECTED), others=crashed))
+    assert not verdict.allowed and verdict.prefer == "b"
+
+
+def test_full_crash_with_async_commits_elects_the_old_primary() -> None:
+    # the standby was down while the primary acknowledged commits alone, then both crashed
+    old_primary = Candidate("b", Position(1, 9000), True)
+    standby = me(Position(1, 1000), False)
+    verdict = decide.may_promote(facts(me=standby, others=(old_primary,)))
+    assert not verdict.allowed
+    assert decide.lone_standby_score(facts(me=standby, others=(old_primary,))) == decide.SCORE_NEVER
+    # while the old primary is away, it may come back with those commits: no promotion
+    away = Candidate("b", None, True)
+    verdict = decide.may_promote(facts(me=standby, others=(away,)))
+    assert not verdict.allowed and "has not reported" in verdict.reason
+    # unless the operator accepts the loss
+    assert decide.may_promote(facts(me=standby, others=(away,), forced=True)).allowed
+    # the old primary itself is elected and may be promoted
+    as_b = PromotionFacts(me=old_primary, others=(Candidate("a", Position(1, 1000), False),))
+    assert decide.lone_standby_score(as_b) == decide.SCORE_ELECTED
+    assert decide.may_promote(as_b).allowed
+
+
+def test_a_node_at_the_old_primary_position_is_eligible_without_a_record() -> None:
+    # planned switch back right after a switch: the record of the new standby may lag behind
+    old_primary = Candidate("b", Position(2, 0x5000028), True)
+    assert decide.may_promote(facts(me=me(Position(2, 0x5000028), False), others=(old_primary,))).allowed
+    assert not decide.may_promote(facts(me=me(Position(2, 0x5000000), False), others=(old_primary,))).allowed
+
+
+def test_positions_on_different_timelines_compare_through_the_history() -> None:
+    fork = (TimelineFork(1, 0x4000000),)
+    newer = Position(2, 0x3800000, fork)          # timeline 2, but before the old timeline's end
+    assert Position(1, 0x3900000) > newer         # same history, more WAL
+    assert Position(1, 0x3800000).compare(newer) == 0
+    assert Position(1, 0x3000000) < newer
+    assert Position(1, 0x4100000) < newer         # past the fork: diverged, the newer timeline wins
+    assert Position(2, 10) > Position(1, 1000)    # no history known: timeline first
+    assert Position.decode(newer.encode()) == newer and Position.decode(newer.encode()).forks == fork
+
+
+def test_equal_positions_do_not_block() -> None:
+    verdict = decide.may_promote(facts(me=me(holds_all=True), others=(Candidate("b", Position(1, 1000), True),)))
+    assert verdict.allowed
 
 
 def test_bootstrap_without_records_promotes_the_most_advanced() -> None:
     assert decide.may_promote(facts()).allowed
     verdict = decide.may_promote(facts(others=(Candidate("b", Position(1, 2000)),)))
     assert not verdict.allowed and verdict.prefer == "b"
-
-
-def test_equal_positions_do_not_block() -> None:
-    verdict = decide.may_promote(facts(others=(Candidate("b", Position(1, 1000)),), was_in_sync=True))
-    assert verdict.allowed
+    assert decide.lone_standby_score(facts()) == decide.SCORE_ELECTED
+    assert decide.lone_standby_score(facts(others=(Candidate("b", Position(1, 2000)),))) == decide.SCORE_CANDIDATE
 
 
 def test_async_lag_limit() -> None:
-    assert decide.may_promote(facts(mode=SyncMode.ASYNC, last_primary_lsn=1500, max_lag=500)).allowed
-    verdict = decide.may_promote(facts(mode=SyncMode.ASYNC, last_primary_lsn=1501, max_lag=500))
+    base = {"mode": SyncMode.ASYNC, "me": me(holds_all=False), "others": (Candidate("b", None, True),)}
+    assert decide.may_promote(facts(last_primary_lsn=1500, max_lag=500, **base)).allowed
+    verdict = decide.may_promote(facts(last_primary_lsn=1501, max_lag=500, **base))
     assert not verdict.allowed and "501 bytes" in verdict.reason
-    assert decide.may_promote(facts(mode=SyncMode.ASYNC, last_primary_lsn=None)).allowed
-    assert decide.may_promote(facts(mode=SyncMode.ASYNC, last_primary_lsn=9999, forced=True)).allowed
+    # after a full restart the last primary position is gone: wait for the old primary
+    assert not decide.may_promote(facts(last_primary_lsn=None, **base)).allowed
+    assert decide.may_promote(facts(last_primary_lsn=9999, forced=True, **base)).allowed
 
 
 def test_never_promote_beside_a_live_primary_or_without_position() -> None:
-    assert not decide.may_promote(facts(primary_alive=True, was_in_sync=True, forced=True)).allowed
-    assert not decide.may_promote(facts(me=Candidate("a", None), forced=True)).allowed
+    assert not decide.may_promote(facts(me=me(holds_all=True), primary_alive=True, forced=True)).allowed
+    assert not decide.may_promote(facts(me=me(None), forced=True)).allowed
+
+
+def test_sync_plan_records_losses_before_and_gains_after() -> None:
+    members = {"b": "node-b", "c": "node-c"}
+    recorded = {"node-b": True, "node-c": None}
+    plan = decide.plan_sync(SyncMode.SYNC, [rep("c", sync="sync")], members, recorded)
+    assert plan.names == 'FIRST 1 ("c")' and plan.lose == ("node-b",) and plan.gain == ("node-c",)
+    settled = decide.plan_sync(SyncMode.SYNC, [rep("c", sync="sync")], members, {"node-b": False, "node-c": True})
+    assert settled.lose == () and settled.gain == ()
+    # async mode: no standby ever holds every acknowledged commit
+    assert decide.plan_sync(SyncMode.ASYNC, [rep("b", sync="async")], members, recorded).lose == ("node-b", "node-c")
 
 
 # --- stream health ----------------------------------------------------------------------------

@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 
+import psycopg
+
 from tests.ha.conftest import Pair, wait_for
-from tests.ha.test_agent import OK, PROMOTED, bootstrap, streaming_to
+from tests.ha.test_agent import ERR, OK, PROMOTED, bootstrap, streaming_to, sync_names
 
 
 def backend_pid(pair: Pair, node: str, backend_type: str) -> int:
@@ -50,3 +52,142 @@ def test_promote_checkpoint_is_bounded(pair: Pair) -> None:
     pair.nodes["n2"].sql("INSERT INTO t VALUES (500, 'after a slow checkpoint')")
 
 
+
+
+def timeline(pair: Pair, node: str) -> int:
+    return int(str(pair.nodes[node].sql("SELECT timeline_id FROM pg_control_checkpoint()")[0][0]))
+
+
+def switch(pair: Pair, old: str, new: str) -> None:
+    """What Pacemaker does for a planned move of the promoted role from ``old`` to ``new``."""
+    assert pair.run(old, "demote") == OK
+    for node in (old, new):
+        assert pair.notify(node, "pre", "promote", new) == OK
+    assert pair.run(new, "promote") == OK, f"promotion of {new} refused"
+    for node in (old, new):
+        assert pair.notify(node, "post", "promote", new) == OK
+    assert pair.run(new, "monitor") == PROMOTED
+
+
+def test_switch_and_immediate_switch_back_do_not_loop(pair: Pair) -> None:
+    bootstrap(pair)
+    wait_for(lambda: streaming_to(pair, "n1") == [("n2", "sync")], 10, "n2 in sync")
+    assert pair.run("n1", "monitor") == PROMOTED
+    start_tli = timeline(pair, "n1")
+    order = [("n1", "n2"), ("n2", "n1"), ("n1", "n2"), ("n2", "n1")]
+    for i, (old, new) in enumerate(order, 1):
+        # the switch back follows at once: no monitor in between, the standby may not stream yet
+        switch(pair, old, new)
+        pair.nodes[new].sql("INSERT INTO t VALUES (%s, 'switch')", 1000 + i)
+        assert timeline(pair, new) == start_tli + i      # one promotion per switch, no more
+    wait_for(lambda: streaming_to(pair, "n1"), 20, "n2 streams from n1")
+    wait_for(lambda: pair.nodes["n2"].sql("SELECT count(*) FROM t WHERE id > 1000") == [(4,)], 10, "rows on n2")
+
+
+def test_full_crash_after_async_commits_promotes_the_old_primary(pair: Pair) -> None:
+    bootstrap(pair)
+    n1, n2 = pair.nodes["n1"], pair.nodes["n2"]
+    wait_for(lambda: streaming_to(pair, "n1") == [("n2", "sync")], 10, "n2 in sync")
+    assert pair.run("n1", "monitor") == PROMOTED
+    # the standby goes down; the primary acknowledges 1,000 commits alone, then dies
+    assert pair.run("n2", "stop") == OK
+    assert pair.run("n1", "monitor") == PROMOTED
+    with psycopg.connect(n1.dsn(), autocommit=True) as conn:
+        for i in range(1000):
+            conn.execute("INSERT INTO t VALUES (%s, 'acknowledged while alone')", (10000 + i,))
+    pair.kill9("n1")
+    pair.restart_cluster()
+    # the standby comes back first: it must not be promoted while the old primary may return
+    assert pair.run("n2", "start") == OK
+    assert pair.run("n2", "monitor") == OK
+    assert pair.attrs()["n2/score"] == "-1"
+    assert pair.notify("n2", "pre", "promote", "n2") == OK
+    assert pair.run("n2", "promote") == ERR
+    # the old primary comes back: crash recovery as a standby, then it is the one elected
+    assert pair.run("n1", "start") == OK
+    assert pair.run("n1", "monitor") == OK
+    assert pair.run("n2", "monitor") == OK
+    assert pair.attrs()["n1/score"] == "100" and pair.attrs()["n2/score"] == "-1"
+    for node in ("n1", "n2"):
+        assert pair.notify(node, "pre", "promote", "n2") == OK
+    assert pair.run("n2", "promote") == ERR            # even if the cluster asks for it
+    for node in ("n1", "n2"):
+        assert pair.notify(node, "pre", "promote", "n1") == OK
+    assert pair.run("n1", "promote") == OK
+    assert n1.sql("SELECT count(*) FROM t WHERE id >= 10000") == [(1000,)]
+    # the standby was behind on the same history: it follows the new primary
+    wait_for(lambda: streaming_to(pair, "n1"), 30, "n2 streams from n1")
+    wait_for(lambda: n2.sql("SELECT count(*) FROM t WHERE id >= 10000") == [(1000,)], 20, "rows on n2")
+
+
+def test_standby_alone_after_full_crash_needs_force(pair: Pair) -> None:
+    bootstrap(pair)
+    assert pair.run("n2", "stop") == OK
+    assert pair.run("n1", "monitor") == PROMOTED
+    pair.nodes["n1"].sql("INSERT INTO t VALUES (20000, 'only on n1')")
+    pair.kill9("n1")
+    pair.restart_cluster()
+    assert pair.run("n2", "start") == OK
+    assert pair.run("n2", "monitor") == OK
+    assert pair.attrs()["n2/score"] == "-1"
+    # the operator accepts the loss: force_promote (documented in docs/ha.md)
+    assert pair.run("n2", "monitor", force_promote="true") == OK
+    assert pair.attrs()["n2/score"] == "100"
+    assert pair.notify("n2", "pre", "promote", "n2") == OK
+    assert pair.run("n2", "promote", force_promote="true") == OK
+
+
+def test_sync_names_stay_until_the_standby_is_recorded_out_of_sync(pair: Pair) -> None:
+    bootstrap(pair)
+    wait_for(lambda: streaming_to(pair, "n1") == [("n2", "sync")], 10, "n2 in sync")
+    assert pair.run("n1", "monitor") == PROMOTED
+    assert pair.durable()["n2/in-sync"] == "1"
+    assert pair.run("n2", "stop") == OK
+    # the durable record cannot be written: writes keep waiting for the standby rather than
+    # being acknowledged by the primary alone while n2 still counts as holding them all
+    durable = pair.attr_dir / "pgsql.durable.json"
+    saved = durable.read_text()
+    durable.unlink()
+    durable.mkdir()
+    try:
+        assert pair.run("n1", "monitor") == PROMOTED       # a healthy primary is not failed
+        assert sync_names(pair, "n1") == 'FIRST 1 ("n2")'
+        assert "synchronous_standby_names left as it is" in pair.attrs()["n1/housekeeping"]
+    finally:
+        durable.rmdir()
+        durable.write_text(saved)
+    assert pair.run("n1", "monitor") == PROMOTED
+    assert pair.durable()["n2/in-sync"] == "0"
+    assert sync_names(pair, "n1") == ""
+    assert "n1/housekeeping" not in pair.attrs()
+
+
+def test_housekeeping_errors_do_not_fail_a_healthy_primary(pair: Pair) -> None:
+    n1 = pair.nodes["n1"]
+    assert pair.run("n1", "start") == OK
+    assert pair.notify("n1", "pre", "promote", "n1") == OK
+    assert pair.run("n1", "promote") == OK
+    # every replication slot is taken: the peer's slot cannot be created
+    limit = int(str(n1.sql("SHOW max_replication_slots")[0][0]))
+    for i in range(limit):
+        n1.sql("SELECT pg_create_physical_replication_slot(%s)", f"filler_{i}")
+    assert pair.run("n1", "monitor") == PROMOTED
+    assert "replication slots" in pair.attrs()["n1/housekeeping"]
+    n1.sql("CREATE TABLE t (id int PRIMARY KEY, note text)")
+    n1.sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'filler_%'")
+    assert pair.run("n1", "monitor") == PROMOTED
+    assert "n1/housekeeping" not in pair.attrs()
+    # ALTER SYSTEM fails (its temporary file cannot be written): still a healthy primary
+    assert pair.run("n2", "start") == OK
+    wait_for(lambda: streaming_to(pair, "n1"), 30, "n2 streams")
+    blocker = n1.pgdata / "postgresql.auto.conf.tmp"
+    blocker.mkdir()
+    try:
+        assert pair.run("n1", "monitor") == PROMOTED
+        assert "synchronous_standby_names" in pair.attrs()["n1/housekeeping"]
+        assert sync_names(pair, "n1") == ""
+        n1.sql("INSERT INTO t VALUES (1, 'still writable')")
+    finally:
+        blocker.rmdir()
+    assert pair.run("n1", "monitor") == PROMOTED
+    assert sync_names(pair, "n1") == 'FIRST 1 ("n2")'

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pgbaton.ha.config import NodeConfig, safe_name
 from pgbaton.ha.controldata import parse_controldata
 from pgbaton.ha.model import ClusterState, Role, parse_lsn
-from pgbaton.ha.probe import parse_history
+from pgbaton.ha.probe import parse_history, segment_timeline
 from pgbaton.ocf.codes import Rc, monitor_code
 from pgbaton.ocf.env import node_config, notification
 
@@ -58,3 +58,14 @@ def test_notification_env() -> None:
     note = notification({prefix + "type": "pre", prefix + "operation": "promote",
                          prefix + "promote_uname": "b ", prefix + "master_uname": "a"})
     assert note.kind == "pre" and note.operation == "promote" and note.promote == ("b",) and note.promoted == ("a",)
+
+
+def test_segment_timeline_from_wal_file_names() -> None:
+    seg = 16 * 1024 * 1024
+    names = ["000000020000000000000003", "000000030000000000000003.partial", "000000030000000000000004",
+             "00000003.history", "archive_status", "000000020000000100000000"]
+    assert segment_timeline(parse_lsn("0/3000100"), seg, names) == 3
+    assert segment_timeline(parse_lsn("0/4000000"), seg, names) == 3     # a boundary ends segment 3
+    assert segment_timeline(parse_lsn("0/4000001"), seg, names) == 3
+    assert segment_timeline(parse_lsn("1/100"), seg, names) == 2
+    assert segment_timeline(parse_lsn("0/9000000"), seg, names) is None

@@ -25,10 +25,11 @@ from pgbaton.ha.model import (
 
 # promotion scores (``crm_attribute --promotion``): higher wins, negative never promoted
 SCORE_PRIMARY = 1001
-SCORE_IN_SYNC = 1000
-SCORE_STREAMING_ASYNC = 900
+SCORE_IN_SYNC = 1000           # set by the primary: a synchronous standby
+SCORE_STREAMING_ASYNC = 900    # set by the primary: a streaming standby in async mode
+SCORE_ELECTED = 100            # no primary: the most advanced node that may be promoted
 SCORE_FORCED = 10
-SCORE_BOOTSTRAP = 1
+SCORE_CANDIDATE = 1            # no primary: may be promoted, but another node is more advanced
 SCORE_NEVER = -1
 
 
@@ -147,14 +148,32 @@ def in_sync(mode: SyncMode, replica: ReplicaStat | None) -> bool:
     return mode is SyncMode.SYNC and replica.sync_state in ("sync", "quorum")
 
 
-def bootstrap_score(current: int | None, primary_reachable: bool) -> int | None:
-    """A standby with no primary anywhere and no score yet makes itself promotable.
+@dataclass(frozen=True)
+class SyncPlan:
+    """What the primary's monitor changes, in this order.
 
-    Returns the score to set, or None to leave the current one alone.
+    ``lose`` are recorded as not holding every acknowledged commit *before*
+    synchronous_standby_names changes (a failover in between would otherwise promote a
+    standby that missed asynchronous commits); ``gain`` are recorded after, once they are
+    synchronous standbys.
     """
-    if current is None and not primary_reachable:
-        return SCORE_BOOTSTRAP
-    return None
+
+    names: str
+    lose: tuple[str, ...]
+    gain: tuple[str, ...]
+
+
+def plan_sync(mode: SyncMode, replicas: Iterable[ReplicaStat], members: Mapping[str, str],
+              recorded: Mapping[str, bool | None]) -> SyncPlan:
+    """The sync names and durable records the primary needs; ``members``: application name -> node."""
+    replicas = list(replicas)
+    by_name = {r.application_name: r for r in replicas}
+    holds = {node: in_sync(mode, by_name.get(app)) for app, node in members.items()}
+    return SyncPlan(
+        names=sync_standby_names(mode, replicas, members),
+        lose=tuple(sorted(n for n, v in holds.items() if not v and recorded.get(n) is not False)),
+        gain=tuple(sorted(n for n, v in holds.items() if v and recorded.get(n) is not True)),
+    )
 
 
 @dataclass(frozen=True)
@@ -164,31 +183,88 @@ class Verdict:
     prefer: str | None = None   # a better node to promote instead
 
 
-def may_promote(facts: PromotionFacts) -> Verdict:
-    """Whether this standby may become the primary now."""
-    if facts.primary_alive:
-        return Verdict(False, "another node is a running primary")
+def eligible(facts: PromotionFacts) -> Verdict:
+    """Whether promoting this node can lose no acknowledged commit (ignoring more advanced rivals).
+
+    It can when the cluster never had a primary, when the node is recorded as holding every
+    acknowledged commit (it was the primary, or a synchronous standby), or when it is at
+    least as advanced as every node so recorded (all of them have reported a position: a
+    planned switchover, or a full restart with the old primary back).  In async mode a
+    standby within ``max_lag`` of the last primary position is eligible too.  A node that
+    may hold more than this one and is not back yet blocks it: only ``force_promote``
+    overrides that.
+    """
     mine = facts.me.position
     if mine is None:
         return Verdict(False, "own WAL position unknown")
-    rivals = [c for c in facts.others if c.position is not None and c.eligible]
-    best = max(rivals, key=lambda c: c.position or mine, default=None)
-    if best is not None and best.position is not None and best.position > mine:
-        return Verdict(False, f"{best.node} is more advanced ({best.position.encode()} > {mine.encode()})", best.node)
     if facts.forced:
-        return Verdict(True, "forced")
-    if facts.was_in_sync is None and facts.last_primary_lsn is None:
+        return Verdict(True, "forced (force_promote)")
+    if not facts.history:
         return Verdict(True, "no earlier primary on record: the most advanced node starts the cluster")
-    if facts.mode is SyncMode.SYNC and facts.was_in_sync:
-        return Verdict(True, "was a synchronous standby: no committed transaction is lost")
-    if facts.mode is SyncMode.SYNC:
-        return Verdict(False, "not in sync with the last primary (set force_promote to accept data loss)")
-    if facts.last_primary_lsn is None:
-        return Verdict(True, "asynchronous, no primary position recorded")
-    lag = facts.last_primary_lsn - mine.lsn
-    if lag > facts.max_lag:
-        return Verdict(False, f"{lag} bytes behind the last primary position (max_lag {facts.max_lag})")
-    return Verdict(True, f"asynchronous, {max(lag, 0)} bytes behind")
+    if facts.me.holds_all:
+        return Verdict(True, "recorded as holding every acknowledged commit")
+    holders = [c for c in facts.others if c.holds_all]
+    if holders and all(c.position is not None and mine >= c.position for c in holders):
+        return Verdict(True, f"at least as advanced as {', '.join(c.node for c in holders)}, "
+                             "which held every acknowledged commit")
+    if facts.mode is SyncMode.ASYNC and facts.last_primary_lsn is not None:
+        lag = facts.last_primary_lsn - mine.lsn
+        if lag > facts.max_lag:
+            return Verdict(False, f"{lag} bytes behind the last primary position (max_lag {facts.max_lag})")
+        return Verdict(True, f"asynchronous, {max(lag, 0)} bytes behind")
+    missing = [c.node for c in holders if c.position is None]
+    if missing:
+        return Verdict(False, f"not in sync, and {', '.join(missing)} (which may hold more) has not reported "
+                              "its position (set force_promote to accept data loss)")
+    return Verdict(False, "not in sync with the last primary, and behind a node that was "
+                          "(set force_promote to accept data loss)")
+
+
+def may_promote(facts: PromotionFacts) -> Verdict:
+    """Whether this standby may become the primary now.
+
+    Besides :func:`eligible`: never beside a running primary, and a more advanced node that
+    reported its position goes first (it is eligible too, holding more).  The exception is
+    the failover the last primary prepared: a synchronous standby still holding the score
+    the primary gave it does not wait for the crashed primary, whose extra WAL no client
+    saw acknowledged.
+    """
+    if facts.primary_alive:
+        return Verdict(False, "another node is a running primary")
+    verdict = eligible(facts)
+    if not verdict.allowed:
+        return verdict
+    mine = facts.me.position
+    assert mine is not None
+    prepared = bool(facts.me.holds_all) and facts.me.score == SCORE_IN_SYNC
+    ahead = [c for c in facts.others if c.position is not None and c.position > mine]
+    if ahead and not prepared:
+        best = ahead[0]
+        for c in ahead[1:]:
+            if c.position is not None and best.position is not None and c.position > best.position:
+                best = c
+        assert best.position is not None
+        return Verdict(False, f"{best.node} is more advanced ({best.position.encode()} > {mine.encode()})",
+                       best.node)
+    return verdict
+
+
+def lone_standby_score(facts: PromotionFacts) -> int:
+    """The promotion score a standby gives itself while no primary runs.
+
+    Not eligible: never.  The synchronous standby the last primary chose keeps its score.
+    Otherwise the most advanced of the nodes that reported a position is elected, the
+    others stay candidates.
+    """
+    if not eligible(facts).allowed:
+        return SCORE_NEVER
+    if facts.me.holds_all and facts.me.score == SCORE_IN_SYNC:
+        return SCORE_IN_SYNC
+    mine = facts.me.position
+    assert mine is not None
+    if any(c.position is not None and c.position > mine for c in facts.others):
+        return SCORE_CANDIDATE
+    return SCORE_ELECTED
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,63 @@ def observe(cfg: NodeConfig) -> LocalState:
     )
 
 
+# a replay before consistency whose startup process shows the same WAL file this long is stuck
+REPLAY_STALL_SECONDS = 300.0
+
+
+def _startup_title(postmaster: int) -> str | None:
+    """The process title of the postmaster's startup process ("startup recovering <file>")."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[1]) != postmaster:
+                continue
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, IndexError, ValueError):
+            continue
+        if title.startswith("postgres: ") and "startup" in title:
+            return title.split("startup", 1)[1].strip() or "startup"
+    return None
+
+
+def replay_before_consistency(cfg: NodeConfig) -> str | None:
+    """What the startup process does while the server replays WAL before it is consistent, or None.
+
+    The postmaster says "starting" in its lock file until a standby is consistent and takes
+    connections.  A startup process that showed the same WAL file for
+    ``REPLAY_STALL_SECONDS`` counts as stuck (None).
+    """
+    pid = postmaster_pid(cfg)
+    if pid is None:
+        return None
+    try:
+        lines = (cfg.pgdata / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+    if len(lines) < 8 or lines[7].strip() != "starting":
+        return None
+    title = _startup_title(pid)
+    if title is None:
+        return None
+    mark = cfg.statedir / "replay-progress"
+    now = time.time()
+    try:
+        seen, since = mark.read_text().rsplit("\t", 1)
+        since_t = float(since)
+    except (OSError, ValueError):
+        seen, since_t = "", now
+    if seen != title:
+        cfg.statedir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mark.write_text(f"{title}\t{now}")
+        since_t = now
+    if now - since_t > REPLAY_STALL_SECONDS:
+        log.warning("replay shows %r for %.0f s: stuck", title, now - since_t)
+        return None
+    return title
+
+
 def _quote_conf(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 

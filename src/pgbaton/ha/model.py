@@ -24,20 +24,68 @@ def format_lsn(value: int) -> str:
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
+class TimelineFork:
+    """One line of a timeline history file: ``timeline`` ended at ``switch_lsn``."""
+
+    timeline: int
+    switch_lsn: int
+
+
+@dataclass(frozen=True)
 class Position:
-    """Where a node's WAL ends: compared by timeline first, then LSN."""
+    """Where a node's WAL ends: a timeline and an LSN, with the history of that timeline.
+
+    Two positions on different timelines are compared through the newer one's history:
+    the older timeline's WAL is a prefix of the newer one when it ends at or before the
+    point where the newer history left that timeline; then the LSNs decide.  WAL past that
+    point diverged: the newer timeline wins (the other node must be rewound).  Without the
+    history the timeline decides.
+    """
 
     timeline: int
     lsn: int
+    forks: tuple[TimelineFork, ...] = field(default=(), compare=False)
+
+    def compare(self, other: Position) -> int:
+        """1 when this position holds more WAL than ``other``, -1 when less, 0 when the same."""
+        if self.timeline == other.timeline:
+            return (self.lsn > other.lsn) - (self.lsn < other.lsn)
+        newer, older, sign = (self, other, 1) if self.timeline > other.timeline else (other, self, -1)
+        switch = {f.timeline: f.switch_lsn for f in newer.forks}.get(older.timeline)
+        if switch is None or older.lsn > switch:
+            return sign                     # unknown history, or the older one diverged: newer wins
+        return sign * ((newer.lsn > older.lsn) - (newer.lsn < older.lsn))
+
+    def __lt__(self, other: Position) -> bool:
+        return self.compare(other) < 0
+
+    def __gt__(self, other: Position) -> bool:
+        return self.compare(other) > 0
+
+    def __le__(self, other: Position) -> bool:
+        return self.compare(other) <= 0
+
+    def __ge__(self, other: Position) -> bool:
+        return self.compare(other) >= 0
 
     def encode(self) -> str:
-        return f"{self.timeline}:{format_lsn(self.lsn)}"
+        """``3:0/5000028`` or, with a history, ``3:0/5000028;1@0/3000198,2@0/4000000``."""
+        text = f"{self.timeline}:{format_lsn(self.lsn)}"
+        if self.forks:
+            text += ";" + ",".join(f"{f.timeline}@{format_lsn(f.switch_lsn)}" for f in self.forks)
+        return text
 
     @classmethod
     def decode(cls, text: str) -> Position:
-        tli, _, lsn = text.strip().partition(":")
-        return cls(int(tli), parse_lsn(lsn))
+        head, _, history = text.strip().partition(";")
+        tli, _, lsn = head.partition(":")
+        forks = []
+        for item in history.split(","):
+            fork_tli, sep, switch = item.partition("@")
+            if sep:
+                forks.append(TimelineFork(int(fork_tli), parse_lsn(switch)))
+        return cls(int(tli), parse_lsn(lsn), tuple(forks))
 
 
 class ClusterState(enum.Enum):
@@ -113,14 +161,6 @@ class ControlData:
 
 
 @dataclass(frozen=True)
-class TimelineFork:
-    """One line of a timeline history file: ``timeline`` ended at ``switch_lsn``."""
-
-    timeline: int
-    switch_lsn: int
-
-
-@dataclass(frozen=True)
 class PrimaryView:
     """What a node learns about the current primary before joining it."""
 
@@ -154,11 +194,17 @@ class LocalState:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A node that could be promoted, as recorded during the pre-promote notification."""
+    """A node that could be promoted: its WAL position (recorded while no primary runs) and record.
+
+    ``holds_all`` is the durable record the primaries keep: True when the node held every
+    acknowledged commit at the last record (a primary, or a synchronous standby), False when
+    it did not, None when nothing was ever recorded for it.
+    """
 
     node: str
     position: Position | None
-    eligible: bool = True   # False for nodes the cluster will not promote (negative score)
+    holds_all: bool | None = None
+    score: int | None = None                # promotion score right now
 
 
 @dataclass(frozen=True)
@@ -168,9 +214,12 @@ class PromotionFacts:
     me: Candidate
     others: tuple[Candidate, ...] = ()
     mode: SyncMode = SyncMode.SYNC
-    was_in_sync: bool | None = None        # recorded by the old primary; None: no primary on record
-    last_primary_lsn: int | None = None    # last flush position the old primary reported
+    last_primary_lsn: int | None = None    # last flush position the old primary reported (transient)
     max_lag: int = 0
     forced: bool = False
     primary_alive: bool = False            # another node is a running primary right now
-    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def history(self) -> bool:
+        """Whether the cluster ever had a primary: some node has a durable record."""
+        return any(c.holds_all is not None for c in (self.me, *self.others))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 
@@ -72,24 +75,66 @@ def find_primary(cfg: NodeConfig) -> FoundPrimary | None:
     return None
 
 
-def local_position(conn: psycopg.Connection) -> Position:
-    """The furthest WAL this instance holds: received WAL for a standby, flushed WAL for a primary."""
+_SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial)?$")
+
+
+def segment_timeline(lsn: int, segment_size: int, names: Iterable[str]) -> int | None:
+    """The highest timeline that has a WAL segment file holding ``lsn``, from pg_wal's file names.
+
+    WAL received or written on a timeline goes to segment files named after it, so this is
+    the timeline a standby's last WAL came on, whether its WAL receiver still runs or not
+    (the control file's checkpoint timeline can be several switches old).
+    """
+    if segment_size <= 0:
+        return None
+    segno = (max(lsn, 1) - 1) // segment_size   # an LSN at a segment boundary ends the previous one
+    per_id = 0x100000000 // segment_size
+    wanted = (f"{segno // per_id:08X}", f"{segno % per_id:08X}")
+    found = [int(m.group(1), 16) for m in map(_SEGMENT.match, names) if m and (m.group(2), m.group(3)) == wanted]
+    return max(found, default=None)
+
+
+def local_history(pgdata: Path, timeline: int) -> tuple[TimelineFork, ...]:
+    """The forks that led to ``timeline``, from its history file in pg_wal (none for timeline 1)."""
+    if timeline <= 1:
+        return ()
+    try:
+        return parse_history((pgdata / "pg_wal" / f"{timeline:08X}.history").read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return ()
+
+
+def local_position(conn: psycopg.Connection, pgdata: Path) -> Position:
+    """The furthest WAL this instance holds: received WAL for a standby, flushed WAL for a primary.
+
+    The timeline of a standby is the highest of: its WAL receiver's, the control file's, and
+    the one of the pg_wal segment holding that position; the position carries the history
+    of its timeline, so positions on different timelines compare by content.
+    """
     recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()
     if recovery is not None and not recovery[0]:
         row = conn.execute(
             "SELECT pg_current_wal_flush_lsn()::text, pg_walfile_name(pg_current_wal_flush_lsn())"
         ).fetchone()
         assert row is not None
-        return Position(int(str(row[1])[:8], 16), parse_lsn(str(row[0])))
+        tli = int(str(row[1])[:8], 16)
+        return Position(tli, parse_lsn(str(row[0])), local_history(pgdata, tli))
     row = conn.execute(
         "SELECT greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text,"
         " greatest((SELECT received_tli FROM pg_stat_wal_receiver),"
         "          (SELECT timeline_id FROM pg_control_checkpoint()),"
-        "          (SELECT min_recovery_end_timeline FROM pg_control_recovery()))"
+        "          (SELECT min_recovery_end_timeline FROM pg_control_recovery())),"
+        " (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')"
     ).fetchone()
     if row is None or row[0] is None:
         raise psycopg.DataError("standby has no WAL position yet")
-    return Position(int(row[1] or 0), parse_lsn(str(row[0])))
+    lsn = parse_lsn(str(row[0]))
+    try:
+        names = [p.name for p in (pgdata / "pg_wal").iterdir()]
+    except OSError:
+        names = []
+    tli = max(int(row[1] or 0), segment_timeline(lsn, int(row[2] or 0), names) or 0)
+    return Position(tli, lsn, local_history(pgdata, tli))
 
 
 def receiving(conn: psycopg.Connection) -> bool:

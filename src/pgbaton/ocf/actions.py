@@ -12,16 +12,29 @@ import psycopg
 
 from pgbaton.ha import decide, instance, probe, rebuild, rebuild_state
 from pgbaton.ha.decide import StartPlan
-from pgbaton.ha.model import Candidate, Position, PromotionFacts, RebuildStatus, Role, format_lsn, parse_lsn
+from pgbaton.ha.model import (
+    Candidate,
+    Position,
+    PromotionFacts,
+    RebuildStatus,
+    ReplicaStat,
+    Role,
+    format_lsn,
+    parse_lsn,
+)
 from pgbaton.ha.rewind import rewind
 from pgbaton.ha.sync import apply_sync_names, create_slot_remote, ensure_slots
 from pgbaton.ocf.agent import Agent
+from pgbaton.ocf.attrs import AttrWriteError
 from pgbaton.ocf.codes import Rc, monitor_code
 from pgbaton.ocf.env import notification
 
 log = logging.getLogger(__name__)
 
-POSITION, IN_SYNC, PRIMARY_LSN = "position", "in-sync", "primary-lsn"
+# transient node attributes (lost when the whole cluster restarts)
+POSITION, PRIMARY_LSN, HOUSEKEEPING = "position", "primary-lsn", "housekeeping"
+# durable node attribute: "1" while the node holds every acknowledged commit, "0" when it may not
+HOLDS_ALL = "in-sync"
 
 
 # --- start ----------------------------------------------------------------------------------
@@ -33,8 +46,6 @@ def start(agent: Agent) -> Rc:
     plan = decide.plan_start(local, found.view if found else None)
     log.info("start: role %s, primary %s -> %s", decide.classify(local).value,
              found.node if found else "none", plan.value)
-    if decide.classify(local) is Role.CRASHED_PRIMARY:
-        agent.attrs.set_score(cfg.node, decide.SCORE_NEVER)
     if plan is StartPlan.ALREADY_STANDBY:
         return Rc.SUCCESS
     if plan in (StartPlan.REFUSE_PRIMARY, StartPlan.NO_SOURCE):
@@ -117,41 +128,105 @@ def monitor(agent: Agent) -> Rc:
 
 def _monitor_primary(agent: Agent) -> Rc:
     cfg = agent.cfg
+    members = {cfg.app_name_of(node): node for node in cfg.peers}
     try:
         with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
             replicas = probe.replicas(conn)
-            position = probe.local_position(conn)
-            members = [cfg.app_name_of(node) for node in cfg.peers]
-            apply_sync_names(conn, decide.sync_standby_names(cfg.mode, replicas, members))
-            ensure_slots(conn, [cfg.slot_of(node) for node in cfg.peers])
+            position = probe.local_position(conn, cfg.pgdata)
+            problems = _primary_housekeeping(agent, conn, replicas, members)
     except psycopg.Error as exc:
         log.error("monitor: the primary does not answer: %s", str(exc).strip())
         return Rc.FAILED_PROMOTED
-    names = {cfg.app_name_of(node): node for node in cfg.peers}
-    scores = decide.standby_scores(cfg.mode, replicas, names, cfg.force_promote)
-    by_name = {r.application_name: r for r in replicas}
-    for app, node in names.items():
+    # a housekeeping failure leaves a primary that takes writes: report it, do not fail it
+    agent.attrs.set(cfg.node, HOUSEKEEPING, "; ".join(problems)[:500] or None)
+    scores = decide.standby_scores(cfg.mode, replicas, members, cfg.force_promote)
+    for app, node in members.items():
         agent.attrs.set_score(node, scores[app])
-        agent.attrs.set(node, IN_SYNC, "1" if decide.in_sync(cfg.mode, by_name.get(app)) else "0")
         agent.attrs.set(node, PRIMARY_LSN, format_lsn(position.lsn))
     agent.attrs.set_score(cfg.node, decide.SCORE_PRIMARY)
     return Rc.RUNNING_PROMOTED
 
 
+def _primary_housekeeping(agent: Agent, conn: psycopg.Connection, replicas: list[ReplicaStat],
+                          members: dict[str, str]) -> list[str]:
+    """Records, synchronous_standby_names and slots; returns the problems met (each logged here)."""
+    cfg = agent.cfg
+    problems: list[str] = []
+    plan = decide.plan_sync(cfg.mode, replicas, members, {node: _holds_all(agent, node) for node in members.values()})
+    try:
+        # before synchronous_standby_names drops a standby, it is recorded as not holding everything
+        for node in plan.lose:
+            agent.attrs.set_durable(node, HOLDS_ALL, "0")
+        agent.attrs.set_durable(cfg.node, HOLDS_ALL, "1")
+    except AttrWriteError as exc:
+        problems.append(f"{exc}; synchronous_standby_names left as it is")
+        log.error("monitor: %s", problems[-1])
+    else:
+        try:
+            apply_sync_names(conn, plan.names)
+        except psycopg.Error as exc:
+            problems.append(f"synchronous_standby_names not changed: {str(exc).strip()}")
+            log.error("monitor: %s", problems[-1])
+        else:
+            for node in plan.gain:
+                try:
+                    agent.attrs.set_durable(node, HOLDS_ALL, "1")
+                except AttrWriteError as exc:
+                    problems.append(str(exc))
+                    log.error("monitor: %s", problems[-1])
+    try:
+        ensure_slots(conn, [cfg.slot_of(node) for node in cfg.peers])
+    except psycopg.Error as exc:
+        problems.append(f"replication slots: {str(exc).strip()}")
+        log.error("monitor: %s", problems[-1])
+    return problems
+
+
+def _holds_all(agent: Agent, node: str) -> bool | None:
+    value = agent.attrs.get_durable(node, HOLDS_ALL)
+    return None if value is None else value == "1"
+
+
+def _candidate(agent: Agent, node: str, position: Position | None = None) -> Candidate:
+    if position is None:
+        recorded = agent.attrs.get(node, POSITION)
+        position = Position.decode(recorded) if recorded else None
+    return Candidate(node, position, _holds_all(agent, node), agent.attrs.get_score(node))
+
+
+def _promotion_facts(agent: Agent, mine: Position, primary_alive: bool) -> PromotionFacts:
+    cfg = agent.cfg
+    primary_lsn = agent.attrs.get(cfg.node, PRIMARY_LSN)
+    return PromotionFacts(
+        me=_candidate(agent, cfg.node, mine), others=tuple(_candidate(agent, node) for node in cfg.peers),
+        mode=cfg.mode, last_primary_lsn=parse_lsn(primary_lsn) if primary_lsn else None,
+        max_lag=cfg.max_lag, forced=cfg.force_promote, primary_alive=primary_alive,
+    )
+
+
 def _monitor_standby(agent: Agent) -> Rc:
     cfg = agent.cfg
     streaming = False
+    position: Position | None = None
     try:
         with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
             streaming = probe.receiving(conn)
+            if not streaming:
+                position = probe.local_position(conn, cfg.pgdata)
     except psycopg.Error as exc:
+        replay = instance.replay_before_consistency(cfg)
+        if replay is not None:
+            # a long replay before the standby is consistent: it cannot stream yet, and is not broken
+            log.info("monitor: replaying WAL before consistency (%s)", replay)
+            return Rc.SUCCESS
         log.info("monitor: standby not answering yet: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
     reachable = streaming or probe.find_primary(cfg) is not None
     health = decide.stream_health(streaming, reachable, rebuild_state.failures(cfg), cfg.stream_failures)
     rebuild_state.set_failures(cfg, health.failures)
-    score = decide.bootstrap_score(agent.attrs.get_score(cfg.node), reachable)
-    if score is not None:
-        agent.attrs.set_score(cfg.node, score)
+    if not reachable and position is not None:
+        # no primary anywhere: report the position and take part in the election
+        agent.attrs.set(cfg.node, POSITION, position.encode())
+        agent.attrs.set_score(cfg.node, decide.lone_standby_score(_promotion_facts(agent, position, False)))
     if not health.healthy:
         log.error("monitor: a primary runs but this standby has not streamed from it for %s monitors",
                   health.failures)
@@ -172,32 +247,26 @@ def promote(agent: Agent) -> Rc:
         log.error("promote: the instance is %s, not a running standby", role.value)
         return Rc.ERR_GENERIC
     with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
-        mine = probe.local_position(conn)
-    others = []
-    for node in cfg.peers:
-        recorded = agent.attrs.get(node, POSITION)
-        score = agent.attrs.get_score(node)
-        others.append(Candidate(node, Position.decode(recorded) if recorded else None,
-                                eligible=score is None or score >= 0))
-    in_sync = agent.attrs.get(cfg.node, IN_SYNC)
-    primary_lsn = agent.attrs.get(cfg.node, PRIMARY_LSN)
-    facts = PromotionFacts(
-        me=Candidate(cfg.node, mine), others=tuple(others), mode=cfg.mode,
-        was_in_sync=None if in_sync is None else in_sync == "1",
-        last_primary_lsn=parse_lsn(primary_lsn) if primary_lsn else None,
-        max_lag=cfg.max_lag, forced=cfg.force_promote, primary_alive=probe.find_primary(cfg) is not None,
-    )
-    verdict = decide.may_promote(facts)
+        mine = probe.local_position(conn, cfg.pgdata)
+    verdict = decide.may_promote(_promotion_facts(agent, mine, probe.find_primary(cfg) is not None))
     if not verdict.allowed:
         log.error("promote refused: %s", verdict.reason)
         if verdict.prefer:
             agent.attrs.set_score(verdict.prefer, decide.SCORE_IN_SYNC)
-            agent.attrs.set_score(cfg.node, decide.SCORE_BOOTSTRAP)
+            agent.attrs.set_score(cfg.node, decide.SCORE_CANDIDATE)
         return Rc.ERR_GENERIC
     log.info("promote: %s (at %s)", verdict.reason, mine.encode())
+    try:
+        # from now on only this node holds every acknowledged commit, until a standby is in sync
+        agent.attrs.set_durable(cfg.node, HOLDS_ALL, "1")
+        for node in cfg.peers:
+            agent.attrs.set_durable(node, HOLDS_ALL, "0")
+    except AttrWriteError as exc:
+        log.error("promote refused: %s", exc)
+        return Rc.ERR_GENERIC
     instance.promote(cfg, timeout=agent.remaining())
     agent.attrs.set_score(cfg.node, decide.SCORE_PRIMARY)
-    for name in (IN_SYNC, PRIMARY_LSN, POSITION):
+    for name in (PRIMARY_LSN, POSITION):
         agent.attrs.set(cfg.node, name, None)
     return Rc.SUCCESS
 
@@ -213,11 +282,35 @@ def demote(agent: Agent) -> Rc:
         # schedules next bring it back as a standby (start rewinds it).
         log.info("demote: the instance is %s, not a running primary: nothing to demote", role.value)
         return Rc.SUCCESS
+    _let_standbys_catch_up(agent, min(10.0, agent.remaining() / 4))
     instance.stop(cfg, timeout=agent.remaining() / 2)
     instance.configure_standby(cfg)
     instance.start(cfg, timeout=agent.remaining())
-    agent.attrs.set_score(cfg.node, decide.SCORE_BOOTSTRAP)
+    agent.attrs.set_score(cfg.node, decide.SCORE_CANDIDATE)
     return Rc.SUCCESS
+
+
+def _let_standbys_catch_up(agent: Agent, wait: float) -> None:
+    """Before a planned demote: give cluster standbys that are connected (maybe still catching
+    up, e.g. right after a switch) a moment to stream everything, so the next promotion finds
+    a standby holding all the WAL; the clean shutdown then sends them its last records."""
+    cfg = agent.cfg
+    members = {cfg.app_name_of(node) for node in cfg.peers}
+    deadline = time.monotonic() + wait
+    try:
+        with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
+            while True:
+                row = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+                target = parse_lsn(str(row[0])) if row else 0
+                behind = [r.application_name for r in probe.replicas(conn) if r.application_name in members
+                          and (r.state != "streaming" or r.flush_lsn is None or r.flush_lsn < target)]
+                if not behind or time.monotonic() > deadline:
+                    if behind:
+                        log.warning("demote: %s still behind after %.0f s", ", ".join(behind), wait)
+                    return
+                time.sleep(0.1)
+    except psycopg.Error as exc:
+        log.warning("demote: could not check the standbys: %s", str(exc).strip())
 
 
 # --- notify, reload, validate -------------------------------------------------------------------
@@ -229,7 +322,7 @@ def notify(agent: Agent) -> Rc:
         if decide.classify(instance.observe(cfg)) is Role.STANDBY:
             try:
                 with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
-                    position = probe.local_position(conn)
+                    position = probe.local_position(conn, cfg.pgdata)
                 agent.attrs.set(cfg.node, POSITION, position.encode())
                 log.info("notify pre-promote: recorded position %s", position.encode())
             except psycopg.Error as exc:

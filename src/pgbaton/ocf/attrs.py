@@ -1,7 +1,18 @@
-"""Cluster attributes the agent reads and writes: promotion scores and private node attributes.
+"""Cluster attributes the agent reads and writes: promotion scores and node attributes.
 
-Inside Pacemaker they go through ``crm_attribute --promotion`` and ``attrd_updater --private``.
-With ``PGBATON_ATTR_DIR`` set (tests, ocf-tester without a cluster) they are files in that folder.
+Two lifetimes:
+
+- transient (promotion scores, private attributes such as a standby's WAL position): lost
+  when the whole cluster restarts.  Inside Pacemaker: ``crm_attribute --promotion`` and
+  ``attrd_updater --private``.
+- durable (whether a node holds every acknowledged commit): kept in the CIB across a full
+  restart, written with ``crm_attribute --lifetime forever``, which returns only once the
+  CIB has the value.  A failed durable write raises :class:`AttrWriteError`: the callers
+  must not go on as if it were recorded.
+
+With ``PGBATON_ATTR_DIR`` set (tests, ocf-tester without a cluster) they are files in that
+folder: ``<resource>.json`` (transient) and ``<resource>.durable.json``.  Deleting the first
+is what a full cluster restart does.
 """
 
 from __future__ import annotations
@@ -14,7 +25,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
+from pgbaton.errors import PgbatonError
+
 log = logging.getLogger(__name__)
+
+
+class AttrWriteError(PgbatonError):
+    """A durable cluster attribute could not be recorded."""
 
 
 class Attributes(Protocol):
@@ -22,6 +39,8 @@ class Attributes(Protocol):
     def set_score(self, node: str, score: int) -> None: ...
     def get(self, node: str, name: str) -> str | None: ...
     def set(self, node: str, name: str, value: str | None) -> None: ...
+    def get_durable(self, node: str, name: str) -> str | None: ...
+    def set_durable(self, node: str, name: str, value: str | None) -> None: ...
 
 
 def _run(cmd: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str] | None:
@@ -78,30 +97,50 @@ class PacemakerAttributes:
         if proc is None or proc.returncode != 0:
             log.warning("could not record %s for %s", self._name(name), node)
 
+    def get_durable(self, node: str, name: str) -> str | None:
+        proc = _run(["crm_attribute", "--type", "nodes", "--node", node, "--name", self._name(name),
+                     "--lifetime", "forever", "--query", "--quiet"], self.env)
+        if proc is None or proc.returncode != 0:
+            return None
+        return proc.stdout.strip() or None
+
+    def set_durable(self, node: str, name: str, value: str | None) -> None:
+        if self.get_durable(node, name) == value:
+            return
+        args = ["--delete"] if value is None else ["--update", value]
+        proc = _run(["crm_attribute", "--type", "nodes", "--node", node, "--name", self._name(name),
+                     "--lifetime", "forever", *args], self.env)
+        if proc is None or proc.returncode != 0:
+            raise AttrWriteError(f"could not record {self._name(name)}={value} for {node}: "
+                                 f"{proc.stderr.strip() if proc else 'crm_attribute did not run'}")
+        log.info("recorded %s=%s for %s", self._name(name), value, node)
+
 
 class FileAttributes:
     """The same attributes as files, for running the agent outside a cluster."""
 
     def __init__(self, folder: Path, resource: str) -> None:
         self.path = folder / f"{resource}.json"
+        self.durable_path = folder / f"{resource}.durable.json"
         folder.mkdir(parents=True, exist_ok=True)
 
-    def _load(self) -> dict[str, str]:
+    def _load(self, path: Path | None = None) -> dict[str, str]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads((path or self.path).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
-    def _store(self, key: str, value: str | None) -> None:
-        data = self._load()
+    def _store(self, key: str, value: str | None, path: Path | None = None) -> None:
+        path = path or self.path
+        data = self._load(path)
         if value is None:
             data.pop(key, None)
         else:
             data[key] = value
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        os.replace(tmp, path)
 
     def get_score(self, node: str) -> int | None:
         value = self._load().get(f"{node}/score")
@@ -115,6 +154,17 @@ class FileAttributes:
 
     def set(self, node: str, name: str, value: str | None) -> None:
         self._store(f"{node}/{name}", value)
+
+    def get_durable(self, node: str, name: str) -> str | None:
+        return self._load(self.durable_path).get(f"{node}/{name}")
+
+    def set_durable(self, node: str, name: str, value: str | None) -> None:
+        if self.get_durable(node, name) == value:
+            return
+        try:
+            self._store(f"{node}/{name}", value, self.durable_path)
+        except OSError as exc:
+            raise AttrWriteError(f"could not record {name}={value} for {node}: {exc}") from exc
 
 
 def attributes_for(resource: str, env: Mapping[str, str]) -> Attributes:
