@@ -38,7 +38,7 @@ def test_pause_gives_up_on_a_long_transaction_and_rolls_back(migration: BouncedM
         with psycopg.connect(m.bouncer.dsn(m.databases[0])) as long_tx:  # a transaction left open
             long_tx.execute("INSERT INTO orders (amount, note) VALUES (1, 'long')")
             began = time.monotonic()
-            with pytest.raises(PgbatonError, match=r"PAUSE .* did not complete within 2 s.*rolled back: "
+            with pytest.raises(PgbatonError, match=r"PAUSE did not complete within 2 s.*rolled back: "
                                                    r"resume_clients"):
                 switchover(m.config, m.name)
             assert time.monotonic() - began < 15

@@ -139,6 +139,9 @@ def test_start_streams_three_databases_then_abort_leaves_nothing(
 
     again = run_cli("start", m.name, "--json")  # a rerun is a no-op
     assert again.exit_code == 0 and json.loads(again.output)["steps"] == {db: [] for db in m.databases}
+    assert f"keep `pgbaton migrate run {m.name}` running" in json.loads(again.output)["next"]
+    text = run_cli("start", m.name)
+    assert text.exit_code == 0 and f"note: keep `pgbaton migrate run {m.name}` running" in text.output
     assert not execute.start(m.config, m.name).changed
 
     # someone dropped a subscription (the slot stays): a rerun resumes from the slot, no second copy

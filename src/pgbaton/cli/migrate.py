@@ -69,11 +69,16 @@ def start_cmd(
     res = start(cfg, name)
     if wait:
         wait_synced(cfg, name)
+    keep = (f"keep `pgbaton migrate run {name}` running until `migrate finish {name}` (`--daemon` runs it in "
+            "the background; `start --follow` in the foreground): it adds the tables that replicated DDL creates "
+            "to the subscription (else their rows are not copied until a switch) and repairs the streams")
     if as_json:
-        _json({"migration": name, "steps": res.steps})
+        _json({"migration": name, "steps": res.steps, "next": None if follow else keep})
     else:
         for db, steps in res.steps.items():
             typer.echo(f"{db}: {', '.join(steps) if steps else 'already set up'}")
+        if not follow:
+            typer.echo(f"note: {keep}")
     if follow:
         _keep_running(cfg, name, 2.0)
 
@@ -188,10 +193,23 @@ def sync_sequences_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
         typer.echo(f"{db}: " + (", ".join(f"{k}={v}" for k, v in seqs.items()) or "nothing to move"))
 
 
-def _report_switch(name: str, res: Any, as_json: bool) -> None:
+def _report_switch(name: str, run: Any, direction: str, as_json: bool) -> None:
+    """Run the switch and report every outcome (done, refused, rolled back, failed), as JSON with --json."""
+    from pgbaton.errors import PgbatonError
+    from pgbaton.migrate.switch_exec import SwitchFailed, SwitchResult
+
+    error: str | None = None
+    try:
+        res = run()
+    except SwitchFailed as exc:
+        res, error = exc.result, str(exc)
+    except PgbatonError as exc:
+        if not as_json:
+            raise
+        res, error = SwitchResult(name, switched=False, direction=direction, reasons=[str(exc)]), str(exc)
     done = "switched over" if res.direction == "switchover" else "switched back"
     if as_json:
-        _json(res.as_dict())
+        _json({**res.as_dict(), "error": error})
     elif res.switched:
         typer.echo(f"migration {name}: {done}" + (f" ({', '.join(res.steps)})" if res.steps else "")
                    + (f"; clients paused {res.paused_seconds:.3f} s" if res.paused_seconds is not None else ""))
@@ -203,20 +221,27 @@ def _report_switch(name: str, res: Any, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
+CancelOpt = Annotated[bool, typer.Option(
+    "--cancel-at-deadline", help="At switch.pause_timeout_seconds, end the client transactions still holding "
+                                 "the pause (they fail) instead of rolling the switch back.")]
+
+
 @app.command("switchover")
-def switchover_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
+def switchover_cmd(name: NameArg, cancel_at_deadline: CancelOpt = False, as_json: JsonOpt = False) -> None:
     """Move the clients to the target: pause, freeze the source, drain, reverse the replication, switch."""
     from pgbaton.migrate.switch_exec import switchover
 
-    _report_switch(name, switchover(_config(), name), as_json)
+    cfg = _config()
+    _report_switch(name, lambda: switchover(cfg, name, cancel_at_deadline=cancel_at_deadline), "switchover", as_json)
 
 
 @app.command("switchback")
-def switchback_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
+def switchback_cmd(name: NameArg, cancel_at_deadline: CancelOpt = False, as_json: JsonOpt = False) -> None:
     """After a switchover: move the clients back to the source over the reverse stream."""
     from pgbaton.migrate.switch_exec import switchback
 
-    _report_switch(name, switchback(_config(), name), as_json)
+    cfg = _config()
+    _report_switch(name, lambda: switchback(cfg, name, cancel_at_deadline=cancel_at_deadline), "switchback", as_json)
 
 
 @app.command("finish")

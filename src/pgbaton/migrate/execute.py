@@ -92,10 +92,13 @@ def _ensure_capture(cfg: MigrationConfig, side: Side, db: str) -> str | None:
 
 def _set_replica_identity(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:
     with connect(cfg.source, "source", db) as s:
+        full = cfg.options.no_primary_key.value == "replica_identity_full"
         for t in user_tables(s):
-            if t.needs_identity:
+            if t.needs_identity and (t.identity_index or full):
                 catalog.record_identity(db, t.name, t.replident)  # recorded first: abort restores it
-                s.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.SQL(t.name)))
+                ident = sql.SQL("USING INDEX {}").format(sql.SQL(t.identity_index)) if t.identity_index \
+                    else sql.SQL("FULL")
+                s.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(sql.SQL(t.name), ident))
 
 
 def _drop_target_db(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> None:

@@ -51,6 +51,7 @@ class SourceDbFacts:
     exists: bool
     tables: int = 0
     tables_without_key: tuple[str, ...] = ()
+    tables_with_unique_index: tuple[str, ...] = ()  # no primary key, but a unique NOT NULL index
     unlogged_tables: tuple[str, ...] = ()
     large_objects: int = 0
     extensions: tuple[str, ...] = ()

@@ -47,12 +47,13 @@ def _cluster(side: str, c: ClusterFacts, n: int, *, publishes: bool) -> list[Ver
         need, best = used + n, used + n * (1 + sync)
         out.append(_enough(f"{side}.{item}", have, need, best, publishes,
                            f"{used} in use, {n} database(s)"))
-    # workers: the side that subscribes needs one apply worker per database plus the launcher
-    need_w, best_w = n + 1, n * (1 + sync) + 1
-    out.append(_enough(f"{side}.max_logical_replication_workers", c.max_logical_replication_workers + 1,
+    # workers of the side that subscribes: one apply worker per database (and up to ``sync`` table
+    # copies each); max_worker_processes counts the logical replication launcher on top
+    need_w, best_w = n, n * (1 + sync)
+    out.append(_enough(f"{side}.max_logical_replication_workers", c.max_logical_replication_workers,
                        need_w, best_w, not publishes, f"{n} subscription(s)"))
-    out.append(_enough(f"{side}.max_worker_processes", c.max_worker_processes, need_w, best_w, not publishes,
-                       f"{n} subscription(s)"))
+    out.append(_enough(f"{side}.max_worker_processes", c.max_worker_processes, need_w + 1, best_w + 1,
+                       not publishes, f"{n} subscription(s) and the launcher"))
     if c.is_superuser:
         out.append(Verdict(f"{side}.privileges", OK, "superuser"))
     else:
@@ -94,7 +95,12 @@ def _database(sdb: SourceDbFacts, tdb: TargetDbFacts, target: ClusterFacts, no_k
             out.append(Verdict("tables_without_key", WARN, f"no primary key or replica identity: {names}; pgbaton "
                                "will set REPLICA IDENTITY FULL (updates/deletes apply slower)", db))
     else:
-        out.append(Verdict("tables_without_key", OK, "every table has a primary key or replica identity", db))
+        out.append(Verdict("tables_without_key", OK, "every table has a primary key, a replica identity or a "
+                           "unique NOT NULL index", db))
+    if sdb.tables_with_unique_index:
+        out.append(Verdict("tables_with_unique_index", OK, "no primary key, but a unique index on NOT NULL columns: "
+                           "pgbaton will set REPLICA IDENTITY USING INDEX: " + ", ".join(sdb.tables_with_unique_index),
+                           db))
     if sdb.unlogged_tables:
         out.append(Verdict("unlogged_tables", WARN, "not replicated, schema only: "
                            + ", ".join(sdb.unlogged_tables), db))

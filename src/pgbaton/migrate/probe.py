@@ -49,11 +49,12 @@ class TableInfo:
     unlogged: bool
     replident: str
     needs_identity: bool
+    identity_index: str | None = None  # a unique NOT NULL index to use as the replica identity
 
 
 def user_tables(conn: psycopg.Connection) -> list[TableInfo]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return [TableInfo(r["table_name"], r["unlogged"], r["replident"], r["needs_identity"])
+        return [TableInfo(r["table_name"], r["unlogged"], r["replident"], r["needs_identity"], r["identity_index"])
                 for r in cur.execute(sqlfiles.query("user_tables")).fetchall()]
 
 
@@ -67,7 +68,9 @@ def source_db_facts(cfg: MigrationConfig, dbname: str) -> SourceDbFacts:
         exts = [r[0] for r in conn.execute("SELECT extname FROM pg_extension ORDER BY 1").fetchall()]
     return SourceDbFacts(
         dbname, True, len(tables),
-        tables_without_key=tuple(t.name for t in tables if t.needs_identity),
+        tables_without_key=tuple(t.name for t in tables if t.needs_identity and not t.identity_index),
+        tables_with_unique_index=tuple(f"{t.name} ({t.identity_index})" for t in tables
+                                       if t.needs_identity and t.identity_index),
         unlogged_tables=tuple(t.name for t in tables if t.unlogged),
         large_objects=int(lo[0]) if lo else 0, extensions=tuple(exts))
 
@@ -106,8 +109,8 @@ def db_progress(cfg: MigrationConfig, name: str, dbname: str, catalog: Catalog) 
     with connect(cfg.target, "target") as t:
         tgt_exists = database_exists(t, dbname)
     with connect(cfg.source, "source", dbname) as s:
-        need = tuple(t.name for t in user_tables(s) if t.needs_identity) \
-            if cfg.options.no_primary_key.value == "replica_identity_full" else ()
+        full = cfg.options.no_primary_key.value == "replica_identity_full"
+        need = tuple(t.name for t in user_tables(s) if t.needs_identity and (t.identity_index or full))
         pub = s.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (obj,)).fetchone() is not None
         slot = slot_exists(s, obj)
     sub: dict[str, object] | None = None

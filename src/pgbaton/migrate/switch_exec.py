@@ -38,7 +38,7 @@ from pgbaton.migrate.switchover import ORDER, Action, Decision, Undo, may_switch
 
 log = logging.getLogger(__name__)
 Ident = sql.Identifier
-__all__ = ["SWITCHED", "SwitchResult", "switchback", "switchover"]
+__all__ = ["SWITCHED", "SwitchFailed", "SwitchResult", "switchback", "switchover"]
 T = TypeVar("T")
 
 
@@ -61,6 +61,14 @@ class SwitchResult:
                 "step_seconds": self.step_seconds}
 
 
+class SwitchFailed(PgbatonError):
+    """A step failed: rolled back (or, once the clients were moved, to be finished by a rerun)."""
+
+    def __init__(self, message: str, result: SwitchResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 @dataclass
 class _Run:
     config: Config
@@ -71,6 +79,7 @@ class _Run:
     catalog: Catalog
     recorded: dict[str, tuple[str, Any]]  # this leg's records, keys without the prefix
     lsn: dict[str, str] = field(default_factory=dict)
+    cancel_at_deadline: bool = False  # end the transactions still holding the pause at its deadline
 
     @property
     def dbs(self) -> list[str]:
@@ -100,7 +109,21 @@ def _each_db(r: _Run, fn: Callable[[str], T]) -> dict[str, T]:
 
 # -- the steps ------------------------------------------------------------------------------------
 def _pause(r: _Run) -> None:
-    r.switcher.pause(r.dbs)
+    r.switcher.pause(r.dbs, on_deadline=(lambda dbs: _end_transactions(r, dbs)) if r.cancel_at_deadline else None)
+
+
+def _end_transactions(r: _Run, dbs: list[str]) -> None:
+    """At the pause's deadline (``--cancel-at-deadline``): end the client sessions of ``dbs`` on
+    ``old`` that are inside a transaction, so that the pause completes; those transactions fail."""
+    with rw(r.leg.old) as s:
+        rows = s.execute(
+            "SELECT pid, datname, application_name, now() - xact_start FROM pg_stat_activity "
+            "WHERE datname = ANY(%s) AND backend_type = 'client backend' AND xact_start IS NOT NULL "
+            "AND pid <> pg_backend_pid() AND application_name <> 'pgbaton-migrate'", (dbs,)).fetchall()
+        for pid, db, app, age in rows:
+            log.warning("migration %s: ending a transaction holding the pause: pid %s in %s (%s, open %s)",
+                        r.name, pid, db, app or "-", age)
+            s.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
 def _set_read_only(side: Side, dbs: list[str], on: bool) -> None:
@@ -300,22 +323,24 @@ def _undo(r: _Run) -> list[str]:
 
 # -- the commands ------------------------------------------------------------------------------------
 def switchover(config: Config, name: str, *, switcher: Switcher | None = None,
-               fail_at: Action | None = None) -> SwitchResult:
+               fail_at: Action | None = None, cancel_at_deadline: bool = False) -> SwitchResult:
     """Move every database of the migration to the target together, or none of them.
 
-    ``fail_at`` makes that step fail on purpose (tests of the rollback).
+    ``fail_at`` makes that step fail on purpose (tests of the rollback).  ``cancel_at_deadline``:
+    transactions still holding the clients' pause at switch.pause_timeout_seconds are ended (they
+    fail) instead of the switch being rolled back.
     """
-    return _switch(config, name, streams.forward, switcher, fail_at)
+    return _switch(config, name, streams.forward, switcher, fail_at, cancel_at_deadline)
 
 
 def switchback(config: Config, name: str, *, switcher: Switcher | None = None,
-               fail_at: Action | None = None) -> SwitchResult:
+               fail_at: Action | None = None, cancel_at_deadline: bool = False) -> SwitchResult:
     """After a switchover: move every database back to the source, over the reverse stream."""
-    return _switch(config, name, streams.backward, switcher, fail_at)
+    return _switch(config, name, streams.backward, switcher, fail_at, cancel_at_deadline)
 
 
 def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg],
-            switcher: Switcher | None, fail_at: Action | None) -> SwitchResult:
+            switcher: Switcher | None, fail_at: Action | None, cancel_at_deadline: bool = False) -> SwitchResult:
     cfg = config.migration(name)
     leg = leg_for(cfg)
     res = SwitchResult(name, switched=False, direction=leg.command)
@@ -330,7 +355,7 @@ def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg]
             res.switched, res.reasons = admission.done, [admission.message]
             return res
         r = _Run(config, cfg, name, leg, switcher or switcher_for(cfg), catalog,
-                 _leg_records(catalog.switch_steps(), leg))
+                 _leg_records(catalog.switch_steps(), leg), cancel_at_deadline=cancel_at_deadline)
         done = [a for a in ORDER if r.recorded.get(a.value, ("",))[0] == "done"]
         if state is leg.during and Action.point_switcher in done:  # crashed after the switch: finish
             log.warning("migration %s: finishing an interrupted %s", name, leg.command)
@@ -411,11 +436,16 @@ def _run_steps(r: _Run, todo: list[Action], res: SwitchResult, fail_at: Action |
         except Exception as exc:  # any failure before the switch: undo, then report
             log.error("migration %s: %s step %s failed: %s", r.name, r.leg.command, action.value, exc)
             if Action.point_switcher.value in r.recorded and r.recorded[Action.point_switcher.value][0] == "done":
-                raise PgbatonError(f"{r.leg.command} of {r.name} failed at {action.value}: {exc}; "
-                                   f"clients are on the {r.leg.new.name}: rerun `migrate {r.leg.command}`") from None
+                msg = (f"{r.leg.command} of {r.name} failed at {action.value}: {exc}; "
+                       f"clients are on the {r.leg.new.name}: rerun `migrate {r.leg.command}`")
+                res.reasons = [msg]
+                raise SwitchFailed(msg, res) from None
             undone = _undo(r)
-            raise PgbatonError(f"{r.leg.command} of {r.name} failed at {action.value}: {exc}; rolled back: "
-                               f"{', '.join(undone) or 'nothing'}") from None
+            res.rolled_back = undone
+            msg = (f"{r.leg.command} of {r.name} failed at {action.value}: {exc}; rolled back: "
+                   f"{', '.join(undone) or 'nothing'}")
+            res.reasons = [msg]
+            raise SwitchFailed(msg, res) from None
         res.steps.append(action.value)
         if action is Action.record_state:
             continue  # recorded with the state itself (the step records were cleared with it)

@@ -13,6 +13,8 @@ import re
 import socket
 import tempfile
 import threading
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import psycopg
@@ -156,29 +158,24 @@ def write_atomically(path: Path, text: str) -> None:
         os.close(dfd)
 
 
-class _Cutoff:
-    """Ends a blocking admin command after ``timeout`` seconds by shutting the socket down under it
-    (PgBouncer's PAUSE waits for transactions in flight without a bound of its own).  The pause
-    it leaves pending is lifted by the RESUME of the rollback."""
+_CANCEL_GRACE = 0.4  # seconds PAUSE gets after the transactions holding it were ended
 
-    def __init__(self, conn: psycopg.Connection, timeout: float) -> None:
-        self.fired = False
-        self._fd = conn.pgconn.socket
-        self._timer = threading.Timer(timeout, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
 
-    def _fire(self) -> None:
-        self.fired = True
-        try:
-            sock = socket.socket(fileno=os.dup(self._fd))
-            sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        except OSError:
-            pass
+def _join(threads: Iterable[threading.Thread], deadline: float) -> None:
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
 
-    def cancel(self) -> None:
-        self._timer.cancel()
+
+def _cut(conn: psycopg.Connection) -> None:
+    """End a blocking admin command by shutting the socket down under it (PgBouncer's PAUSE waits
+    for the transactions in flight without a bound of its own).  The pause it leaves pending is
+    lifted by the RESUME of the rollback."""
+    try:
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+    except (OSError, psycopg.Error):
+        pass
 
 
 # -- the switcher ---------------------------------------------------------------------------------
@@ -188,40 +185,94 @@ class PgBouncerSwitcher:
             raise PgbatonError("switch.ini_file is required with method pgbouncer")
         self.cfg, self.ini = cfg, cfg.ini_file.expanduser()
 
-    def _admin(self, *commands: str, tolerate: tuple[str, ...] = (), timeout: float | None = None) -> None:
+    def _connect(self) -> psycopg.Connection:
         params: dict[str, object] = {"host": self.cfg.host, "port": self.cfg.port, "dbname": "pgbouncer",
                                      "user": self.cfg.user, "connect_timeout": 10}
         pw = self.cfg.resolve_password("switch")
         if pw is not None:
             params["password"] = pw
         try:
-            conn = psycopg.connect(make_conninfo(**params), autocommit=True)  # type: ignore[arg-type]
+            return psycopg.connect(make_conninfo(**params), autocommit=True)  # type: ignore[arg-type]
         except psycopg.OperationalError as exc:
             detail = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
             raise PgbatonError(f"cannot reach the PgBouncer admin console at {self.cfg.host}:{self.cfg.port} "
                                f"as {self.cfg.user}: {detail}") from None
-        timer = _Cutoff(conn, timeout) if timeout is not None else None
-        with conn:
+
+    def _admin(self, *commands: str, tolerate: tuple[str, ...] = ()) -> None:
+        with self._connect() as conn:
             for cmd in commands:
                 try:
                     conn.execute(cmd)  # no parameters: sent as a simple query
                 except psycopg.Error as exc:
-                    if timer is not None and timer.fired:
-                        raise PgbatonError(f"PgBouncer: {cmd} did not complete within {timeout:.0f} s "
-                                           "(switch.pause_timeout_seconds): a transaction in flight did not "
-                                           "end") from None
                     msg = str(exc).strip()
                     if any(t in msg for t in tolerate):
                         log.debug("pgbouncer: %s: %s (fine)", cmd, msg)
                         continue
                     raise PgbatonError(f"PgBouncer refused {cmd}: {msg}") from None
                 log.info("pgbouncer: %s", cmd)
-            if timer is not None:
-                timer.cancel()
 
-    def pause(self, dbs: list[str]) -> None:
-        self._admin(*(f"PAUSE {_admin_name(db)}" for db in dbs), tolerate=("already",),
-                    timeout=self.cfg.pause_timeout_seconds)
+    def pause(self, dbs: list[str], on_deadline: Callable[[list[str]], None] | None = None) -> None:
+        """``PAUSE`` every database at once (one admin connection each) under one deadline,
+        switch.pause_timeout_seconds from now.  A database whose PAUSE is still waiting for a
+        transaction then: ``on_deadline(those databases)`` is called if given (it may end the
+        transactions; PAUSE gets a short moment more), else, or if that did not help, the
+        pending commands are cut off and the step fails (the rollback RESUMEs everything)."""
+        timeout = self.cfg.pause_timeout_seconds
+        deadline = time.monotonic() + timeout
+        conns: dict[str, psycopg.Connection] = {}
+        outcome: dict[str, str | None] = {}
+
+        def run(db: str) -> None:
+            cmd = f"PAUSE {_admin_name(db)}"
+            try:
+                conns[db].execute(cmd)
+                outcome[db] = None
+                log.info("pgbouncer: %s", cmd)
+            except psycopg.Error as exc:
+                msg = str(exc).strip()
+                outcome[db] = None if "already" in msg else msg
+
+        threads = {db: threading.Thread(target=run, args=(db,), daemon=True, name=f"pgbaton-pause-{db}")
+                   for db in dbs}
+        try:
+            for db in dbs:
+                conns[db] = self._connect()
+            for t in threads.values():
+                t.start()
+            _join(threads.values(), deadline)
+            pending = [db for db, t in threads.items() if t.is_alive()]
+            # PgBouncer completes the PAUSE commands of several databases together, once all are idle
+            holding = self._busy(pending) if pending else []
+            if pending and on_deadline is not None:
+                log.warning("pgbouncer: PAUSE still waiting after %.1f s for %s: ending their transactions",
+                            timeout, ", ".join(pending))
+                on_deadline(pending)
+                _join((threads[db] for db in pending), time.monotonic() + _CANCEL_GRACE)
+                pending = [db for db in pending if threads[db].is_alive()]
+            for db in pending:
+                _cut(conns[db])  # the pause it leaves pending is lifted by the rollback's RESUME
+            _join(threads.values(), time.monotonic() + 5)
+        finally:
+            for c in conns.values():
+                c.close()
+        if pending:
+            raise PgbatonError(f"PgBouncer: PAUSE did not complete within {timeout:.0f} s "
+                               "(switch.pause_timeout_seconds): a transaction in flight did not end, in "
+                               + ", ".join(holding or pending))
+        failed = {db: msg for db, msg in outcome.items() if msg}
+        if failed:
+            raise PgbatonError("PgBouncer refused PAUSE: " + "; ".join(f"{db}: {m}" for db, m in failed.items()))
+
+    def _busy(self, dbs: list[str]) -> list[str]:
+        """Those of ``dbs`` with a server connection still in use (a transaction in flight)."""
+        try:
+            with self._connect() as conn:
+                cur = conn.execute("SHOW POOLS")
+                cols = [d.name for d in cur.description or []]
+                rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        except (PgbatonError, psycopg.Error):
+            return []
+        return sorted({str(r["database"]) for r in rows if r.get("database") in dbs and int(r.get("sv_active") or 0)})
 
     def point_to(self, cluster: ClusterConfig, dbs: list[str]) -> None:
         try:

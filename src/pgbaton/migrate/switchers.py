@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Callable
 from typing import Protocol
 
 from pgbaton.config import ClusterConfig, MigrationConfig, SwitchConfig, SwitchMethod
@@ -15,8 +16,12 @@ log = logging.getLogger(__name__)
 class Switcher(Protocol):
     """What the switchover asks of a traffic switcher; every call is idempotent."""
 
-    def pause(self, dbs: list[str]) -> None:
-        """Hold new client transactions for ``dbs``; return once none is in flight."""
+    def pause(self, dbs: list[str], on_deadline: Callable[[list[str]], None] | None = None) -> None:
+        """Hold new client transactions for ``dbs``; return once none is in flight.
+
+        A switcher that waits for transactions in flight calls ``on_deadline(databases still
+        waiting)`` once its pause timeout has passed, if given, before giving up.
+        """
 
     def point_to(self, cluster: ClusterConfig, dbs: list[str]) -> None:
         """Send the traffic for ``dbs`` to ``cluster`` from the next transaction on."""
@@ -28,7 +33,7 @@ class Switcher(Protocol):
 class NoSwitcher:
     """``method: none``: clients are moved by someone else; pgbaton only freezes and replicates."""
 
-    def pause(self, dbs: list[str]) -> None:
+    def pause(self, dbs: list[str], on_deadline: Callable[[list[str]], None] | None = None) -> None:
         return None
 
     def point_to(self, cluster: ClusterConfig, dbs: list[str]) -> None:
@@ -62,7 +67,7 @@ class ScriptSwitcher:
             raise PgbatonError(f"switch script `{args[0]}` failed with exit code {done.returncode}: "
                                f"{(done.stderr or done.stdout).strip()[-500:]}")
 
-    def pause(self, dbs: list[str]) -> None:
+    def pause(self, dbs: list[str], on_deadline: Callable[[list[str]], None] | None = None) -> None:
         self._call("pause", *dbs)
 
     def point_to(self, cluster: ClusterConfig, dbs: list[str]) -> None:
