@@ -96,3 +96,24 @@ def test_rows_changed_without_events_resync() -> None:
     acts = s.run("ALTER TABLE p EXCHANGE PARTITION p0 WITH TABLE x")
     assert [a.key for a in acts if isinstance(a, Resync)] == [("app", "p"), ("app", "x")]
     assert isinstance(s.run("CREATE TABLE y (id int)")[0], Create)
+
+
+def test_generated_columns_filled_or_recopied() -> None:
+    s = Session("CREATE TABLE g (id int PRIMARY KEY, a int, b varchar(10), f double)")
+    a = s.alter("ALTER TABLE g ADD COLUMN c bigint AS (a * 2 + 1) STORED, ADD COLUMN d varchar(30) "
+                "AS (concat(b, '-', a)) VIRTUAL, ADD COLUMN e int AS (ifnull(a, -1)) PERSISTENT")
+    from pgbaton.mysql.ddl import plan
+    from pgbaton.mysql.typemap import TypeOptions
+    text = [st.as_string(None) for st in plan.alter_sql(a, "app", "g", TypeOptions(), TypeOptions())]
+    assert 'UPDATE "app"."g" SET "c" = (("a"::bigint * 2::bigint)::bigint + 1::bigint))::bigint' in text[-3] or \
+        any('SET "c"' in t for t in text), text
+    assert any('SET "d" = (("b"::text || \'-\'::text || "a"::text))::varchar(30)' in t for t in text), text
+    acts = s.run("ALTER TABLE g ADD COLUMN h double AS (f / 3) STORED")
+    assert isinstance(acts[0], Alter) and isinstance(acts[1], Resync) and "generated column h" in acts[1].reason
+
+
+def test_auto_increment_added_to_keyless_table_recopies() -> None:
+    s = Session("CREATE TABLE k (v int)", "CREATE TABLE kk (v int PRIMARY KEY)")
+    acts = s.run("ALTER TABLE k ADD COLUMN id int AUTO_INCREMENT PRIMARY KEY")
+    assert [type(x).__name__ for x in acts] == ["Alter", "Resync"]
+    assert [type(x).__name__ for x in s.run("ALTER TABLE kk ADD COLUMN n int AUTO_INCREMENT UNIQUE")] == ["Alter"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from pgbaton.errors import DDLError
 from pgbaton.mysql.ddl import statements as st
+from pgbaton.mysql.ddl.genexpr import to_postgres
 from pgbaton.mysql.introspect import CHECKS, FK_INDEXES, FOREIGN_KEYS, is_json_column, json_check_column
 from pgbaton.mysql.model import MyColumn, MyIndex, MyTable
 
@@ -260,6 +261,23 @@ def add_column(work: Work, clause: st.AddColumn) -> None:
         raise DDLError(f"column {spec.column.name!r} already exists")
     place(work, spec.column, spec, None)
     _inline_keys(work, spec)
+    _generated_values(work, spec.column, None)
+    if spec.column.auto_increment and not work.table.pk_columns:
+        # InnoDB numbers the rows in the order of its hidden row id: PostgreSQL cannot know it
+        work.resync.append(f"AUTO_INCREMENT column {spec.column.name} added to a table without a key: "
+                           "the source's numbering is read")
+
+
+def _generated_values(work: Work, col: MyColumn, old: MyColumn | None) -> None:
+    """A generated column added, or its expression changed: MySQL computes the existing
+    rows' values without row events.  The plan computes them in PostgreSQL when the
+    expression translates exactly, else the table is copied again."""
+    expr = col.generation_expression
+    if expr is None or (old is not None and old.generation_expression == expr):
+        return
+    if to_postgres(expr, {c.name: c for c in work.columns if c.name != col.name}, col) is None:
+        work.resync.append(f"generated column {col.name}: ({expr}) has no exact PostgreSQL equivalent, "
+                           "existing rows are read from the source")
 
 
 def _inline_keys(work: Work, spec: st.ColumnSpec) -> None:
@@ -279,11 +297,16 @@ def change_column(work: Work, clause: st.ChangeColumn) -> None:
             return
         work.need_col(clause.old)
         return
-    work.columns.pop(i)
+    old = work.columns.pop(i)
     origin = work.origins.pop(i)
     new = clause.spec.column
     place(work, new, clause.spec, i, origin)
     _inline_keys(work, clause.spec)
+    _generated_values(work, new, old)
+    if old.charset and new.charset and old.charset.lower() != new.charset.lower() \
+            and new.charset.lower() not in ("utf8mb4", "utf8mb3", "utf8"):
+        work.resync.append(f"column {new.name} converted to {new.charset}: characters it cannot hold "
+                           "are changed by the source")
 
 
 def drop_column(work: Work, clause: st.DropColumn) -> None:
@@ -370,6 +393,10 @@ def table_options(work: Work, options: tuple[tuple[str, str], ...]) -> None:
 
 def convert_charset(work: Work, clause: st.ConvertCharset) -> None:
     text_types = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"}
+    if clause.charset.lower() not in ("utf8mb4", "utf8mb3", "utf8") and any(
+            c.data_type in text_types for c in work.columns):
+        work.resync.append(f"CONVERT TO CHARACTER SET {clause.charset}: characters it cannot hold are "
+                           "changed by the source")
     work.columns = [replace(c, charset=clause.charset, collation=clause.collation)
                     if c.data_type in text_types else c for c in work.columns]
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 from psycopg import sql
 
 from pgbaton.mysql import pgddl
+from pgbaton.mysql.ddl.genexpr import to_postgres
 from pgbaton.mysql.ddl.translate import Alter
 from pgbaton.mysql.model import MyColumn, MyIndex, MyTable
 from pgbaton.mysql.typemap import PgColumn, TypeOptions, default_expression, kind, map_column, set_members
@@ -169,12 +170,27 @@ def alter_sql(a: Alter, schema: str, target: str, opts_old: TypeOptions, opts_ne
             out.extend(_add_column(tbl, schema, target, c, opts_new, order))
         else:
             out.extend(_change_column(tbl, schema, target, oc, c, opts_old, opts_new))
+        out.extend(_generated_fill(tbl, new, oc, c, opts_new))
     if new.comment != old.comment:
         out.append(sql.SQL("COMMENT ON TABLE {} IS {}").format(tbl, sql.Literal(new.comment or None)))
     stub = replace(new, indexes=tuple(add_idx))
     out.extend(s for s in pgddl.post_load_sql(stub, schema, opts_new, name=target)
                if not _is_setval(s) or _identity_moved(old, new, opts_old, opts_new))
     return out
+
+
+def _generated_fill(tbl: sql.Identifier, new: MyTable, old: MyColumn | None, col: MyColumn,
+                    opts: TypeOptions) -> list[sql.Composed]:
+    """Existing rows' values of a generated column added or given a new expression
+    (no row event carries them).  Untranslatable expressions re-copy the table instead."""
+    expr = col.generation_expression
+    if expr is None or (old is not None and old.generation_expression == expr):
+        return []
+    value = to_postgres(expr, {c.name: c for c in new.columns if c.name != col.name}, col)
+    if value is None:
+        return []
+    return [sql.SQL("UPDATE {} SET {} = ({})::{}").format(tbl, sql.Identifier(col.name), value,
+                                                         sql.SQL(map_column(col, opts).type_sql))]
 
 
 def _is_setval(stmt: sql.Composed) -> bool:
