@@ -369,12 +369,19 @@ class LogWriter:
             self.batch = PendingBatch(self._take_id())
         return row is not None
 
-    def save_heartbeat(self, head: Position, at: float) -> None:
+    def save_heartbeat(self, head: Position, at: float, *, caught_up: bool = False) -> None:
+        """Record the source's binlog head.  ``caught_up``: no transaction is open and every
+        change read so far is flushed, so the head (where the server's dump thread stands,
+        past checkpoint and rotate events) is a boundary and becomes the read position."""
         with self.conn.transaction():
             self.conn.execute(
                 """UPDATE sources SET last_read_at = %s, head_file = %s, head_pos = %s WHERE name = %s""",
                 (_ts(at), head.file, head.pos, self.source),
             )
+            if caught_up and self.batch.empty and not self.in_txn:
+                self.conn.execute(
+                    """UPDATE sources SET read_file = %s, read_pos = %s, read_gtid = coalesce(%s, read_gtid)
+                        WHERE name = %s""", (head.file, head.pos, head.gtid, self.source))
 
     def _save_position(self, pos: Position, last_event_ts: float | None, last_read_at: float) -> None:
         self.conn.execute(

@@ -329,7 +329,7 @@ class Replica:
                 elif isinstance(item, Heartbeat):
                     if not writer.in_txn:
                         flush_committed(now)
-                    writer.save_heartbeat(item.head, item.received_at)
+                    writer.save_heartbeat(item.head, item.received_at, caught_up=i == last and items.empty())
                 elif isinstance(item, ReaderFailed):
                     raise SourceUnavailable(item.message)
             if time.monotonic() - last_summary >= 10:
