@@ -7,10 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 
-from tests.ha.conftest import Pair, wait_for
+from tests.ha.conftest import PG_BIN, Pair, _alive, wait_for
 from tests.ha.test_agent import ERR, OK, PROMOTED, bootstrap, streaming_to, sync_names
 
 
@@ -191,3 +192,59 @@ def test_housekeeping_errors_do_not_fail_a_healthy_primary(pair: Pair) -> None:
         blocker.rmdir()
     assert pair.run("n1", "monitor") == PROMOTED
     assert sync_names(pair, "n1") == 'FIRST 1 ("n2")'
+
+
+def startup_process(postmaster: int) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            title = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == postmaster and b"startup" in title:
+            return int(entry.name)
+    return None
+
+
+def test_long_replay_before_consistency_is_not_a_broken_standby(pair: Pair) -> None:
+    bootstrap(pair)
+    n1, n2 = pair.nodes["n1"], pair.nodes["n2"]
+    # the standby writes data pages often (small buffers) and rarely restarts its checkpoints:
+    # after a crash it must replay a lot before it is consistent and takes connections
+    assert pair.run("n2", "stop") == OK
+    with open(n2.pgdata / "postgresql.conf", "a", encoding="utf-8") as fh:
+        fh.write("shared_buffers = '16MB'\ncheckpoint_timeout = '1h'\nmax_wal_size = '4GB'\n")
+    assert pair.run("n2", "start") == OK
+    wait_for(lambda: streaming_to(pair, "n1"), 20, "n2 streams")
+    n1.sql("CREATE TABLE big AS SELECT g, repeat('x', 300) AS pad FROM generate_series(1, 150000) g")
+    lsn = n1.sql("SELECT pg_current_wal_flush_lsn()")[0][0]
+    wait_for(lambda: n2.sql("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", lsn) == [(True,)], 60, "n2 replayed")
+    pid = n2.postmaster_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not _alive(pid), 10, "n2 down")
+    # its postmaster may linger as a zombie for a while, holding its lock files for PostgreSQL
+    (n2.pgdata / "postmaster.pid").unlink()
+    (n2.base / f".s.PGSQL.{n2.port}.lock").unlink(missing_ok=True)
+    # start it by hand, without waiting, and hold its startup process in the middle of the replay
+    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(n2.pgdata), "-W",
+                    "-l", str(n2.base / "data.log"), "-o", f"-p {n2.port} -k {n2.base}", "start"],
+                   check=True, capture_output=True, timeout=30)
+    startup = None
+    deadline = time.monotonic() + 10
+    while startup is None and time.monotonic() < deadline:
+        postmaster = n2.postmaster_pid()
+        startup = startup_process(postmaster) if postmaster else None
+    assert startup is not None, "no startup process seen"
+    os.kill(startup, signal.SIGSTOP)
+    try:
+        lines = (n2.pgdata / "postmaster.pid").read_text().splitlines()
+        assert lines[7].strip() == "starting", "the standby became consistent before the test could hold it"
+        for _ in range(3):       # stream_failures is 2 in these tests
+            assert pair.run("n2", "monitor", OCF_RESKEY_CRM_meta_interval="3000") == OK
+    finally:
+        os.kill(startup, signal.SIGCONT)
+    wait_for(lambda: streaming_to(pair, "n1"), 60, "n2 streams after its replay")
+    assert pair.run("n2", "monitor", OCF_RESKEY_CRM_meta_interval="3000") == OK

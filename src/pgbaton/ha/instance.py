@@ -123,12 +123,12 @@ def observe(cfg: NodeConfig) -> LocalState:
     )
 
 
-# a replay before consistency whose startup process shows the same WAL file this long is stuck
+# a replay before consistency whose startup process reads nothing more for this long is stuck
 REPLAY_STALL_SECONDS = 300.0
 
 
 def _startup_title(postmaster: int) -> str | None:
-    """The process title of the postmaster's startup process ("startup recovering <file>")."""
+    """What the postmaster's startup process shows: its title and how much it has read so far."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -140,7 +140,12 @@ def _startup_title(postmaster: int) -> str | None:
         except (OSError, IndexError, ValueError):
             continue
         if title.startswith("postgres: ") and "startup" in title:
-            return title.split("startup", 1)[1].strip() or "startup"
+            try:
+                read = next(line.split()[1] for line in (entry / "io").read_text().splitlines()
+                            if line.startswith("rchar:"))
+            except (OSError, StopIteration, IndexError):
+                read = "?"
+            return f"{title.split('startup', 1)[1].strip() or 'startup'}, {read} bytes read"
     return None
 
 
@@ -148,8 +153,8 @@ def replay_before_consistency(cfg: NodeConfig) -> str | None:
     """What the startup process does while the server replays WAL before it is consistent, or None.
 
     The postmaster says "starting" in its lock file until a standby is consistent and takes
-    connections.  A startup process that showed the same WAL file for
-    ``REPLAY_STALL_SECONDS`` counts as stuck (None).
+    connections.  A startup process that read nothing more for ``REPLAY_STALL_SECONDS``
+    counts as stuck (None).
     """
     pid = postmaster_pid(cfg)
     if pid is None:
@@ -175,7 +180,7 @@ def replay_before_consistency(cfg: NodeConfig) -> str | None:
         mark.write_text(f"{title}\t{now}")
         since_t = now
     if now - since_t > REPLAY_STALL_SECONDS:
-        log.warning("replay shows %r for %.0f s: stuck", title, now - since_t)
+        log.warning("replay made no progress for %.0f s (%s): stuck", now - since_t, title)
         return None
     return title
 
