@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 
 from tests.ha.conftest import PG_BIN, Pair, _alive, wait_for
-from tests.ha.test_agent import ERR, OK, PROMOTED, bootstrap, streaming_to, sync_names
+from tests.ha.test_agent import ERR, OK, PROMOTED, bootstrap, diverge, streaming_to, sync_names
 
 
 def backend_pid(pair: Pair, node: str, backend_type: str) -> int:
@@ -248,3 +248,24 @@ def test_long_replay_before_consistency_is_not_a_broken_standby(pair: Pair) -> N
         os.kill(startup, signal.SIGCONT)
     wait_for(lambda: streaming_to(pair, "n1"), 60, "n2 streams after its replay")
     assert pair.run("n2", "monitor", OCF_RESKEY_CRM_meta_interval="3000") == OK
+
+
+def test_failed_rebuild_keeps_the_diverged_copy(pair: Pair) -> None:
+    bootstrap(pair)
+    diverge(pair)
+    n1, n2 = pair.nodes["n1"], pair.nodes["n2"]
+    (n1.pgdata / "diverged-marker").write_text("the data directory that held rows 1000-1999")
+    n2.sql("CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 40000) g")
+    # pg_rewind fails (it cannot log in), the rebuild times out half-way
+    assert pair.run("n1", "start", rewind_user="nobody_here", basebackup_options="--max-rate=1M",
+                    basebackup_timeout="2", OCF_RESKEY_CRM_meta_timeout="8000") == OK
+    state = n1.base / ".data.pgbaton" / "rebuild.json"
+    wait_for(lambda: '"failed"' in state.read_text(), 30, "the rebuild fails")
+    old = n1.base / "data.pgbaton-old"
+    assert (old / "diverged-marker").exists()
+    assert (n1.pgdata / "PG_VERSION").exists() or not n1.pgdata.exists()     # what the copy left
+    # the next start rebuilds again: the diverged copy is still the one kept aside
+    assert pair.run("n1", "start", rewind_user="nobody_here") == OK
+    wait_for(lambda: streaming_to(pair, "n2"), 60, "n1 rebuilt and streaming")
+    assert (old / "diverged-marker").exists()
+    assert not (n1.pgdata / "diverged-marker").exists()

@@ -55,9 +55,25 @@ def _load(job: Path) -> tuple[NodeConfig, str, int]:
     return NodeConfig(**spec), str(data["host"]), int(data["port"])
 
 
+def _copy_mark(cfg: NodeConfig) -> Path:
+    """Present while PGDATA holds what a rebuild copied and has not finished."""
+    return cfg.statedir / "rebuild-in-pgdata"
+
+
 def set_aside(cfg: NodeConfig) -> Path | None:
-    """Move a non-empty data directory out of the way (replacing an older copy set aside)."""
+    """Move a non-empty data directory out of the way (replacing an older copy set aside).
+
+    What an unfinished rebuild left in PGDATA is deleted instead: the copy set aside before
+    it (a diverged data directory, say) is the one worth keeping.
+    """
+    mark = _copy_mark(cfg)
     if not cfg.pgdata.exists():
+        mark.unlink(missing_ok=True)
+        return None
+    if mark.exists():
+        log.info("removing what an unfinished rebuild left in %s (the copy set aside stays)", cfg.pgdata)
+        shutil.rmtree(cfg.pgdata)
+        mark.unlink()
         return None
     if not any(cfg.pgdata.iterdir()):
         cfg.pgdata.rmdir()
@@ -76,6 +92,8 @@ def run(cfg: NodeConfig, host: str, port: int) -> None:
     create_slot_remote(cfg.remote_dsn(host, port, replication=True), slot)
     set_aside(cfg)
     cfg.pgdata.parent.mkdir(parents=True, exist_ok=True)
+    cfg.statedir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _copy_mark(cfg).touch()
     source = cfg.remote_dsn(host, port)
     proc = instance.run_as(cfg, [cfg.tool("pg_basebackup"), "--pgdata", str(cfg.pgdata), "--dbname", source,
                                  "--wal-method=stream", "--slot", slot, "--checkpoint=fast", "--no-password",
@@ -84,6 +102,7 @@ def run(cfg: NodeConfig, host: str, port: int) -> None:
     if proc.returncode != 0:
         raise instance.InstanceError(f"pg_basebackup failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")
     instance.configure_standby(cfg)
+    _copy_mark(cfg).unlink()        # a complete copy from here on: a later rebuild sets it aside
     instance.start(cfg, timeout=120)
 
 
