@@ -230,8 +230,10 @@ class Workload:
         self._exec(self.conn, ["INSERT INTO acc VALUES " + ", ".join(f"({i}, {i % 7}, 's')" for i in range(1, 60)),
                                "INSERT INTO kl VALUES (1, 'a'), (1, 'a'), (2, 'b')"])
         if self.cascades:
-            self._exec(self.conn, ["INSERT INTO par VALUES " + ", ".join(f"({i}, 0)" for i in range(1, 21)),
-                                   "INSERT INTO chi VALUES " + ", ".join(f"({i}, {1 + i % 20}, 0)" for i in range(1, 41)),
+            par = ", ".join(f"({i}, 0)" for i in range(1, 21))
+            chi = ", ".join(f"({i}, {1 + i % 20}, 0)" for i in range(1, 41))
+            self._exec(self.conn, ["INSERT INTO par VALUES " + par,
+                                   "INSERT INTO chi VALUES " + chi,
                                    "INSERT INTO gch VALUES " + ", ".join(f"({i}, {1 + i % 40}, {1 + (1 + i % 40) % 20})"
                                                                           for i in range(1, 31)),
                                    "INSERT INTO tree VALUES (1, NULL), (2, 1), (3, 2), (4, 2), (5, 4), (6, NULL)"])
@@ -473,7 +475,7 @@ def print_table(results: list[Result], use_gtid: bool) -> None:
         faults.update(r.faults)
     bad = [r for r in results if not r.ok]
     print()
-    print(f"| mode | iterations | steps | faults | divergent | errors |")
+    print("| mode | iterations | steps | faults | divergent | errors |")
     print("|---|---|---|---|---|---|")
     print(f"| {'gtid' if use_gtid else 'file/pos'} | {len(results)} | {sum(r.steps for r in results)} | "
           f"{', '.join(f'{k} {v}' for k, v in sorted(faults.items()))} | "

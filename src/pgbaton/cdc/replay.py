@@ -21,6 +21,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from pgbaton.cdc import cascade
 from pgbaton.cdc.model import position_key
 from pgbaton.cdc.store import log_table_name
 from pgbaton.config import OnError
@@ -97,6 +98,7 @@ class Replayer:
         self._log = sql.Identifier(schema, log_table_name(source))
         self._stmts: dict[int, tuple[sql.Composed, sql.Composed]] = {}
         self.tables: dict[int, ReplayTable] = {}
+        self.cascade_keys: list[cascade.CascadeKey] = []
         self.tables_version = 0
         self.reload_tables()
 
@@ -108,6 +110,7 @@ class Replayer:
                  FROM tables WHERE source = %s AND state = 'replicating'""",
             (self.source,),
         ).fetchall()
+        self.cascade_keys = cascade.load(self.conn, self.source)
         if commit:
             self.conn.commit()
         self.tables_version = int(version[0]) if version else 0
@@ -159,7 +162,7 @@ class Replayer:
         first, last = group[0].batch_id, group[-1].batch_id
         n_events = sum(b.n_events for b in group)
         table_ids = sorted({t for b in group for t in b.table_ids})
-        params = {"first": first, "last": last}
+        params = {"first": first, "last": last, "seq_lo": 0, "seq_hi": _SEQ_MAX}
         try:
             with self.conn.transaction():
                 self._apply_group(group, table_ids, params, n_events)
@@ -174,6 +177,12 @@ class Replayer:
         self._sync_with_catalog()
         self.conn.execute("SET LOCAL enable_hashjoin = off")
         self.conn.execute("SET LOCAL enable_mergejoin = off")
+        parents = {k.parent_id for k in self.cascade_keys} & set(table_ids)
+        if parents:
+            self._apply_ordered(group, parents)
+            if self._mark(first, last, n_events) != len(group):
+                raise _Superseded
+            return
         for tid in table_ids:
             table = self.tables.get(tid)
             if table is None:
@@ -185,11 +194,95 @@ class Replayer:
                 if not after:
                     continue
                 tparams["first"] = after[0]
+                tparams["seq_lo"] = 0
             self._apply_table(table, tparams)
         # each batch exactly once: if another replayer marked any of them meanwhile,
         # everything above is rolled back
         if self._mark(first, last, n_events) != len(group):
             raise _Superseded
+
+    # -- ordered replay, for groups touching a parent of a cascading foreign key ---------------
+    def _apply_ordered(self, group: list[Batch], parents: set[int]) -> None:
+        first, last = group[0].batch_id, group[-1].batch_id
+        by_id = {b.batch_id: b for b in group}
+        rows = self.conn.execute(
+            sql.SQL("""SELECT batch_id, seq, tbl, op, coalesce(nofk, false) FROM {}
+                        WHERE batch_id BETWEEN %s AND %s ORDER BY batch_id, seq""").format(self._log),
+            (first, last)).fetchall()
+        # steps: ("plain", start, end, tables) or ("point", start, end, table, op)
+        steps: list[tuple[Any, ...]] = []
+        for bid, seq, tbl, op, nofk in rows:
+            if tbl not in self.tables:
+                continue
+            point = tbl in parents and op in ("D", "U") and not nofk
+            prev = steps[-1] if steps else None
+            if point:
+                if prev is not None and prev[0] == "point" and prev[3] == tbl and prev[4] == "D" == op:
+                    steps[-1] = ("point", prev[1], (bid, seq), tbl, op)    # deletes of one table commute
+                else:
+                    steps.append(("point", (bid, seq), (bid, seq), tbl, op))
+            elif prev is not None and prev[0] == "plain":
+                steps[-1] = ("plain", prev[1], (bid, seq), prev[3] | {tbl})
+            else:
+                steps.append(("plain", (bid, seq), (bid, seq), {tbl}))
+        for step in steps:
+            start, end = step[1], step[2]
+            if step[0] == "plain":
+                for tid in sorted(step[3]):
+                    if tid in self.tables:     # (a table can be disabled by a failure on the way)
+                        self._apply_slice(self.tables[tid], start, end, by_id)
+                continue
+            found, op = self.tables.get(step[3]), step[4]
+            batch = by_id[start[0]]
+            if found is None or not self._applies(found, batch):
+                continue
+            table = found
+            olds = self._before_images(table, start, end)
+            self._apply_slice(table, start, end, by_id)
+            cascader = cascade.Cascader(self.conn, self.cascade_keys, lambda tid, b=batch: self._cascade_target(tid, b))
+            if op == "D":
+                cascader.deleted(table.id, olds)
+            else:
+                new = self.conn.execute(
+                    sql.SQL("""SELECT to_jsonb(r) FROM {log} AS l, jsonb_populate_record(NULL::{t}, l.new) AS r
+                                WHERE l.batch_id = %s AND l.seq = %s""").format(
+                        log=self._log, t=sql.Identifier(table.schema, table.name)), start).fetchone()
+                if olds and new is not None:
+                    cascader.updated(table.id, [(olds[0], new[0])])
+
+    @staticmethod
+    def _applies(table: ReplayTable, batch: Batch) -> bool:
+        return table.sync_key is None or batch.ends_after(table.sync_key)
+
+    def _cascade_target(self, tid: int, batch: Batch) -> tuple[str, str] | None:
+        t = self.tables.get(tid)
+        if t is None or not self._applies(t, batch):
+            return None
+        return (t.schema, t.name)
+
+    def _apply_slice(self, table: ReplayTable, start: tuple[int, int], end: tuple[int, int],
+                     by_id: dict[int, Batch]) -> None:
+        ids = [bid for bid in range(start[0], end[0] + 1) if bid in by_id and self._applies(table, by_id[bid])]
+        if not ids:
+            return
+        lo = start if ids[0] == start[0] else (ids[0], 0)
+        self._apply_table(table, {"first": lo[0], "last": end[0], "tbl": table.id, "seq_lo": lo[1],
+                                  "seq_hi": end[1]})
+
+    def _before_images(self, table: ReplayTable, start: tuple[int, int], end: tuple[int, int]) -> list[Any]:
+        """The target's rows that the log rows in [start, end] delete or change, as jsonb."""
+        t = sql.Identifier(table.schema, table.name)
+        if table.pk:
+            match = sql.SQL(" AND ").join(sql.SQL("t.{c} = r.{c}").format(c=sql.Identifier(c)) for c in table.pk)
+            query = sql.SQL("""SELECT to_jsonb(t)
+                                 FROM {log} AS l, jsonb_populate_record(NULL::{t}, l.old) AS r, {t} AS t
+                                WHERE (l.batch_id, l.seq) BETWEEN (%s, %s) AND (%s, %s) AND l.tbl = %s AND {m}
+                                ORDER BY l.batch_id, l.seq""").format(log=self._log, t=t, m=match)
+        else:
+            query = sql.SQL("""SELECT to_jsonb(r) FROM {log} AS l, jsonb_populate_record(NULL::{t}, l.old) AS r
+                                WHERE (l.batch_id, l.seq) BETWEEN (%s, %s) AND (%s, %s) AND l.tbl = %s
+                                ORDER BY l.batch_id, l.seq""").format(log=self._log, t=t)
+        return [r[0] for r in self.conn.execute(query, (*start, *end, table.id)).fetchall()]
 
     def _apply_table(self, table: ReplayTable, params: dict[str, Any]) -> None:
         stmts = self._stmts.get(table.id)
@@ -310,6 +403,9 @@ class Replayer:
             (n_events, self.source),
         )
         return done.rowcount
+
+
+_SEQ_MAX = 2**31 - 1
 
 
 def replay_lock_key(source: str) -> int:

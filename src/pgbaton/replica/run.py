@@ -38,6 +38,7 @@ from pgbaton.config import Config, MySQLSourceConfig
 from pgbaton.errors import PgbatonError, SourceError, SourceUnavailable, is_transient
 from pgbaton.mysql.binlog import BinlogReader, ReaderThread
 from pgbaton.replica import catalog as cat
+from pgbaton.replica import fkeys
 from pgbaton.replica.ddl import apply_ddl_batch
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ class ReplayThread(threading.Thread):
 def _ddl_handler(cfg: Config, source: str):  # type: ignore[no-untyped-def]
     def handle(conn: psycopg.Connection, batch: Batch) -> None:
         apply_ddl_batch(conn, cfg, source, batch)
+        # foreign keys may have come, gone or changed their actions
+        fkeys.refresh(cfg, source, conn)
     return handle
 
 
@@ -163,6 +166,7 @@ class Replica:
                 raise SourceError(f"source {name} has not been initialized: run `pgbaton replica init --source {name}`")
             ensure_log_table(conn, schema, name)
             discard_open_batches(conn, schema, name)
+            fkeys.refresh(cfg, name, conn)
             cat.set_state(conn, name, "running", reader_pid=os.getpid(), reader_host=socket.gethostname())
             conn.commit()
             self._loop(conn, Position(row.read_file, int(row.read_pos or 4), row.read_gtid), row.next_batch_id)

@@ -8,11 +8,13 @@ FROM (
     FROM (
         SELECT l.old AS k, l.batch_id, l.seq, 0 AS sub, NULL::jsonb AS img
           FROM {log} AS l
-         WHERE l.batch_id BETWEEN %(first)s AND %(last)s AND l.tbl = %(tbl)s AND l.op IN ('U', 'D')
+         WHERE l.batch_id BETWEEN %(first)s AND %(last)s AND l.tbl = %(tbl)s
+           AND (l.batch_id, l.seq) BETWEEN (%(first)s, %(seq_lo)s) AND (%(last)s, %(seq_hi)s) AND l.op IN ('U', 'D')
         UNION ALL
         SELECT {new_key}, l.batch_id, l.seq, 1, l.new
           FROM {log} AS l
-         WHERE l.batch_id BETWEEN %(first)s AND %(last)s AND l.tbl = %(tbl)s AND l.op IN ('I', 'U')
+         WHERE l.batch_id BETWEEN %(first)s AND %(last)s AND l.tbl = %(tbl)s
+           AND (l.batch_id, l.seq) BETWEEN (%(first)s, %(seq_lo)s) AND (%(last)s, %(seq_hi)s) AND l.op IN ('I', 'U')
     ) AS e
     ORDER BY e.k, e.batch_id DESC, e.seq DESC, e.sub DESC
 ) AS f,

@@ -2,11 +2,13 @@
 WITH ev AS (
     SELECT l.old AS img, -1 AS d
       FROM {log} AS l
-     WHERE l.batch_id BETWEEN %(first)s AND %(last)s AND l.tbl = %(tbl)s AND l.op IN ('U', 'D')
+     WHERE l.batch_id BETWEEN %(first)s AND %(last)s AND l.tbl = %(tbl)s
+           AND (l.batch_id, l.seq) BETWEEN (%(first)s, %(seq_lo)s) AND (%(last)s, %(seq_hi)s) AND l.op IN ('U', 'D')
     UNION ALL
     SELECT l.new, 1
       FROM {log} AS l
-     WHERE l.batch_id BETWEEN %(first)s AND %(last)s AND l.tbl = %(tbl)s AND l.op IN ('I', 'U')
+     WHERE l.batch_id BETWEEN %(first)s AND %(last)s AND l.tbl = %(tbl)s
+           AND (l.batch_id, l.seq) BETWEEN (%(first)s, %(seq_lo)s) AND (%(last)s, %(seq_hi)s) AND l.op IN ('I', 'U')
 ), net AS (
     SELECT img, sum(d) AS n FROM ev GROUP BY img HAVING sum(d) > 0
 )
