@@ -40,7 +40,10 @@ def _leftovers(m: Migration) -> list[str]:
                 "(SELECT 1 FROM pg_subscription s WHERE o.roname = 'pg_' || s.oid)").fetchall()]
             found += [f"{server.port}:catalog schema:{r[0]}" for r in c.execute(
                 "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgbaton%'").fetchall()]
-        for db in m.databases:
+        with psycopg.connect(server.dsn()) as c:
+            present = [r[0] for r in c.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)",
+                                               (m.databases,)).fetchall()]  # abort drops the target's
+        for db in present:
             with psycopg.connect(server.dsn(db)) as c:
                 for what, query in (("pub", "SELECT pubname FROM pg_publication"),
                                     ("sub", "SELECT subname FROM pg_subscription s JOIN pg_database d ON "

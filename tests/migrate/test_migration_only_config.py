@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgbaton.config import ConfigError, parse_config
+from pgbaton.config import parse_config
+from pgbaton.errors import ConfigError
 
 MIGRATION = {"source": {"port": 5001}, "target": {"port": 5002}, "databases": ["a"]}
 

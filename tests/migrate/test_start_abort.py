@@ -90,7 +90,7 @@ def test_start_streams_three_databases_then_abort_leaves_nothing(
             c.execute(SCHEMA)
     _write(m, 50)
 
-    stop, failures = threading.Event(), []
+    stop, failures = threading.Event(), list[str]()
     writer = threading.Thread(target=_keep_writing, args=(m, stop, failures))
     writer.start()  # writes from before `start` until after the initial copy
     try:

@@ -253,8 +253,8 @@ class CrashAfterPointing:
     def __init__(self, inner: Switcher) -> None:
         self.inner = inner
 
-    def pause(self, dbs: list[str]) -> None:
-        self.inner.pause(dbs)
+    def pause(self, dbs: list[str], on_deadline: Callable[[list[str]], None] | None = None) -> None:
+        self.inner.pause(dbs, on_deadline)
 
     def point_to(self, cluster: ClusterConfig, dbs: list[str]) -> None:
         self.inner.point_to(cluster, dbs)  # the ini is rewritten and reloaded, clients still paused

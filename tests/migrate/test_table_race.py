@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from pgbaton.errors import PgbatonError
-from pgbaton.migrate import execute, switch_exec
+from pgbaton.migrate import execute, switch_exec, tend
 from pgbaton.migrate.catalog import Catalog
 from pgbaton.migrate.finish import finish
 from pgbaton.migrate.status import wait_synced
@@ -80,20 +80,39 @@ def _count(dsn: str, table: str) -> int | None:
     return int(row[0])
 
 
-@pytest.mark.parametrize("early", [True, False], ids=["early-refresh", "pause-check-only"])
+@pytest.mark.parametrize(("early", "tending", "switches"),
+                         [(True, False, SWITCHES), (False, False, SWITCHES), (True, True, max(2, SWITCHES // 2))],
+                         ids=["early-refresh", "pause-check-only", "with-migrate-run"])
 def test_a_table_created_just_before_each_switch_is_never_left_behind(
-        migration: BouncedMigration, early: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+        migration: BouncedMigration, early: bool, tending: bool, switches: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     m = migration
     assert m.bouncer is not None
     if not early:
         monkeypatch.setattr(switch_exec, "_tables_ready", lambda r: Decision(True, ()))
-    rng = random.Random(SEED + early)
+    rng = random.Random(SEED + early + 2 * tending)
     execute.start(m.config, m.name)
     wait_synced(m.config, m.name, timeout=60)
+    stop = threading.Event()
+    runner = threading.Thread(target=tend.run, args=(m.config, m.name, stop), kwargs={"interval": 0.3})
+    if tending:  # `migrate run` passes race the switches (they wait for each other on the migration's lock)
+        runner.start()
+    try:
+        _rounds(m, rng, switches)
+    finally:
+        stop.set()
+        if tending:
+            runner.join(30)
+    finish(m.config, m.name)
+    assert _leftovers(m) == []
+
+
+def _rounds(m: BouncedMigration, rng: random.Random, switches: int) -> None:
+    assert m.bouncer is not None
     on_target = False
     created: list[tuple[str, str]] = []  # (database, table) committed by a client
     outcomes: list[str] = []
-    for i in range(SWITCHES):
+    for i in range(switches):
         db, delay = rng.choice(m.databases), rng.uniform(0.0, 3.0)
         creator = Creator(m.bouncer.dsn(db), f"burst_{i}")
         creator.thread.start()
@@ -124,6 +143,4 @@ def test_a_table_created_just_before_each_switch_is_never_left_behind(
                 old = _count(frozen.dsn(cdb), table)
                 assert old in (None, 0, ROWS), (cdb, table, old, outcomes)
     print("\n" + "\n".join(outcomes))
-    assert sum("done" in o for o in outcomes) >= SWITCHES // 2, outcomes  # most switches go through
-    finish(m.config, m.name)
-    assert _leftovers(m) == []
+    assert sum("done" in o for o in outcomes) >= switches // 2, outcomes  # most switches go through

@@ -1,0 +1,169 @@
+"""Random sequences of commands, kills (SIGKILL of pgbaton at a random switch step) and reruns,
+each run as `python -m pgbaton ...` against real PostgreSQL 15 -> 18; after every one the
+invariants of ``lifecycle`` are checked on the catalog and on both clusters.
+
+Seeded: ``PGBATON_SEED`` and ``PGBATON_STATE_STEPS`` (commands per sequence).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from pgbaton.migrate.catalog import Catalog
+from pgbaton.migrate.lifecycle import Command, State, admit
+from pgbaton.migrate.names import object_name
+from pgbaton.migrate.switch_exec import FAULT_ENV
+from pgbaton.migrate.switchover import ORDER
+from tests.migrate.conftest import Migration
+from tests.migrate.test_finish import _leftovers
+from tests.migrate.test_switchover import SCHEMA
+
+STEPS = int(os.environ.get("PGBATON_STATE_STEPS", "14"))
+SEED = int(os.environ.get("PGBATON_SEED", "20261202"))
+S = State
+
+# what a command may leave behind when it acts (a refusal leaves the state as it was)
+AFTER: dict[str, set[State]] = {
+    "start": {S.streaming},
+    "run": {S.started, S.streaming, S.switching_over, S.switched, S.switching_back, S.switched_back},
+    "status": set(State), "check": set(State), "sync-sequences": set(State),
+    "switchover": {S.streaming, S.switched_back, S.switched},  # done, refused by its checks, or rolled back
+    "switchback": {S.switched, S.switched_back},
+    "abort": {S.not_started}, "finish": {S.not_started},
+}
+COMMANDS = ["start", "run", "status", "check", "sync-sequences", "switchover", "switchback", "abort", "finish",
+            "kill-switchover", "kill-switchback"]
+WEIGHTS = [3, 2, 1, 1, 1, 4, 4, 1, 1, 3, 3]
+
+
+def _state(m: Migration) -> tuple[State, dict[str, object]]:
+    with psycopg.connect(m.target.dsn(), autocommit=True) as t:
+        c = Catalog(t, "pgbaton_migrate", m.name)
+        return c.state(), c.switch_steps()  # type: ignore[return-value]
+
+
+def _streams(m: Migration, direction: str) -> int:
+    """Publication, slot and subscription of ``direction`` found, over every database and both sides."""
+    n = 0
+    for db in m.databases:
+        obj = object_name(m.name, db, direction)
+        for server in (m.source, m.target):
+            with psycopg.connect(server.dsn()) as c:
+                if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
+                    continue
+            with psycopg.connect(server.dsn(db)) as c:
+                n += len(c.execute("SELECT 1 FROM pg_publication WHERE pubname = %s UNION ALL "
+                                   "SELECT 1 FROM pg_subscription WHERE subname = %s UNION ALL "
+                                   "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
+                                   (obj, obj, obj)).fetchall())
+    return n
+
+
+def _role_consistent(m: Migration) -> list[str]:
+    """pgbaton_apply exists on a side only while it owns a subscription there; its settings only
+    in databases where it does."""
+    bad = []
+    for server in (m.source, m.target):
+        with psycopg.connect(server.dsn()) as c:
+            row = c.execute("SELECT oid FROM pg_roles WHERE rolname = 'pgbaton_apply'").fetchone()
+            if row is None:
+                continue
+            owned = {r[0] for r in c.execute("SELECT d.datname FROM pg_subscription s JOIN pg_database d "
+                                             "ON d.oid = s.subdbid WHERE s.subowner = %s", (row[0],)).fetchall()}
+            settings = {r[0] for r in c.execute("SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d "
+                                                "ON d.oid = s.setdatabase WHERE s.setrole = %s", (row[0],))}
+            if not owned:
+                bad.append(f"{server.port}: role without a subscription")
+            if settings - owned:
+                bad.append(f"{server.port}: settings in {sorted(settings - owned)}")
+    return bad
+
+
+def _check_invariants(m: Migration, before: State, command: str, rc: int, out: str, log: list[str]) -> None:
+    state, steps = _state(m)
+    where = "\n".join(log)
+    assert "Traceback" not in out and "run with --debug" not in out, (where, out[-3000:])  # clean errors only
+    if steps:
+        assert state in (S.switching_over, S.switching_back), (where, state, steps)  # records only mid-switch
+    if command.startswith("kill-"):
+        assert rc == -9, (where, rc, out[-2000:])
+        return
+    verb = Command(command)
+    a = admit(verb, before, m.name)
+    if not a.act:
+        if a.done:
+            assert rc == 0, (where, rc, out[-2000:])
+        else:
+            assert rc == 1, (where, rc, out[-2000:])
+            assert a.message.split(":")[0] in out, (where, a.message, out[-2000:])  # says what to do
+        assert state is before, (where, state)
+        return
+    if command in ("switchover", "switchback") and before in (S.switching_over, S.switching_back):
+        assert state in {S.streaming, S.switched, S.switched_back}, (where, state)  # a rerun settles it
+    else:
+        assert state in AFTER[command] | {before}, (where, state)
+    if state in (S.streaming, S.switched_back):
+        assert _streams(m, "fwd") == 3 * len(m.databases) and _streams(m, "rev") == 0, where
+    if state is S.switched:
+        assert _streams(m, "rev") == 3 * len(m.databases) and _streams(m, "fwd") == 0, where
+    if state is S.not_started and command in ("abort", "finish"):
+        assert _leftovers(m) == [], where
+    assert _role_consistent(m) == [], where
+
+
+@pytest.mark.parametrize("seed", [SEED, SEED + 1])
+def test_random_commands_kills_and_reruns_keep_the_invariants(migration: Migration, tmp_path: Path,
+                                                               seed: int) -> None:
+    m = migration
+    for db in m.databases:
+        with psycopg.connect(m.source.dsn(db), autocommit=True) as c:
+            c.execute(SCHEMA)
+    cfg_file = tmp_path / "pgbaton.yaml"
+    cfg_file.write_text(yaml.safe_dump(m.config.model_dump(mode="json", exclude_none=True)))
+    rng = random.Random(seed)
+    log: list[str] = []
+
+    def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+        proc = subprocess.run([sys.executable, "-m", "pgbaton", "-c", str(cfg_file), "migrate", *args],
+                              capture_output=True, text=True, timeout=180, env={**os.environ, **(env or {})})
+        return proc.returncode, proc.stdout + proc.stderr
+
+    for _ in range(STEPS):
+        command = rng.choices(COMMANDS, WEIGHTS)[0]
+        before, _steps = _state(m)
+        if command.startswith("kill-"):
+            verb = command.removeprefix("kill-")
+            if not admit(Command(verb), before, m.name).act or before in (S.switching_over, S.switching_back):
+                continue  # a kill only where the switch would begin its steps
+            if before is S.started:
+                continue
+            point = f"{verb}:{rng.choice([a.value for a in ORDER])}:{rng.choice(['before', 'after'])}"
+            rc, out = cli(verb, m.name, env={FAULT_ENV: point})
+            if rc != -9:  # refused by its own checks before the steps (e.g. a stream not caught up)
+                assert rc == 1 and "NOT switched" in out, (log, out[-2000:])
+                log.append(f"{before.value}: {command} at {point} -> not begun")
+                continue
+            log.append(f"{before.value}: {command} at {point}")
+        else:
+            args = {"abort": ["--yes"], "finish": ["--yes"], "run": ["--once"], "start": ["--wait"]}.get(command, [])
+            rc, out = cli(command, m.name, *args)
+            log.append(f"{before.value}: {command} -> exit {rc}: {out.strip().splitlines()[-1] if out.strip() else ''}")
+        _check_invariants(m, before, command, rc, out, log)
+    # whatever the sequence left: a rerun of an interrupted switch settles it, finish ends it all
+    state, _steps = _state(m)
+    if state is S.switching_over:
+        cli("switchover", m.name)
+    elif state is S.switching_back:
+        cli("switchback", m.name)
+    rc, out = cli("finish", m.name, "--yes")
+    assert rc == 0, (log, out[-2000:])
+    assert _leftovers(m) == [], log
+    print("\n" + "\n".join(log))
