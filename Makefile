@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all venv venv-full test test-fast test-ha test-pacemaker install-agent typecheck lint demo demo-clean bench clean
+.PHONY: all venv venv-full test test-fast test-ha test-pacemaker install-agent typecheck lint demo demo-clean bench clean torture-replica
 
 all: test
 
@@ -38,6 +38,14 @@ test-ha: venv
 # the Pacemaker + Corosync cluster test (root)
 test-pacemaker: venv-full
 	$(VENV)/bin/pytest tests/ha -m pacemaker $(PYTEST_ARGS)
+
+# The replica's torture run: seeded random workload, faults, exact oracle, both position modes.
+# make torture-replica ITERATIONS=100 SEED=7
+ITERATIONS ?= 50
+SEED ?= 1
+torture-replica: venv
+	$(PY) -m tests.torture.replica --seed $(SEED) --iterations $(ITERATIONS)
+	$(PY) -m tests.torture.replica --seed $(SEED) --iterations $(ITERATIONS) --gtid
 
 install-agent: venv
 	$(PY) -m pgbaton ha install-agent

@@ -91,6 +91,8 @@ class Workload:
         self.conn = self._connect()
         self.xa_pending: list[str] = []
         self.xa_seq = 0
+        self.xa_lost = 0      # prepared transactions the server did not keep across a restart
+        self.tag = f"{db}"
 
     def _connect(self) -> pymysql.connections.Connection:
         return pymysql.connect(**self.mariadb.connect_args(self.db), autocommit=True)  # type: ignore[arg-type]
@@ -190,7 +192,7 @@ class Workload:
             self._exec(c, ["BEGIN", *self._dml(), *self._dml(), "ROLLBACK"])
         elif shape == "xa":
             self.xa_seq += 1
-            xid = f"x{self.xa_seq}"
+            xid = f"{self.tag}_x{self.xa_seq}"     # XIDs are server-wide
             base = XA_KEYS + self.xa_seq * 10
             xc = self._connect()
             try:
@@ -206,7 +208,7 @@ class Workload:
         elif shape == "xa_end":
             xid = self.xa_pending.pop(r.randrange(len(self.xa_pending)))
             verb = "COMMIT" if r.random() < 0.7 else "ROLLBACK"
-            self._exec(c, [f"XA {verb} '{xid}'"])
+            self._xa_end(verb, xid)
         elif shape == "big":
             n = r.randint(250, 700)
             rows = ", ".join(f"({r.randint(0, 5)}, 'big')" for _ in range(n))
@@ -221,9 +223,17 @@ class Workload:
             time.sleep(r.uniform(0.05, 0.4))
         return shape
 
+    def _xa_end(self, verb: str, xid: str) -> None:
+        try:
+            self._exec(self.conn, [f"XA {verb} '{xid}'"])
+        except pymysql.err.OperationalError as exc:
+            if exc.args[0] != 1397:      # XAER_NOTA: gone with a server restart
+                raise
+            self.xa_lost += 1
+
     def finish(self) -> None:
         for xid in self.xa_pending:
-            self._exec(self.conn, [f"XA COMMIT '{xid}'"])
+            self._xa_end("COMMIT", xid)
         self.xa_pending = []
 
     def seed_rows(self) -> None:
@@ -384,6 +394,8 @@ class Harness:
                     raise RuntimeError(f"the replica process exited by itself ({self.proc.returncode}); "
                                        f"see {log_path}")
             workload.finish()
+            if workload.xa_lost:
+                res.faults["xa_lost_by_server"] += workload.xa_lost
             self._wait_caught_up(cfg, log_path)
             res.divergent = self._compare(my_db, pg_db)
             errs = errors(cfg, "src")
