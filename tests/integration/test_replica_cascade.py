@@ -5,6 +5,7 @@ from __future__ import annotations
 import pymysql
 
 from pgbaton.replica.init import add_source, init_replica
+from pgbaton.replica.status import status
 from pgbaton.sandbox.servers import MariaDBServer
 
 from .replica_helpers import ReplicaThread, caught_up, make_config, my_exec, wait_until
@@ -51,3 +52,6 @@ def test_cascades_several_levels_self_reference_and_fk_checks_off(pg_db: str, my
         assert rt.error is None
     c.close()
     assert_same(mariadb, my_db, pg_db, TABLES)
+    st = status(cfg, "src")[0]
+    assert any(".chi.chi_par -> " in fk and "ON DELETE CASCADE" in fk for fk in st["cascading_foreign_keys"])
+    assert len(st["cascading_foreign_keys"]) == 3 and st["errors"] == 0

@@ -117,8 +117,9 @@ def test_xa_interleaved_committed_rolled_back_and_one_phase(replica, mariadb: Ma
     run(other, "INSERT INTO k VALUES (202, 1)")
     with ReplicaThread(replica) as rt:
         _catch_up(replica, rt)
-        # prepared, not committed: not on the target
+        # prepared, not committed: not on the target, but kept
         assert target_rows(pg_db, "app", "k")[(200, 1)] == 0
+        assert status(replica, "src")[0]["xa_prepared"] == 2
     # a restart between PREPARE and COMMIT keeps the prepared rows
     run(x3, "XA START 'x3'", "INSERT INTO k VALUES (203, 1)", "XA END 'x3'", "XA COMMIT 'x3' ONE PHASE")
     run(x2, "XA ROLLBACK 'x2'")

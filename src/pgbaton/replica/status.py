@@ -48,6 +48,14 @@ def source_status(cfg: Config, conn: psycopg.Connection, name: str, *, probe_sou
     tabs = conn.execute(
         "SELECT state, count(*) FROM tables WHERE source = %s GROUP BY state", (name,)).fetchall()
     nerr = conn.execute("SELECT count(*) FROM errors WHERE source = %s", (name,)).fetchone()
+    prepared = conn.execute("SELECT count(*) FROM batches WHERE source = %s AND status = 'prepared'",
+                            (name,)).fetchone()
+    fks = conn.execute(
+        """SELECT child_db || '.' || child_table || '.' || name || ' -> ' || parent_db || '.' || parent_table
+                  || ' (ON DELETE ' || on_delete || ' ON UPDATE ' || on_update || ')'
+             FROM foreign_keys WHERE source = %s
+              AND (on_delete IN ('CASCADE', 'SET NULL') OR on_update IN ('CASCADE', 'SET NULL'))
+            ORDER BY 1""", (name,)).fetchall()
     running = cat.lock_holder(conn, name) is not None and state == "running"
     conn.commit()
     now = time.time()
@@ -100,6 +108,10 @@ def source_status(cfg: Config, conn: psycopg.Connection, name: str, *, probe_sou
         "tables_disabled": counts.get("disabled", 0),
         "tables_copying": counts.get("copying", 0),
         "errors": int(nerr[0]) if nerr else 0,
+        # XA transactions prepared on the source and stored, waiting for their XA COMMIT/ROLLBACK
+        "xa_prepared": int(prepared[0]) if prepared else 0,
+        # foreign keys whose actions replay reproduces (InnoDB does not log the child rows)
+        "cascading_foreign_keys": [r[0] for r in fks],
     }
     if source_error:
         out["source_error"] = source_error
