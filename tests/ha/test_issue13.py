@@ -24,9 +24,28 @@ def backend_pid(pair: Pair, node: str, backend_type: str) -> int:
 def test_demote_of_a_crashed_primary_is_no_failure(pair: Pair) -> None:
     bootstrap(pair)
     pair.kill9("n1")
-    # Pacemaker demotes the failed primary before stopping it: that must not record a failed action
+    # Pacemaker demotes the failed primary first: no failed action; it comes back as a standby
     assert pair.run("n1", "demote") == OK
+    wait_for(lambda: pair.nodes["n1"].sql("SELECT pg_is_in_recovery()") == [(True,)], 30, "n1 a standby")
+    assert pair.run("n1", "monitor", OCF_RESKEY_CRM_meta_interval="3000") == OK
     assert pair.run("n1", "stop") == OK
+
+
+def test_diverged_standby_is_reported_at_once_and_rewound(pair: Pair) -> None:
+    bootstrap(pair)
+    diverge(pair)                       # n1 crashed with writes n2 never got; n2 forced primary
+    n1 = pair.nodes["n1"]
+    assert pair.run("n1", "demote") == OK           # the cluster's recovery: demote, then stop/start
+    wait_for(lambda: n1.sql("SELECT pg_is_in_recovery()") == [(True,)], 30, "n1 a standby")
+    # the first monitor says it (stream_failures is 2), with a node attribute
+    assert pair.run("n1", "monitor", OCF_RESKEY_CRM_meta_interval="3000") == ERR
+    assert "past where the primary n2" in pair.attrs()["n1/diverged"]
+    assert pair.run("n1", "stop") == OK
+    assert pair.run("n1", "start") == OK            # pg_rewind
+    wait_for(lambda: streaming_to(pair, "n2"), 30, "n1 streams from n2")
+    assert n1.sql("SELECT count(*) FROM t WHERE id >= 1000 AND id < 2000") == [(0,)]
+    assert pair.run("n1", "monitor", OCF_RESKEY_CRM_meta_interval="3000") == OK
+    assert "n1/diverged" not in pair.attrs()
 
 
 def test_promote_checkpoint_is_bounded(pair: Pair) -> None:

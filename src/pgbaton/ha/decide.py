@@ -15,6 +15,7 @@ from pgbaton.ha.model import (
     ControlData,
     DataDir,
     LocalState,
+    Position,
     PrimaryView,
     PromotionFacts,
     RebuildStatus,
@@ -81,6 +82,17 @@ def diverged(control: ControlData, primary: PrimaryView) -> bool:
         # a standby may hold received WAL beyond its restart point: let pg_rewind look
         return True
     return mine.lsn >= switch
+
+
+def standby_diverged(mine: Position, primary: PrimaryView) -> bool:
+    """Whether a running standby at ``mine`` holds WAL the primary's history does not: it can
+    never stream from that primary again without a rewind."""
+    if mine.timeline > primary.timeline:
+        return True
+    if mine.timeline == primary.timeline:
+        return mine.lsn > primary.lsn
+    switch = {fork.timeline: fork.switch_lsn for fork in primary.history}.get(mine.timeline)
+    return switch is None or mine.lsn > switch
 
 
 def plan_start(local: LocalState, primary: PrimaryView | None) -> StartPlan:

@@ -221,8 +221,11 @@ def _server_options(cfg: NodeConfig) -> str:
     return " ".join(opts)
 
 
-def start(cfg: NodeConfig, timeout: float = 60) -> None:
-    """pg_ctl start, waiting until the server accepts connections (or the timeout)."""
+def start(cfg: NodeConfig, timeout: float = 60, wait: bool = True) -> None:
+    """pg_ctl start, waiting until the server accepts connections (or the timeout).
+
+    With ``wait=False`` it returns as soon as the postmaster runs (recovery goes on).
+    """
     logfile = cfg.server_log
     if not logfile.exists():
         logfile.touch()
@@ -231,9 +234,14 @@ def start(cfg: NodeConfig, timeout: float = 60) -> None:
     for attempt in (1, 2, 3):
         size = logfile.stat().st_size if logfile.exists() else 0
         left = max(deadline - time.monotonic(), 1.0)
+        how = ["-w", "-t", str(max(int(left), 1))] if wait else ["-W"]
         proc = run_as(cfg, [cfg.tool("pg_ctl"), "-D", str(cfg.pgdata), "-l", str(logfile), "-o",
-                            _server_options(cfg), "-w", "-t", str(max(int(left), 1)), "start"], timeout=left + 10)
-        if proc.returncode == 0 or postmaster_pid(cfg) is not None:
+                            _server_options(cfg), *how, "start"], timeout=left + 10)
+        if not wait and proc.returncode == 0:
+            until = time.monotonic() + min(5.0, left)
+            while postmaster_pid(cfg) is None and time.monotonic() < until:
+                time.sleep(0.05)
+        if (proc.returncode == 0 and wait) or postmaster_pid(cfg) is not None:
             log.info("PostgreSQL started in %s", cfg.pgdata)
             return
         tail = _log_since(logfile, size)

@@ -32,7 +32,7 @@ from pgbaton.ocf.env import notification
 log = logging.getLogger(__name__)
 
 # transient node attributes (lost when the whole cluster restarts)
-POSITION, PRIMARY_LSN, HOUSEKEEPING = "position", "primary-lsn", "housekeeping"
+POSITION, PRIMARY_LSN, HOUSEKEEPING, DIVERGED = "position", "primary-lsn", "housekeeping", "diverged"
 # durable node attribute: "1" while the node holds every acknowledged commit, "0" when it may not
 HOLDS_ALL = "in-sync"
 
@@ -220,7 +220,17 @@ def _monitor_standby(agent: Agent) -> Rc:
             log.info("monitor: replaying WAL before consistency (%s)", replay)
             return Rc.SUCCESS
         log.info("monitor: standby not answering yet: %s", str(exc).strip().splitlines()[0] if str(exc) else exc)
-    reachable = streaming or probe.find_primary(cfg) is not None
+    found = None if streaming else probe.find_primary(cfg)
+    reachable = streaming or found is not None
+    if found is not None and position is not None and decide.standby_diverged(position, found.view):
+        # it can never stream from this primary: say so now, start (after the cluster's stop) rewinds it
+        note = (f"at {position.encode()}, past where the primary {found.node} (timeline {found.view.timeline}) "
+                "left this timeline")
+        log.error("monitor: timeline divergence: %s", note)
+        agent.attrs.set(cfg.node, DIVERGED, note)
+        return Rc.ERR_GENERIC
+    if streaming:
+        agent.attrs.set(cfg.node, DIVERGED, None)
     health = decide.stream_health(streaming, reachable, rebuild_state.failures(cfg), cfg.stream_failures)
     rebuild_state.set_failures(cfg, health.failures)
     if not reachable and position is not None:
@@ -276,11 +286,18 @@ def demote(agent: Agent) -> Rc:
     role = decide.classify(instance.observe(cfg))
     if role is Role.STANDBY:
         return Rc.SUCCESS
+    if role in (Role.CRASHED_PRIMARY, Role.CRASHED_STANDBY, Role.STOPPED):
+        # a crashed primary, on every failover. Demoted means running as a standby: start it as
+        # one, without waiting for its crash recovery (the promotion elsewhere waits for this
+        # demote). Returning NOT_RUNNING instead would record a failed demote each time. Once a
+        # new primary runs, a diverged standby is seen by its monitor and rewound by start.
+        log.info("demote: the instance is %s: starting it as a standby", role.value)
+        instance.clear_stale_lock(cfg)
+        instance.configure_standby(cfg)
+        instance.start(cfg, timeout=agent.remaining(), wait=False)
+        return Rc.SUCCESS
     if role is not Role.PRIMARY:
-        # not a primary any more (a crashed one, typically, on every failover): demoting it is done.
-        # Returning NOT_RUNNING would record a failed demote; the stop and start Pacemaker
-        # schedules next bring it back as a standby (start rewinds it).
-        log.info("demote: the instance is %s, not a running primary: nothing to demote", role.value)
+        log.info("demote: the instance is %s, not a primary: nothing to demote", role.value)
         return Rc.SUCCESS
     _let_standbys_catch_up(agent, min(10.0, agent.remaining() / 4))
     instance.stop(cfg, timeout=agent.remaining() / 2)
