@@ -280,12 +280,48 @@ class MigrationConfig(_Model):
         return v
 
 
+class ObserveConfig(_Model):
+    """`pgbaton serve`: Prometheus metrics and the read-only status page."""
+
+    host: str = Field("127.0.0.1", description="listen address (loopback by default)")
+    port: int = Field(9481, ge=0, le=65535, description="listen port (0: any free port)")
+    token_env: str | None = Field(None, description="environment variable holding a bearer token the page and "
+                                                    "/metrics then require")
+    token_file: Path | None = Field(None, description="file whose first line is that token")
+    sample_seconds: float = Field(5.0, gt=0, description="how often the page's lag history is sampled")
+    history_seconds: float = Field(900.0, gt=0, description="how much lag history the page keeps and shows")
+    ha_nodes: dict[str, ClusterConfig] = Field(
+        default_factory=dict, description="HA cluster: node name -> its PostgreSQL, read for role, timeline, LSN")
+    ha_resource: str | None = Field(None, description="the Pacemaker resource of the HA agent (promotion scores)")
+
+    @model_validator(mode="after")
+    def _one_token(self) -> ObserveConfig:
+        if self.token_env and self.token_file:
+            raise ValueError("set only one of token_env, token_file")
+        return self
+
+    def token(self) -> str | None:
+        if self.token_env:
+            value = os.environ.get(self.token_env)
+            if not value:
+                raise ConfigError(f"observe.token_env: environment variable {self.token_env} is not set")
+            return value
+        if self.token_file:
+            try:
+                return self.token_file.expanduser().read_text(encoding="utf-8").splitlines()[0].strip()
+            except (OSError, IndexError) as exc:
+                raise ConfigError(f"observe.token_file: cannot read a token from {self.token_file}: "
+                                  f"{exc.__class__.__name__}") from None
+        return None
+
+
 class Config(_Model):
     # required, except in a file of PostgreSQL migrations only (each names its own clusters)
     target: TargetConfig = Field(default_factory=lambda: TargetConfig.model_validate({}))
     sources: dict[str, MySQLSourceConfig] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     migrations: dict[str, MigrationConfig] = Field(default_factory=dict)
+    observe: ObserveConfig = Field(default_factory=lambda: ObserveConfig.model_validate({}))
 
     @model_validator(mode="before")
     @classmethod
