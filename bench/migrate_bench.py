@@ -7,7 +7,11 @@ over and back.  Reports, per N: failed client transactions, the longest client t
 (start to commit, reconnects included) during each switch, the executor's pause window and its
 step times.  At the end PgBouncer is stopped by its PID, the servers with pg_ctl.
 
-    .venv/bin/python bench/migrate_bench.py --dbs 1 5 [--clients-per-db 1] [--json out.json]
+    .venv/bin/python bench/migrate_bench.py --dbs 1 5 10 [--tables 100] [--rounds 3] [--clients-per-db 1]
+        [--json out.json]
+
+``--tables N``: N tables per database (two busy ones, the rest small and idle, 100 rows each);
+``--rounds R``: R switchover + switchback pairs per size, reported one by one and as medians.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pgbaton.config import Config, parse_config
 from pgbaton.migrate import execute
 from pgbaton.migrate.finish import finish
 from pgbaton.migrate.status import wait_synced
-from pgbaton.migrate.switch_exec import SwitchResult, switchback, switchover
+from pgbaton.migrate.switch_exec import SwitchFailed, SwitchResult, switchback, switchover
 from pgbaton.sandbox.servers import PostgresServer, free_port, pg18_bin
 
 SCHEMA = """
@@ -114,7 +118,10 @@ def _switch(load: Load, fn: Any, config: Config, name: str) -> dict[str, Any]:
     load.window.clear()
     load.measuring = True
     failed_before = len(load.failures)
-    res: SwitchResult = fn(config, name)
+    try:
+        res: SwitchResult = fn(config, name)
+    except SwitchFailed as exc:  # rolled back: reported as not switched
+        res = exc.result
     time.sleep(0.3)  # transactions held by the pause finish and are counted
     load.measuring = False
     return {"switched": res.switched, "longest_stall_ms": round(max(load.window, default=0) * 1000, 1),
@@ -122,7 +129,20 @@ def _switch(load: Load, fn: Any, config: Config, name: str) -> dict[str, Any]:
             "step_ms": {k: round(v * 1000, 1) for k, v in res.step_seconds.items()}}
 
 
-def run(n: int, per_db: int, src: PostgresServer, tgt: PostgresServer, base: Path) -> dict[str, Any]:
+def _idle_tables(count: int) -> str:
+    return "".join(f"CREATE TABLE idle_{i} (id int PRIMARY KEY, v text); "
+                   f"INSERT INTO idle_{i} SELECT g, md5(g::text) FROM generate_series(1, 100) g;"
+                   for i in range(count))
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def run(n: int, per_db: int, src: PostgresServer, tgt: PostgresServer, base: Path, tables: int = 2,
+        rounds: int = 1) -> dict[str, Any]:
     name = f"bench{n}"
     dbs = [f"bench_{n}_{i}" for i in range(n)]
     with psycopg.connect(src.dsn(), autocommit=True) as c:
@@ -130,7 +150,7 @@ def run(n: int, per_db: int, src: PostgresServer, tgt: PostgresServer, base: Pat
             c.execute(f'CREATE DATABASE "{db}"')
     for db in dbs:
         with psycopg.connect(src.dsn(db), autocommit=True) as c:
-            c.execute(SCHEMA)
+            c.execute(SCHEMA + _idle_tables(max(0, tables - 2)))
     bdir = base / f"bouncer{n}"
     bdir.mkdir()
     bdir.chmod(0o1777)
@@ -143,19 +163,28 @@ def run(n: int, per_db: int, src: PostgresServer, tgt: PostgresServer, base: Pat
                        "timeout_seconds": 30}}}})
         load = Load([f"host=127.0.0.1 port={port} dbname={db} user=postgres connect_timeout=5" for db in dbs])
         threads = load.start(per_db)
+        overs, backs = [], []
         try:
+            began = time.monotonic()
             execute.start(config, name)
-            wait_synced(config, name, timeout=120)
-            over = _switch(load, switchover, config, name)
-            wait_synced(config, name, timeout=60)  # the reverse stream streams and has caught up
-            back = _switch(load, switchback, config, name)
+            wait_synced(config, name, timeout=1800)
+            copy_s = round(time.monotonic() - began, 1)
+            for _ in range(rounds):
+                overs.append(_switch(load, switchover, config, name))
+                wait_synced(config, name, timeout=120)  # the reverse stream streams and has caught up
+                backs.append(_switch(load, switchback, config, name))
+                wait_synced(config, name, timeout=120)
         finally:
             load.stop.set()
             for t in threads:
                 t.join(10)
         finish(config, name)
-        return {"databases": n, "clients": n * per_db, "transactions": load.done, "failed_total": len(load.failures),
-                "switchover": over, "switchback": back, "failures": load.failures[:5]}
+        return {"databases": n, "tables_per_db": tables, "clients": n * per_db, "initial_copy_s": copy_s,
+                "transactions": load.done, "failed_total": len(load.failures),
+                "switchover": overs[-1], "switchback": backs[-1], "switchovers": overs, "switchbacks": backs,
+                "median_switchover_stall_ms": _median([o["longest_stall_ms"] for o in overs]),
+                "median_switchback_stall_ms": _median([b["longest_stall_ms"] for b in backs]),
+                "all_switched": all(x["switched"] for x in overs + backs), "failures": load.failures[:5]}
     finally:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -167,11 +196,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dbs", type=int, nargs="+", default=[1, 5])
     ap.add_argument("--clients-per-db", type=int, default=1)
+    ap.add_argument("--tables", type=int, default=2, help="tables per database (at least the 2 busy ones)")
+    ap.add_argument("--rounds", type=int, default=1, help="switchover + switchback pairs per size")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="pgbaton-migbench-"))
     base.chmod(0o1777)
-    workers = {"max_logical_replication_workers": str(max(args.dbs) * 2 + 4)}
+    most = max(args.dbs)
+    # the initial copy of every database at once: an apply worker and up to 4 table copies each,
+    # each copy with a slot and a walsender of its own
+    workers = {"max_logical_replication_workers": str(most * 5 + 4), "max_worker_processes": str(most * 5 + 16),
+               "max_replication_slots": str(most * 6 + 10), "max_wal_senders": str(most * 6 + 10)}
     src = PostgresServer(base / "pg15", settings=workers)
     tgt = PostgresServer(base / "pg18", bin_dir=pg18_bin(), settings=workers)
     results = []
@@ -179,13 +214,14 @@ def main() -> None:
         src.start()
         tgt.start()
         for n in args.dbs:
-            r = run(n, args.clients_per_db, src, tgt, base)
+            r = run(n, args.clients_per_db, src, tgt, base, args.tables, args.rounds)
             results.append(r)
-            over, back = r["switchover"], r["switchback"]
-            print(f"{n} database(s), {r['clients']} client(s): switchover stall {over['longest_stall_ms']} ms "
-                  f"(paused {over['paused_ms']} ms), switchback stall {back['longest_stall_ms']} ms "
-                  f"(paused {back['paused_ms']} ms), failed {r['failed_total']} of {r['transactions']}",
-                  flush=True)
+            overs = " / ".join(f"{o['longest_stall_ms']:.0f}" for o in r["switchovers"])
+            backs = " / ".join(f"{b['longest_stall_ms']:.0f}" for b in r["switchbacks"])
+            print(f"{n} database(s) x {r['tables_per_db']} tables, {r['clients']} client(s), initial copy "
+                  f"{r['initial_copy_s']} s: switchover stall {overs} ms (median {r['median_switchover_stall_ms']}), "
+                  f"switchback stall {backs} ms (median {r['median_switchback_stall_ms']}), failed "
+                  f"{r['failed_total']} of {r['transactions']}, all switched: {r['all_switched']}", flush=True)
     finally:
         tgt.stop()
         src.stop()

@@ -172,16 +172,19 @@ def reconcile_apply_role(side: Side, dbs: list[str]) -> list[str]:
     return done
 
 
-def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_none: bool) -> None:
+def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_none: bool,
+                          frozen: bool | None = None) -> None:
     """A subscription without copy on the existing slot (only if missing; enabled if disabled).
 
     Into a frozen database it belongs to ``pgbaton_apply`` (prepared here before its worker
     starts: the worker reads the setting when it starts), else to the connecting user.
+    ``frozen``: the caller knows, and prepared the role already (a switch, before its pause).
     """
-    with rw(sub) as c:
-        frozen = is_frozen(c, db)
-    if frozen:
-        apply_may_write(sub, db, True)
+    if frozen is None:
+        with rw(sub) as c:
+            frozen = is_frozen(c, db)
+        if frozen:
+            apply_may_write(sub, db, True)
     with rw(sub, db) as s:
         row = s.execute("SELECT subenabled FROM pg_subscription WHERE subname = %s", (obj,)).fetchone()
         if row is not None and row[0]:

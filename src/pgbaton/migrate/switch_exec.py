@@ -80,6 +80,7 @@ class _Run:
     recorded: dict[str, tuple[str, Any]]  # this leg's records, keys without the prefix
     lsn: dict[str, str] = field(default_factory=dict)
     cancel_at_deadline: bool = False  # end the transactions still holding the pause at its deadline
+    new_frozen: dict[str, bool] = field(default_factory=dict)  # per database, seen before the pause
 
     @property
     def dbs(self) -> list[str]:
@@ -207,21 +208,21 @@ def _copy_sequences(r: _Run) -> dict[str, dict[str, int]]:
     return {db: moved[db] for db, moved in _each_db(r, lambda db: copy_sequences(r.leg.old, r.leg.new, [db])).items()}
 
 
-def _open_stream(r: _Run, pub: Side, sub: Side, suffix: str) -> None:
-    """Per database: publication and slot on ``pub``, a subscription without copy on ``sub``
-    (as ``pgbaton_apply``, prepared by ``_prepare_apply_role``)."""
+def _open_stream(r: _Run, pub: Side, sub: Side, suffix: str, frozen: Callable[[str], bool | None]) -> None:
+    """Per database: publication and slot on ``pub``, a subscription without copy on ``sub`` (as
+    ``pgbaton_apply`` where ``frozen``, prepared by ``_prepare_apply_role``)."""
     origin_none = streams.major(sub) >= 16
 
     def create(db: str) -> None:
         obj = object_name(r.name, db, suffix)
         streams.create_publisher_end(pub, db, obj)
-        streams.create_subscriber_end(pub, sub, db, obj, origin_none=origin_none)
+        streams.create_subscriber_end(pub, sub, db, obj, origin_none=origin_none, frozen=frozen(db))
 
     _each_db(r, create)
 
 
 def _create_back(r: _Run) -> None:
-    _open_stream(r, r.leg.new, r.leg.old, r.leg.back)
+    _open_stream(r, r.leg.new, r.leg.old, r.leg.back, lambda db: True)  # old is frozen by now
 
 
 def _retire_stream(r: _Run) -> None:
@@ -270,7 +271,7 @@ def _drop_back(r: _Run) -> None:
 
 def _restore_stream(r: _Run) -> None:
     """The stream old -> new again (no copy: ``old`` was frozen and fully applied)."""
-    _open_stream(r, r.leg.old, r.leg.new, r.leg.stream)
+    _open_stream(r, r.leg.old, r.leg.new, r.leg.stream, lambda db: r.new_frozen.get(db))
 
 
 _UNDOS: dict[Undo, Callable[[_Run], None]] = {
@@ -284,14 +285,15 @@ _UNDOS: dict[Undo, Callable[[_Run], None]] = {
 def _prepare_apply_role(r: _Run) -> None:
     """Outside the clients' pause: the role the stream back runs as in ``old`` (frozen by then), and
     in ``new`` if it is frozen (by an earlier switch: a rollback restores the stream into it)."""
-    def prepare(db: str) -> None:
+    def prepare(db: str) -> bool:
         streams.apply_may_write(r.leg.old, db, True)
         with rw(r.leg.new) as c:
             frozen = streams.is_frozen(c, db)
         if frozen:
             streams.apply_may_write(r.leg.new, db, True)
+        return frozen
 
-    _each_db(r, prepare)
+    r.new_frozen = _each_db(r, prepare)
 
 
 def _tidy_roles(r: _Run) -> list[str]:
