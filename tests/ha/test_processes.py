@@ -55,3 +55,13 @@ def test_basebackup_timeout_leaves_no_pg_basebackup_behind(pair: Pair) -> None:
     wait_for(lambda: not processes_with(str(n2.pgdata)), 5, "no pg_basebackup left writing into PGDATA")
     wait_for(lambda: n1.sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'pgbaton_n2'") == [(False,)],
              10, "the slot is released")
+
+
+def test_agent_script_answers_other_notifications_without_python(tmp_path: Path) -> None:
+    from pgbaton.ocf.install import install_agent
+    agent = install_agent("pgsql", ocf_root=tmp_path, python="/nonexistent/python")
+    for operation, rc in (("demote", 0), ("start", 0), ("stop", 0), ("promote", 127)):
+        env = {"PATH": "/usr/bin:/bin", "OCF_RESKEY_CRM_meta_notify_type": "pre",
+               "OCF_RESKEY_CRM_meta_notify_operation": operation}
+        proc = subprocess.run([str(agent), "notify"], env=env, capture_output=True, timeout=10, check=False)
+        assert proc.returncode == rc, (operation, proc.stderr)

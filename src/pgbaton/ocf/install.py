@@ -26,6 +26,10 @@ def agent_script(python: str, name: str = "pgsql") -> str:
         "PGBATON_META_DATA\n"
         "exit 0\n"
         "fi\n"
+        "# the agent acts on promote notifications only: the others (several per failover) cost no Python start\n"
+        "if [ \"$1\" = \"notify\" ] && [ \"${OCF_RESKEY_CRM_meta_notify_operation:-}\" != \"promote\" ]; then\n"
+        "exit 0\n"
+        "fi\n"
         f"OCF_TYPE={shlex.quote(name)} exec {shlex.quote(python)} -m pgbaton.ocf \"$@\"\n"
     )
 
