@@ -303,6 +303,9 @@ def change_column(work: Work, clause: st.ChangeColumn) -> None:
     place(work, new, clause.spec, i, origin)
     _inline_keys(work, clause.spec)
     _generated_values(work, new, old)
+    if old.data_type == "json" and new.data_type != "json":
+        work.resync.append(f"column {new.name} is no longer JSON: its original text is read from the source "
+                           "(jsonb does not keep it)")
     if old.charset and new.charset and old.charset.lower() != new.charset.lower() \
             and new.charset.lower() not in ("utf8mb4", "utf8mb3", "utf8"):
         work.resync.append(f"column {new.name} converted to {new.charset}: characters it cannot hold "

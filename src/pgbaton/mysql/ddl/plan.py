@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from decimal import Decimal
 
 from psycopg import sql
 
@@ -91,9 +92,44 @@ def _fill_sql(col: MyColumn, opts: TypeOptions) -> str | None:
     return text
 
 
+_INT_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64}
+
+
+def _int_range(col: MyColumn) -> tuple[int, int]:
+    bits = _INT_BITS[col.data_type.lower()]
+    return (0, 2 ** bits - 1) if col.unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+def _clip(value: sql.Composable, lo: int | Decimal, hi: int | Decimal, target: sql.Composable) -> sql.Composable:
+    """Out-of-range values become the nearest limit, as MySQL does outside strict mode."""
+    # GREATEST and LEAST pass over NULLs: a NULL must stay NULL
+    return sql.SQL("(CASE WHEN {v} IS NULL THEN NULL ELSE LEAST(GREATEST({v}, {lo}), {hi}) END)::{t}").format(
+        v=value, lo=sql.Literal(lo), hi=sql.Literal(hi), t=target)
+
+
+def _members(col: MyColumn) -> sql.Composable:
+    return sql.SQL("{}::text[]").format(sql.Literal(set_members(col)))
+
+
+def _as_text(ident: sql.Identifier, ko: str) -> sql.Composable:
+    return sql.SQL("array_to_string({}, ',')").format(ident) if ko == "set" else sql.SQL("{}::text").format(ident)
+
+
+def _truncate_fraction(ident: sql.Identifier, old: MyColumn, new: MyColumn, target: sql.Composable,
+                       cast: sql.Composable) -> sql.Composable | None:
+    """Fewer fractional digits: MariaDB cuts them off (PostgreSQL's cast would round)."""
+    p_old, p_new = old.datetime_precision or 0, new.datetime_precision or 0
+    if p_new >= p_old:
+        return None
+    unit = 10 ** (6 - p_new)
+    return sql.SQL("({v} - ((extract(microseconds from {v})::bigint % {u}) * interval '1 microsecond'))::{t}").format(
+        v=cast, u=sql.Literal(unit), t=target)
+
+
 def _using(ident: sql.Identifier, old: MyColumn, new: MyColumn, old_pc: PgColumn, new_pc: PgColumn,
            opts_old: TypeOptions, opts_new: TypeOptions) -> sql.Composable:
-    """How existing values become the new type (the conversion MySQL does)."""
+    """How existing values become the new type: the conversion MySQL does (outside strict
+    mode, where it clips and cuts; strict mode only refuses what does not fit)."""
     ko, kn = kind(old, opts_old), kind(new, opts_new)
     target = sql.SQL(new_pc.type_sql)
     if kn == "bool" and ko != "bool":
@@ -101,21 +137,67 @@ def _using(ident: sql.Identifier, old: MyColumn, new: MyColumn, old_pc: PgColumn
             sql.SQL("({}::text::numeric <> 0)").format(ident)
     if ko == "bool":
         return sql.SQL("{}::int::{}").format(ident, target)
+    if kn == "int" and ko in ("int", "decimal", "bit", "enum", "year"):
+        lo, hi = _int_range(new)
+        if ko == "enum":       # an ENUM's number is its member's position ('' is 0)
+            value: sql.Composable = sql.SQL(
+                "(CASE WHEN {c} IS NOT NULL THEN COALESCE(array_position({m}, {c}::text), 0) END)").format(
+                m=_members(old), c=ident)
+        elif ko == "bit":
+            value = _bit_number(ident)
+        else:
+            value = sql.SQL("round({}::numeric)").format(ident)
+        return _clip(value, lo, hi, target)
+    if kn == "decimal" and ko in ("int", "decimal"):
+        p, sc = new.numeric_precision or 10, new.numeric_scale or 0
+        top = Decimal(10) ** (p - sc) - Decimal(1).scaleb(-sc)
+        return _clip(sql.SQL("round({}::numeric, {})").format(ident, sql.Literal(sc)),
+                     Decimal(0) if new.unsigned else -top, top, target)
+    if kn == "year" and ko == "int":
+        return sql.SQL("(CASE WHEN {c} IS NULL THEN NULL WHEN {c} = 0 THEN 0 WHEN {c} BETWEEN 1 AND 69 THEN {c} + 2000 "
+                       "WHEN {c} BETWEEN 70 AND 99 THEN {c} + 1900 WHEN {c} BETWEEN 1901 AND 2155 THEN {c} "
+                       "ELSE 0 END)::{t}").format(c=ident, t=target)
+    if kn == "enum" and ko in ("enum", "set", "text"):
+        # the member named (case-insensitively, trailing spaces ignored), else ''
+        src = sql.SQL("lower(rtrim({}))").format(_as_text(ident, ko))
+        whens = [sql.SQL("WHEN {} = lower({}) THEN {}").format(src, sql.Literal(m), sql.Literal(m))
+                 for m in set_members(new)]
+        return sql.SQL("(CASE WHEN {} IS NULL THEN NULL {} ELSE '' END)").format(ident, sql.SQL(" ").join(whens))
+    if kn == "set" and ko in ("set", "enum", "text"):
+        # members are sorted and filtered by the UPDATE of _set_members (no subquery allowed here)
+        return ident if ko == "set" else sql.SQL(
+            "CASE WHEN {c}::text = '' THEN '{{}}'::text[] ELSE string_to_array({c}::text, ',') END").format(c=ident)
     if ko == "set" and kn != "set":
         return sql.SQL("array_to_string({}, ',')::{}").format(ident, target)
-    if kn == "set" and ko != "set":
-        return sql.SQL("CASE WHEN {c}::text = '' THEN '{{}}'::text[] ELSE string_to_array({c}::text, ',') END").format(
-            c=ident)
     if ko == "binary" and kn not in ("binary", "geometry"):
         return sql.SQL("convert_from({}, 'UTF8')::{}").format(ident, target)
-    if kn == "binary" and ko not in ("binary", "geometry"):
-        return sql.SQL("convert_to({}::text, 'UTF8')").format(ident)
+    if kn == "binary" and ko not in ("geometry",):
+        data = ident if ko == "binary" else sql.SQL("convert_to({}::text, 'UTF8')").format(ident)
+        n = new.char_max_length or 0
+        if new.data_type.lower() == "binary" and n:      # padded with zero bytes, cut to n
+            return sql.SQL("substring({} || decode(repeat('00', {}), 'hex') from 1 for {})").format(
+                data, sql.Literal(n), sql.Literal(n))
+        if new.data_type.lower() == "varbinary" and n:
+            return sql.SQL("substring({} from 1 for {})").format(data, sql.Literal(n))
+        return data
     if {ko, kn} == {"datetime", "timestamp"}:
         return sql.SQL("({} AT TIME ZONE 'UTC')::{}").format(ident, target)
+    if ko == kn and ko in ("datetime", "timestamp", "time"):
+        cut = _truncate_fraction(ident, old, new, target, ident)
+        if cut is not None:
+            return cut
+    if ko in ("datetime", "timestamp") and kn == "time":
+        return sql.SQL("{}::time::interval").format(ident)
     if ko == "bit" and kn == "bit":
         return _bit_resize(ident, new.numeric_precision or 1)
     if ko == "bit" and kn != "bit":
-        return sql.SQL("{}::bigint::{}").format(ident, target)
+        return sql.SQL("{}::{}").format(_bit_number(ident), target)
+    if kn == "bit" and ko in ("int", "decimal", "bool"):
+        n = new.numeric_precision or 1
+        # too wide or negative: every bit set, as MySQL clips
+        return sql.SQL("(CASE WHEN {c} < 0 OR {c} >= {top} THEN repeat('1', {n})::bit({n}) "
+                       "ELSE round({c}::numeric)::bigint::bit({n}) END)").format(
+            c=ident, top=sql.Literal(2 ** n), n=sql.Literal(n))
     if kn == "bit" and ko != "bit":
         return sql.SQL("{}::bigint::{}").format(ident, target)
     if kn == "text" and new.data_type == "char" and old.data_type != "char":
@@ -125,6 +207,37 @@ def _using(ident: sql.Identifier, old: MyColumn, new: MyColumn, old_pc: PgColumn
     if ko in ("json", "time", "enum") or kn in ("enum",):
         return sql.SQL("{}::text::{}").format(ident, target)
     return sql.SQL("{}::{}").format(ident, target)
+
+
+def _values_change(old: MyColumn, new: MyColumn, opts_old: TypeOptions, opts_new: TypeOptions) -> bool:
+    """MySQL changes existing values although the PostgreSQL type stays the same
+    (TINYINT -> TINYINT UNSIGNED, ENUM members dropped, BINARY padding...)."""
+    if old.column_type.lower() == new.column_type.lower():
+        return False
+    ko, kn = kind(old, opts_old), kind(new, opts_new)
+    if ko != kn:
+        return True
+    if ko == "int":
+        return (old.data_type.lower(), old.unsigned) != (new.data_type.lower(), new.unsigned)
+    if ko in ("enum", "set"):
+        return not set(set_members(old)) <= set(set_members(new))
+    if ko == "text":        # CHAR drops trailing spaces
+        return new.data_type.lower() == "char" and old.data_type.lower() != "char"
+    return ko != "json"
+
+
+def _set_members(tbl: sql.Identifier, ident: sql.Identifier, new: MyColumn) -> sql.Composed:
+    """A SET's values after a change: only the new definition's members (case-insensitively,
+    trailing spaces ignored), each once, in definition order, as MySQL stores them."""
+    return sql.SQL("UPDATE {t} SET {c} = ARRAY(SELECT u.m FROM unnest({m}) WITH ORDINALITY AS u(m, i) "
+                   "WHERE lower(u.m) IN (SELECT lower(rtrim(e)) FROM unnest({c}) AS e) ORDER BY u.i) "
+                   "WHERE {c} IS NOT NULL").format(t=tbl, c=ident, m=_members(new))
+
+
+def _bit_number(ident: sql.Identifier) -> sql.Composable:
+    """A BIT value as an unsigned number (BIT(64) values above 2^63 included)."""
+    return sql.SQL("(CASE WHEN {c}::bigint < 0 THEN {c}::bigint::numeric + 18446744073709551616 "
+                   "ELSE {c}::bigint::numeric END)").format(c=ident)
 
 
 def _bit_resize(ident: sql.Identifier, n: int) -> sql.Composable:
@@ -292,7 +405,9 @@ def _change_column(tbl: sql.Identifier, schema: str, target: str, old: MyColumn,
         return sql.SQL("ALTER TABLE {} ALTER COLUMN {} " + action).format(tbl, ident, *args)
 
     out: list[sql.Composed] = []
-    type_changed = po.type_sql != pn.type_sql
+    # the PostgreSQL type may stay while MySQL changes values (TINYINT -> TINYINT UNSIGNED,
+    # ENUM members dropped, fewer fractional digits...): the conversion runs then too
+    type_changed = po.type_sql != pn.type_sql or _values_change(old, new, opts_old, opts_new)
     default_changed = po.default_sql != pn.default_sql
     if (type_changed or default_changed or pn.identity) and po.default_sql is not None:
         out.append(alter("DROP DEFAULT"))
@@ -301,6 +416,8 @@ def _change_column(tbl: sql.Identifier, schema: str, target: str, old: MyColumn,
     if type_changed:
         out.append(alter("TYPE {} USING {}", sql.SQL(pn.type_sql),
                          _using(ident, old, new, po, pn, opts_old, opts_new)))
+        if kind(new, opts_new) == "set" and kind(old, opts_old) in ("set", "enum", "text"):
+            out.append(_set_members(tbl, ident, new))
     if po.nullable and not pn.nullable:
         fill = _fill_sql(new, opts_new)
         if fill is not None:
