@@ -343,3 +343,22 @@ def test_parse_node_map() -> None:
     assert nodes == {"a": ("10.0.0.1", 5432), "b": ("10.0.0.2", 5433), "c": ("host", 5432)}
     with pytest.raises(ValueError):
         decide.parse_node_map("oops", 5432)
+
+
+def test_setting_problems_name_each_setting() -> None:
+    good = {"wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on", "full_page_writes": "on",
+            "max_wal_senders": "10", "max_replication_slots": "10"}
+    assert decide.setting_problems(good, checksums=False, nodes=2) == []
+    assert decide.setting_problems({**good, "wal_log_hints": "off"}, checksums=True, nodes=2) == []
+    bad = {"wal_level": "minimal", "hot_standby": "off", "wal_log_hints": "off", "full_page_writes": "off",
+           "max_wal_senders": "2", "max_replication_slots": "0"}
+    problems = decide.setting_problems(bad, checksums=False, nodes=2)
+    assert [p.split()[0] for p in problems] == ["wal_level", "hot_standby", "wal_log_hints", "full_page_writes",
+                                                "max_wal_senders", "max_replication_slots"]
+    assert decide.setting_problems({}, checksums=False, nodes=2)[0] == "wal_level could not be read"
+
+
+def test_enough_space_keeps_a_margin() -> None:
+    gib = 1 << 30
+    assert decide.enough_space(10 * gib, 12 * gib)
+    assert not decide.enough_space(10 * gib, 10 * gib)

@@ -23,6 +23,7 @@ def parse_controldata(text: str) -> ControlData:
         checkpoint_timeline=int(fields["Latest checkpoint's TimeLineID"]),
         min_recovery_lsn=parse_lsn(fields.get("Minimum recovery ending location", "0/0")),
         min_recovery_timeline=int(fields.get("Min recovery ending loc's timeline", "0")),
+        checksums=fields.get("Data page checksum version", "0") != "0",
     )
 
 

@@ -293,6 +293,60 @@ def stream_health(receiving: bool, primary_reachable: bool, failures: int, thres
     return StreamHealth(failures < threshold, failures)
 
 
+# settings the agent reads with ``postgres -C`` before it starts an instance
+CHECKED_SETTINGS = ("wal_level", "hot_standby", "wal_log_hints", "full_page_writes", "max_wal_senders",
+                    "max_replication_slots")
+
+
+def setting_problems(settings: Mapping[str, str | None], checksums: bool, nodes: int) -> list[str]:
+    """What in the server's configuration stops the agent from doing its job, one line per setting.
+
+    ``nodes`` is the number of cluster nodes: the primary needs a WAL sender and a slot per
+    other node, and two more WAL senders for a pg_basebackup with streamed WAL.
+    """
+    problems: list[str] = []
+
+    def value(name: str) -> str | None:
+        raw = settings.get(name)
+        if raw is None:
+            problems.append(f"{name} could not be read")
+        return raw
+
+    def number(name: str) -> int | None:
+        raw = value(name)
+        try:
+            return int(raw) if raw is not None else None
+        except ValueError:
+            problems.append(f"{name} = {raw!r} is not a number")
+            return None
+
+    level = value("wal_level")
+    if level is not None and level not in ("replica", "logical"):
+        problems.append(f"wal_level = {level}: replica or logical is needed for standbys")
+    hot = value("hot_standby")
+    if hot is not None and hot != "on":
+        problems.append("hot_standby = off: the agent watches a standby through SQL, it must be on")
+    hints = value("wal_log_hints")
+    if hints is not None and hints != "on" and not checksums:
+        problems.append("wal_log_hints = off and no data checksums: pg_rewind needs one of them")
+    fpw = value("full_page_writes")
+    if fpw is not None and fpw != "on":
+        problems.append("full_page_writes = off: pg_rewind and crash safety need it on")
+    senders, slots = number("max_wal_senders"), number("max_replication_slots")
+    peers = max(nodes - 1, 1)
+    if senders is not None and senders < peers + 2:
+        problems.append(f"max_wal_senders = {senders}: at least {peers + 2} needed "
+                        f"({peers} standby(s) and a pg_basebackup)")
+    if slots is not None and slots < peers:
+        problems.append(f"max_replication_slots = {slots}: at least {peers} needed (one per other node)")
+    return problems
+
+
+def enough_space(needed: int, free: int, margin: float = 0.1) -> bool:
+    """Whether ``free`` bytes hold a copy of ``needed`` bytes with some margin for WAL written meanwhile."""
+    return free >= needed * (1 + margin) + 64 * 1024 * 1024
+
+
 def parse_node_map(text: str, default_port: int) -> Mapping[str, tuple[str, int]]:
     """``"a=10.0.0.1 b=10.0.0.2:5433"`` -> {"a": ("10.0.0.1", default_port), "b": ("10.0.0.2", 5433)}."""
     nodes: dict[str, tuple[str, int]] = {}

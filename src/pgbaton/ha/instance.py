@@ -185,6 +185,23 @@ def replay_before_consistency(cfg: NodeConfig) -> str | None:
     return title
 
 
+def server_settings(cfg: NodeConfig, names: tuple[str, ...]) -> dict[str, str | None]:
+    """Settings as the server would start with them (``postgres -C``): None when unreadable."""
+    out: dict[str, str | None] = {}
+    extra = ["-c", f"config_file={cfg.config_file}"] if cfg.config_file else []
+    for name in names:
+        try:
+            proc = run_as(cfg, [cfg.tool("postgres"), "-D", str(cfg.pgdata), *extra, "-C", name], timeout=30)
+        except subprocess.TimeoutExpired:
+            out[name] = None
+            continue
+        text = proc.stdout.strip()
+        out[name] = text.splitlines()[-1].strip() if proc.returncode == 0 and text else None
+        if out[name] is None:
+            log.warning("postgres -C %s failed: %s", name, (proc.stderr or proc.stdout).strip()[-300:])
+    return out
+
+
 def _quote_conf(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 

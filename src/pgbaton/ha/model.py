@@ -143,6 +143,7 @@ class ControlData:
     checkpoint_timeline: int
     min_recovery_lsn: int = 0
     min_recovery_timeline: int = 0
+    checksums: bool = False
 
     @property
     def clean(self) -> bool:

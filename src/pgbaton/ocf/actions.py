@@ -14,6 +14,7 @@ from pgbaton.ha import decide, instance, probe, rebuild, rebuild_state
 from pgbaton.ha.decide import StartPlan
 from pgbaton.ha.model import (
     Candidate,
+    DataDir,
     Position,
     PromotionFacts,
     RebuildStatus,
@@ -41,6 +42,8 @@ HOLDS_ALL = "in-sync"
 
 def start(agent: Agent) -> Rc:
     cfg = agent.cfg
+    if instance.postmaster_pid(cfg) is None and _settings_problems(agent):
+        return Rc.ERR_CONFIGURED
     local = instance.observe(cfg)
     found = probe.find_primary(cfg)
     plan = decide.plan_start(local, found.view if found else None)
@@ -355,7 +358,20 @@ def reload(agent: Agent) -> Rc:
 
 
 def validate_all(agent: Agent) -> Rc:
-    return Rc.SUCCESS
+    return Rc.ERR_CONFIGURED if _settings_problems(agent) else Rc.SUCCESS
+
+
+def _settings_problems(agent: Agent) -> list[str]:
+    """Check the settings the agent relies on (a data directory that can run; else nothing to check)."""
+    cfg = agent.cfg
+    local = instance.observe(cfg)
+    if local.datadir is not DataDir.USABLE or local.control is None:
+        return []
+    problems = decide.setting_problems(instance.server_settings(cfg, decide.CHECKED_SETTINGS),
+                                       local.control.checksums, len(cfg.nodes))
+    for problem in problems:
+        log.error("configuration: %s", problem)
+    return problems
 
 
 ACTIONS: dict[str, Callable[[Agent], Rc]] = {
