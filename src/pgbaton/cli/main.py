@@ -9,14 +9,29 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pgbaton import __version__
+from pgbaton.cli.output import (
+    emit,
+    err,
+    error_document,
+    error_line,
+    out,
+    print_json,
+    setup_logging,
+    stderr_level,
+    wants_json,
+    warn,
+)
 from pgbaton.config import Config, load_config
 from pgbaton.errors import PgbatonError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+__all__ = ["app", "main", "setup_logging", "state"]
+
+# plain help text: rich markup would eat "[default: ...]" in option help
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Hand a live database over to PostgreSQL without downtime.")
 catalog_app = typer.Typer(no_args_is_help=True, help="pgbaton's catalog schema in the target database.")
 source_app = typer.Typer(no_args_is_help=True, help="Source databases (MySQL/MariaDB).")
@@ -25,63 +40,38 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(source_app, name="source")
 app.add_typer(replica_app, name="replica")
 
-out = Console()
-err = Console(stderr=True)
 log = logging.getLogger("pgbaton")
+
+
+def _remember_json(value: bool) -> bool:
+    if value:
+        state.json = True
+    return value
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout, errors included.",
+                                       callback=_remember_json)]
 
 
 class State:
     config_path: Path | None = None
     debug: bool = False
+    verbose: bool = False
+    json: bool = False
     _config: Config | None = None
 
     def config(self) -> Config:
         if self._config is None:
             self._config = load_config(self.config_path)
-            if not self.debug:
-                logging.getLogger().setLevel(self._config.log_level.upper())
+            logging.getLogger().setLevel(stderr_level(self.debug, self.verbose, self._config.log_level))
         return self._config
+
+    def file_log_level(self, cfg: Config) -> int:
+        """The level of a daemon's log file: the configured one (debug with --debug)."""
+        return logging.DEBUG if self.debug else getattr(logging, cfg.log_level.upper())
 
 
 state = State()
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stderr is at the moment of each record (it may be replaced,
-    e.g. by a test runner, after the handler was made)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-def setup_logging(level: int = logging.INFO, path: Path | None = None) -> None:
-    """Replace pgbaton's own log handler (other handlers, e.g. a test runner's, stay)."""
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_pgbaton", False):
-            root.removeHandler(h)
-            h.close()
-    handler: logging.Handler = logging.FileHandler(path) if path else _StderrHandler()
-    handler._pgbaton = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(level)
-    for noisy in ("pymysqlreplication", "psycopg"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def emit(data: Any, as_json: bool) -> bool:
-    if as_json:
-        out.print_json(json.dumps(data, default=str))
-    return as_json
 
 
 def _print_version(value: bool) -> None:
@@ -94,20 +84,22 @@ def _print_version(value: bool) -> None:
 def main_options(
     config: Annotated[Path | None, typer.Option("--config", "-c", envvar="PGBATON_CONFIG",
                                                 help="YAML configuration file [default: ./pgbaton.yaml]")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log INFO lines on stderr.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging and tracebacks.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
                                           callback=_print_version)] = False,
 ) -> None:
     state.config_path = config
     state.debug = debug
-    setup_logging(logging.DEBUG if debug else logging.INFO)
+    state.verbose = verbose
+    setup_logging(stderr_level(debug, verbose))
 
 
 # -- catalog -----------------------------------------------------------------------------
 @catalog_app.command("upgrade")
 def catalog_upgrade(
     to: Annotated[int | None, typer.Option(help="Stop at this version [default: newest].")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Apply the catalog migrations that are missing (safe to rerun)."""
     from pgbaton.catalog import migrate
@@ -123,7 +115,7 @@ def catalog_upgrade(
 
 
 @catalog_app.command("version")
-def catalog_version(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def catalog_version(as_json: JsonOpt = False) -> None:
     """Show the catalog version in the target and the newest this pgbaton knows."""
     from pgbaton.catalog import migrate
     from pgbaton.pgsql.conn import connect
@@ -138,17 +130,21 @@ def catalog_version(as_json: Annotated[bool, typer.Option("--json")] = False) ->
 
 # -- source ------------------------------------------------------------------------------
 @source_app.command("add")
-def source_add(name: Annotated[str, typer.Argument(help="Source name from the configuration.")]) -> None:
+def source_add(name: Annotated[str, typer.Argument(help="Source name from the configuration.")],
+               as_json: JsonOpt = False) -> None:
     """Check a configured source and register it in the catalog (safe to rerun)."""
     from pgbaton.replica.init import add_source
 
-    for w in add_source(state.config(), name):
-        err.print(f"[yellow]warning:[/] {w}")
-    out.print(f"source {name} registered")
+    warnings = add_source(state.config(), name)
+    if emit({"ok": True, "source": name, "registered": True, "warnings": warnings}, as_json):
+        return
+    for w in warnings:
+        warn(w)
+    out.print(f"source {escape(name)} registered")
 
 
 @source_app.command("list")
-def source_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def source_list(as_json: JsonOpt = False) -> None:
     """List configured sources and their state."""
     from pgbaton.replica.status import status
 
@@ -166,7 +162,7 @@ def replica_init(
     force: Annotated[bool, typer.Option(help="Re-initialize a source that was initialized before.")] = False,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
                                                   help="Progress bar [default: on a terminal].")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create the source's tables on the target and copy a consistent snapshot."""
     from pgbaton.replica.init import init_replica
@@ -182,7 +178,7 @@ def replica_init(
     for col in ("table", "rows", "MiB", "copy s", "index s"):
         t.add_column(col, justify="right" if col != "table" else "left")
     for r in sorted(res.per_table, key=lambda r: r["table"]):
-        t.add_row(r["table"], f"{r['rows']:,}", f"{r['bytes'] / 2**20:.1f}", f"{r['copy_seconds']:.2f}",
+        t.add_row(escape(r["table"]), f"{r['rows']:,}", f"{r['bytes'] / 2**20:.1f}", f"{r['copy_seconds']:.2f}",
                   f"{r['index_seconds']:.2f}")
     out.print(t)
     out.print(f"{res.tables} tables, {res.rows:,} rows, {res.bytes / 2**20:.1f} MiB in {res.seconds:.2f} s "
@@ -209,7 +205,7 @@ def replica_start(
 
         out.print(f"source {source}: starting at {start_from(cfg, source, from_)}")
     if daemon:
-        level = logging.DEBUG if state.debug else getattr(logging, cfg.log_level.upper())
+        level = state.file_log_level(cfg)
         d.start_daemon(cfg, source, pid_file, log_file, lambda p: setup_logging(level, path=p))
         out.print(f"source {source}: replica started in the background "
                   f"(pid file {pid_file or d.default_pid_file(source)})")
@@ -222,11 +218,14 @@ def replica_stop(
     source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
     pid_file: Annotated[Path | None, typer.Option(help="PID file given to `replica start`.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 60.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Stop a running replica cleanly; it resumes where it stopped on the next start."""
     from pgbaton.replica import daemon as d
 
-    out.print(d.stop(state.config(), source, pid_file, timeout))
+    message = d.stop(state.config(), source, pid_file, timeout)
+    if not emit({"ok": True, "source": source, "message": message}, as_json):
+        out.print(escape(message), soft_wrap=True)
 
 
 @replica_app.command("verify")
@@ -234,7 +233,7 @@ def replica_verify(
     source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
     tables: Annotated[str | None, typer.Option(help="Comma-separated tables (db.table or table) [default: all].")]
     = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Compare target tables with the source (counts, checksums, differing rows). Exit 1 if any differ."""
     from pgbaton.replica.verify import verify
@@ -246,7 +245,7 @@ def replica_verify(
         for col in ("table", "source rows", "target rows", "missing", "extra", "result"):
             t.add_column(col)
         for r in rows:
-            t.add_row(r["table"], f"{r['source_rows']:,}", f"{r['target_rows']:,}", str(r["missing_on_target"]),
+            t.add_row(escape(r["table"]), f"{r['source_rows']:,}", f"{r['target_rows']:,}", str(r["missing_on_target"]),
                       str(r["extra_on_target"]), "[green]equal[/]" if r["equal"] else "[red]DIFFERENT[/]")
         out.print(t)
     if bad:
@@ -264,7 +263,7 @@ def _table_list(tables: str) -> list[str]:
 def replica_sync_tables(
     source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
     tables: Annotated[str, typer.Option(help="Comma-separated tables (db.table or table), or 'disabled'.")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Copy tables again from a fresh snapshot while the replica keeps running (also adds excluded tables)."""
     from pgbaton.replica.sync import sync_tables
@@ -285,11 +284,14 @@ def replica_sync_tables(
 def replica_disable_tables(
     source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
     tables: Annotated[str, typer.Option(help="Comma-separated tables (db.table or table).")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Stop replicating some tables (their target tables stay as they are). Safe to rerun."""
     from pgbaton.replica.tables import disable_tables
 
     done = disable_tables(state.config(), source, _table_list(tables))
+    if emit({"ok": True, "source": source, "disabled": done}, as_json):
+        return
     out.print(f"source {source}: " + (f"disabled {', '.join(done)}" if done else "already disabled"))
 
 
@@ -297,11 +299,15 @@ def replica_disable_tables(
 def replica_enable_tables(
     source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
     tables: Annotated[str, typer.Option(help="Comma-separated tables (db.table or table), or 'disabled'.")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Replicate disabled tables again: same as sync-tables (they are copied again)."""
     from pgbaton.replica.tables import enable_tables
 
     res = enable_tables(state.config(), source, _table_list(tables))
+    if emit({"ok": True, "source": source, "enabled": res.tables, "rows": res.rows, "position": res.position},
+            as_json):
+        return
     out.print(f"source {source}: " + (f"{', '.join(res.tables)} enabled (copied at {res.position})"
                                       if res.tables else "no table to enable"))
 
@@ -321,7 +327,7 @@ def replica_detach(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     foreign_keys: Annotated[bool, typer.Option("--foreign-keys/--no-foreign-keys",
                                                help="Create the source's foreign keys (reads the source).")] = True,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Stop following the source for good: the target tables become a standalone database."""
     from pgbaton.replica.detach import detach, summary
@@ -333,7 +339,7 @@ def replica_detach(
     if emit(summary(res), as_json):
         return
     for w in res.warnings:
-        err.print(f"[yellow]warning:[/] {w}")
+        warn(w)
     if not res.removed:
         out.print(f"source {source}: not registered (already detached)")
         return
@@ -346,6 +352,7 @@ def source_drop(
     name: Annotated[str, typer.Argument(help="Source name.")],
     drop_tables: Annotated[bool, typer.Option("--drop-tables", help="Drop its target tables too.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Remove a source from the catalog: its log, batches, table list and errors (safe to rerun)."""
     from pgbaton.replica.detach import drop_source
@@ -354,6 +361,8 @@ def source_drop(
     cfg.source(name)
     _confirm(f"Remove source {name} from the catalog{' and drop its target tables' if drop_tables else ''}?", yes)
     done = drop_source(cfg, name, drop_tables=drop_tables)
+    if emit({"ok": True, "source": name, "removed": done, "tables_dropped": drop_tables and done}, as_json):
+        return
     out.print(f"source {name} " + ("removed" if done else "was not registered"))
 
 
@@ -362,7 +371,7 @@ def maintenance_cmd(
     source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
     retention: Annotated[float | None, typer.Option(help="Seconds replayed batches are kept "
                                                           "[default: log_retention_seconds].")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete replayed batches past their retention and VACUUM the log and catalog tables."""
     from pgbaton.replica.maintenance import maintenance
@@ -383,13 +392,13 @@ def _fmt(v: Any) -> str:
         return f"{v:.3f}"
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
-    return str(v)
+    return escape(str(v))
 
 
 @app.command("status")
 def status_cmd(
     source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source, with its tables.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """State, read lag and replay lag of each source."""
     from pgbaton.replica.status import status, table_status
@@ -401,6 +410,13 @@ def status_cmd(
         data: Any = rows if source is None else {**rows[0], "tables": tables}
         emit(data, True)
         return
+    for renderable in status_report(rows, source, tables):
+        out.print(renderable, soft_wrap=not isinstance(renderable, Table))
+
+
+def status_report(rows: list[dict[str, Any]], source: str | None,
+                  tables: list[dict[str, Any]] | None) -> list[Table | str]:
+    """What `status` prints: the sources table, a line per source, the tables of one source."""
     t = Table(title="pgbaton status")
     for col in ("source", "state", "read lag s", "replay lag s", "pending", "rows replayed", "tables", "errors"):
         t.add_column(col, justify="left" if col in ("source", "state") else "right")
@@ -408,30 +424,31 @@ def status_cmd(
         state_txt = r["state"] + (" (running)" if r.get("running") and r["state"] != "running" else "")
         tables_txt = f"{r.get('tables_replicated', 0)}" + (f" +{r['tables_disabled']} disabled"
                                                           if r.get("tables_disabled") else "")
-        t.add_row(r["source"], state_txt, _fmt(r.get("read_lag_s")), _fmt(r.get("replay_lag_s")),
+        t.add_row(_fmt(r["source"]), state_txt, _fmt(r.get("read_lag_s")), _fmt(r.get("replay_lag_s")),
                   _fmt(r.get("pending_events")), _fmt(r.get("rows_replayed")), tables_txt, _fmt(r.get("errors")))
-    out.print(t)
+    parts: list[Table | str] = [t]
     for r in rows:
-        out.print(f"[dim]{r['source']}: read {r.get('read_position') or '-'} / source head "
-                  f"{r.get('source_head') or '-'} ({_fmt(r.get('read_lag_bytes'))} bytes behind), "
-                  f"last event {r.get('last_event_at') or '-'}[/]")
+        parts.append(f"[dim]{_fmt(r['source'])}: read {_fmt(r.get('read_position'))} / source head "
+                     f"{_fmt(r.get('source_head'))} ({_fmt(r.get('read_lag_bytes'))} bytes behind), "
+                     f"last event {_fmt(r.get('last_event_at'))}[/]")
         if r.get("source_error"):
-            out.print(f"[yellow]{r['source']}: source not reachable: {r['source_error']}[/]")
+            parts.append(f"[yellow]{escape(r['source'])}: source not reachable: {escape(r['source_error'])}[/]")
     if tables:
-        tt = Table(title=f"tables of {source}")
+        tt = Table(title=f"tables of {escape(source or '')}")
         for col in ("source_table", "target_table", "state", "rows_copied", "last_error"):
             tt.add_column(col.replace("_", " "))
         for r in tables:
-            tt.add_row(r["source_table"], r["target_table"], r["state"], _fmt(r["rows_copied"]),
-                       r["last_error"] or "")
-        out.print(tt)
+            tt.add_row(_fmt(r["source_table"]), _fmt(r["target_table"]), r["state"], _fmt(r["rows_copied"]),
+                       escape(r["last_error"] or ""))
+        parts.append(tt)
+    return parts
 
 
 @app.command("errors")
 def errors_cmd(
     source: Annotated[str | None, typer.Option("--source", "-s")] = None,
     limit: Annotated[int, typer.Option(help="Newest N errors.")] = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Replay and DDL errors, newest first, with the change that failed."""
     from pgbaton.replica.status import errors
@@ -443,10 +460,10 @@ def errors_cmd(
         out.print("no errors")
         return
     for r in rows:
-        out.print(f"[bold]#{r['id']}[/] {r['at']} {r['source']} {r['kind']} {r['table'] or ''} "
-                  f"batch {r['batch_id']}: {r['message']}")
+        out.print(f"[bold]#{r['id']}[/] {r['at']} {r['source']} {r['kind']} {escape(r['table'] or '')} "
+                  f"batch {r['batch_id']}: {escape(r['message'])}", soft_wrap=True)
         if r["change"]:
-            out.print(f"    change: {json.dumps(r['change'], default=str)[:2000]}")
+            out.print(f"    change: {escape(json.dumps(r['change'], default=str)[:2000])}", soft_wrap=True)
 
 
 def _mount_subcommands() -> None:
@@ -460,14 +477,34 @@ def _mount_subcommands() -> None:
 _mount_subcommands()
 
 
-def main() -> None:
-    """Entry point: usage errors are typer's; pgbaton's errors print one clean line."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: pgbaton's errors print one clean line (one JSON document with --json),
+    a traceback only with --debug."""
+    args = sys.argv[1:] if argv is None else argv
+    as_json = wants_json(args)
     try:
-        app()
+        code = app(args=args, prog_name="pgbaton", standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.TyperException as exc:          # usage errors: unknown option, missing value
+        if (as_json or state.json) and not exc.__class__.__name__ == "NoArgsIsHelpError":
+            print_json(error_document(exc))
+        else:
+            exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        if as_json or state.json:
+            print_json({"ok": False, "error": "aborted", "type": "Abort"})
+        else:
+            err.print("aborted")
+        sys.exit(1)
     except PgbatonError as exc:
         if state.debug:
             log.exception("failed")
-        err.print(f"[red]error:[/] {exc}")
+        if as_json or state.json:
+            print_json(error_document(exc))
+        else:
+            error_line(str(exc))
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -475,8 +512,12 @@ def main() -> None:
     except Exception as exc:
         if state.debug:
             raise
-        err.print(f"[red]error:[/] {exc.__class__.__name__}: {exc} (run with --debug for a traceback)")
+        if as_json or state.json:
+            print_json(error_document(exc))
+        else:
+            error_line(f"{exc.__class__.__name__}: {exc} (run with --debug for a traceback)")
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+"""How the command line writes: consoles, JSON, log lines on stderr, errors.
+
+- On a terminal, rich wraps and sizes tables to the window.  Into a pipe or a file
+  nothing is wrapped or cut: a line is as long as its content (grep and logs see whole
+  table names and whole error messages).
+- Log lines on stderr: warnings and errors only, unless ``--verbose`` (INFO) or
+  ``--debug``.  Daemon log files follow ``log_level`` from the configuration.
+- ``--json``: every outcome is a JSON document on stdout, failures included
+  (``{"ok": false, "error": ..., "type": ...}``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
+
+# wide enough for any table row; rich needs a number
+_UNBOUNDED = 100_000
+
+
+class _Console(Console):
+    """A rich console that does not wrap or cut when it does not write to a terminal."""
+
+    @property  # type: ignore[override]
+    def size(self) -> ConsoleDimensions:
+        if not self.is_terminal:
+            return ConsoleDimensions(_UNBOUNDED, 25)
+        return super().size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+out = _Console()
+err = _Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout (indented, never wrapped)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def emit(data: Any, as_json: bool) -> bool:
+    """Print ``data`` as JSON when asked; True when printed (the caller then prints nothing else)."""
+    if as_json:
+        print_json(data)
+    return as_json
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def error_line(message: str) -> None:
+    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def error_document(exc: BaseException) -> dict[str, Any]:
+    return {"ok": False, "error": str(exc) or exc.__class__.__name__, "type": exc.__class__.__name__}
+
+
+def wants_json(argv: list[str]) -> bool:
+    """Whether the command line asks for JSON (``--json`` before any ``--``)."""
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+# -- logging -------------------------------------------------------------------------------
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the moment of each record (it may be replaced,
+    e.g. by a test runner, after the handler was made)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+class ThrottleProgress(logging.Filter):
+    """At most one copy progress line every ``seconds`` (a copy of many small tables
+    would otherwise log one line per table within a fraction of a second)."""
+
+    def __init__(self, seconds: float = 5.0) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._last = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "pgbaton.replica.progress":
+            return True
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True
+
+
+def setup_logging(level: int = logging.WARNING, path: Path | None = None) -> None:
+    """Replace pgbaton's own log handler (other handlers, e.g. a test runner's, stay)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_pgbaton", False):
+            root.removeHandler(h)
+            h.close()
+    handler: logging.Handler = logging.FileHandler(path) if path else _StderrHandler()
+    handler._pgbaton = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ThrottleProgress())
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("pymysqlreplication", "psycopg"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stderr_level(debug: bool, verbose: bool, configured: str | None = None) -> int:
+    """The level of log lines on stderr: quiet (warnings) unless asked; a configured
+    level may make it quieter still, never louder."""
+    if debug:
+        return logging.DEBUG
+    if verbose:
+        return logging.INFO
+    level = getattr(logging, configured.upper(), logging.WARNING) if configured else logging.WARNING
+    return max(logging.WARNING, level)
