@@ -342,6 +342,16 @@ def setting_problems(settings: Mapping[str, str | None], checksums: bool, nodes:
     return problems
 
 
+def archive_problem(mode: str, failed_count: int, last_failed_wal: str | None, last_failed: float | None,
+                    last_archived: float | None) -> str | None:
+    """What to report about WAL archiving (``pg_stat_archiver``): None while it works or is off."""
+    if mode == "off" or last_failed is None:
+        return None
+    if last_archived is not None and last_archived >= last_failed:
+        return None
+    return f"WAL archiving fails: {failed_count} failure(s), last on {last_failed_wal or '?'}"
+
+
 def enough_space(needed: int, free: int, margin: float = 0.1) -> bool:
     """Whether ``free`` bytes hold a copy of ``needed`` bytes with some margin for WAL written meanwhile."""
     return free >= needed * (1 + margin) + 64 * 1024 * 1024

@@ -18,7 +18,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from pgbaton.ha import instance, rebuild_state
+import psycopg
+
+from pgbaton.ha import decide, instance, rebuild_state
 from pgbaton.ha.config import NodeConfig
 from pgbaton.ha.model import SyncMode
 from pgbaton.ha.proc import forward_sigterm
@@ -86,12 +88,31 @@ def set_aside(cfg: NodeConfig) -> Path | None:
     return aside
 
 
+def check_space(cfg: NodeConfig, host: str, port: int) -> None:
+    """Refuse a copy the local file system cannot hold (databases and WAL of the primary)."""
+    try:
+        with psycopg.connect(cfg.remote_dsn(host, port), autocommit=True) as conn:
+            row = conn.execute("SELECT (SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint,"
+                               " (SELECT coalesce(sum(size), 0) FROM pg_ls_waldir())::bigint").fetchone()
+    except psycopg.Error as exc:
+        # e.g. a replication user without pg_monitor: pg_basebackup itself fails if the disk fills
+        log.warning("could not measure the primary's size, copying without a space check: %s", str(exc).strip())
+        return
+    needed = int(row[0] or 0) + int(row[1] or 0) if row else 0
+    free = shutil.disk_usage(cfg.pgdata.parent).free
+    if not decide.enough_space(needed, free):
+        raise instance.InstanceError(f"not enough free space for the copy in {cfg.pgdata.parent}: "
+                                     f"about {needed // 2**20} MiB needed, {free // 2**20} MiB free")
+    log.info("free space: %s MiB for a copy of about %s MiB", free // 2**20, needed // 2**20)
+
+
 def run(cfg: NodeConfig, host: str, port: int) -> None:
     """The whole rebuild, in the foreground; raises on failure."""
     slot = cfg.slot_of(cfg.node)
     create_slot_remote(cfg.remote_dsn(host, port, replication=True), slot)
     set_aside(cfg)
     cfg.pgdata.parent.mkdir(parents=True, exist_ok=True)
+    check_space(cfg, host, port)
     cfg.statedir.mkdir(mode=0o700, parents=True, exist_ok=True)
     _copy_mark(cfg).touch()
     source = cfg.remote_dsn(host, port)

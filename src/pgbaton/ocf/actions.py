@@ -33,7 +33,8 @@ from pgbaton.ocf.env import notification
 log = logging.getLogger(__name__)
 
 # transient node attributes (lost when the whole cluster restarts)
-POSITION, PRIMARY_LSN, HOUSEKEEPING, DIVERGED = "position", "primary-lsn", "housekeeping", "diverged"
+POSITION, PRIMARY_LSN, HOUSEKEEPING, DIVERGED, ARCHIVE = (
+    "position", "primary-lsn", "housekeeping", "diverged", "archive")
 # durable node attribute: "1" while the node holds every acknowledged commit, "0" when it may not
 HOLDS_ALL = "in-sync"
 
@@ -182,7 +183,29 @@ def _primary_housekeeping(agent: Agent, conn: psycopg.Connection, replicas: list
     except psycopg.Error as exc:
         problems.append(f"replication slots: {str(exc).strip()}")
         log.error("monitor: %s", problems[-1])
+    try:
+        _report_archiving(agent, conn)
+    except psycopg.Error as exc:
+        problems.append(f"pg_stat_archiver: {str(exc).strip()}")
+        log.error("monitor: %s", problems[-1])
     return problems
+
+
+def _report_archiving(agent: Agent, conn: psycopg.Connection) -> None:
+    """Archive failures go to the ``archive`` node attribute (logged when that changes)."""
+    row = conn.execute(
+        "SELECT current_setting('archive_mode'), failed_count, last_failed_wal,"
+        " extract(epoch FROM last_failed_time)::float8, extract(epoch FROM last_archived_time)::float8"
+        " FROM pg_stat_archiver").fetchone()
+    if row is None:
+        return
+    note = decide.archive_problem(str(row[0]), int(row[1] or 0), row[2], row[3], row[4])
+    if agent.attrs.get(agent.cfg.node, ARCHIVE) != note:
+        if note:
+            log.warning("monitor: %s", note)
+        else:
+            log.info("monitor: WAL archiving works again")
+        agent.attrs.set(agent.cfg.node, ARCHIVE, note)
 
 
 def _holds_all(agent: Agent, node: str) -> bool | None:
