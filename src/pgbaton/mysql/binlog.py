@@ -109,8 +109,11 @@ class BinlogReader:
             kwargs["auto_position"] = self._start.gtid
         else:
             kwargs.update(log_file=self._start.file, log_pos=self._start.pos, resume_stream=True)
+        # the server sends a heartbeat every `heartbeat` seconds while idle: a connection
+        # silent for much longer is dead (a network cut that sent no reset)
+        settings = {**self._connection, "read_timeout": max(10, int(self._heartbeat * 5) + 1)}
         return BinLogStreamReader(
-            connection_settings=self._connection,
+            connection_settings=settings,
             server_id=self._server_id,
             blocking=True,
             only_events=[

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 import psycopg
+import pymysql
 
 from pgbaton.config import Config
 from pgbaton.errors import PgbatonError, SourceUnavailable, TargetUnavailable, is_transient
@@ -56,8 +57,10 @@ class Supervisor:
             try:
                 self.current.run()
                 return
-            except (SourceUnavailable, TargetUnavailable, psycopg.Error) as exc:
+            except (SourceUnavailable, TargetUnavailable, psycopg.Error, pymysql.err.MySQLError) as exc:
                 if isinstance(exc, psycopg.Error) and not is_transient(exc):
+                    raise
+                if isinstance(exc, pymysql.err.MySQLError) and not _mysql_transient(exc):
                     raise
                 if self.stopping.is_set():
                     return
@@ -68,6 +71,16 @@ class Supervisor:
                 self.restarts += 1
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
+
+
+# MySQL errors a later attempt can get past: client-side connection errors (2000-2999),
+# server shutdown, a killed connection or query, lock wait timeout, deadlock
+_MYSQL_TRANSIENT = {1040, 1053, 1205, 1213, 1317, 1927, 4031}
+
+
+def _mysql_transient(exc: pymysql.err.MySQLError) -> bool:
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return code is None or 2000 <= code < 3000 or code in _MYSQL_TRANSIENT
 
 
 def run_foreground(cfg: Config, source: str, pid_file: Path | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import psycopg
+import pymysql
 
 from pgbaton.config import Config
 from pgbaton.errors import SourceError, SourceUnavailable
@@ -26,6 +27,9 @@ def refresh(cfg: Config, source: str, conn: psycopg.Connection) -> list[ForeignK
         raise SourceUnavailable(str(exc)) from None
     try:
         fks = read_foreign_keys(my, sorted(src.databases))
+    except pymysql.err.MySQLError as exc:
+        raise SourceUnavailable(f"cannot read the foreign keys of source {source}: "
+                                f"{exc.args[-1] if exc.args else exc}") from None
     finally:
         my.close()
     store(conn, source, fks)
