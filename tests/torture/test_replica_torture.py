@@ -16,6 +16,8 @@ from . import replica as torture
 REGRESSION_SEEDS: list[tuple[int, bool, bool, int, str]] = [
     (1000, False, False, 80, "an idle replica's read position stopped 40 bytes short of the head (binlog "
                              "checkpoint event after the last commit), so it never showed as caught up"),
+    (200028, True, True, 150, "a MySQL connection error while reading foreign keys during a MariaDB restart "
+                              "escaped the supervisor and ended the replica process"),
 ]
 
 
