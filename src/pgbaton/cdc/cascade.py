@@ -90,7 +90,7 @@ class Cascader:
             if key.on_delete == "CASCADE":
                 rows = self.conn.execute(
                     sql.SQL("DELETE FROM {child} AS c USING jsonb_populate_recordset(NULL::{parent}, %s) AS k "
-                            "WHERE {match} RETURNING to_jsonb(c)").format(
+                            "WHERE {match} RETURNING to_jsonb(c.*)").format(
                         child=child, parent=parent, match=self._match(key, "k")), (arr,)).fetchall()
                 self.deleted(key.child_id, [r[0] for r in rows], depth + 1)
             else:
@@ -101,9 +101,9 @@ class Cascader:
                   arr: Any) -> list[tuple[Any, Any]]:
         sets = sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in key.child_cols)
         rows = self.conn.execute(
-            sql.SQL("WITH m AS (SELECT DISTINCT c.ctid AS rid, to_jsonb(c) AS o FROM {child} AS c, "
+            sql.SQL("WITH m AS (SELECT DISTINCT c.ctid AS rid, to_jsonb(c.*) AS o FROM {child} AS c, "
                     "jsonb_populate_recordset(NULL::{parent}, %s) AS k WHERE {match}) "
-                    "UPDATE {child} AS c SET {sets} FROM m WHERE c.ctid = m.rid RETURNING m.o, to_jsonb(c)").format(
+                    "UPDATE {child} AS c SET {sets} FROM m WHERE c.ctid = m.rid RETURNING m.o, to_jsonb(c.*)").format(
                 child=child, parent=parent, match=self._match(key, "k"), sets=sets), (arr,)).fetchall()
         return [(r[0], r[1]) for r in rows]
 
@@ -130,10 +130,10 @@ class Cascader:
                     sets = sql.SQL(", ").join(sql.SQL("{} = n.{}").format(sql.Identifier(cc), sql.Identifier(pc))
                                               for cc, pc in zip(key.child_cols, key.parent_cols, strict=True))
                     rows = self.conn.execute(
-                        sql.SQL("WITH m AS (SELECT c.ctid AS rid, to_jsonb(c) AS o FROM {child} AS c, "
+                        sql.SQL("WITH m AS (SELECT c.ctid AS rid, to_jsonb(c.*) AS o FROM {child} AS c, "
                                 "jsonb_populate_record(NULL::{parent}, %s) AS k WHERE {match}) "
                                 "UPDATE {child} AS c SET {sets} FROM m, jsonb_populate_record(NULL::{parent}, %s) AS n "
-                                "WHERE c.ctid = m.rid RETURNING m.o, to_jsonb(c)").format(
+                                "WHERE c.ctid = m.rid RETURNING m.o, to_jsonb(c.*)").format(
                             child=child, parent=parent, match=self._match(key, "k"), sets=sets),
                         (Jsonb(old), Jsonb(new))).fetchall()
                     child_pairs = [(r[0], r[1]) for r in rows]

@@ -244,7 +244,7 @@ class Replayer:
                 cascader.deleted(table.id, olds)
             else:
                 new = self.conn.execute(
-                    sql.SQL("""SELECT to_jsonb(r) FROM {log} AS l, jsonb_populate_record(NULL::{t}, l.new) AS r
+                    sql.SQL("""SELECT to_jsonb(r.*) FROM {log} AS l, jsonb_populate_record(NULL::{t}, l.new) AS r
                                 WHERE l.batch_id = %s AND l.seq = %s""").format(
                         log=self._log, t=sql.Identifier(table.schema, table.name)), start).fetchone()
                 if olds and new is not None:
@@ -274,12 +274,12 @@ class Replayer:
         t = sql.Identifier(table.schema, table.name)
         if table.pk:
             match = sql.SQL(" AND ").join(sql.SQL("t.{c} = r.{c}").format(c=sql.Identifier(c)) for c in table.pk)
-            query = sql.SQL("""SELECT to_jsonb(t)
+            query = sql.SQL("""SELECT to_jsonb(t.*)
                                  FROM {log} AS l, jsonb_populate_record(NULL::{t}, l.old) AS r, {t} AS t
                                 WHERE (l.batch_id, l.seq) BETWEEN (%s, %s) AND (%s, %s) AND l.tbl = %s AND {m}
                                 ORDER BY l.batch_id, l.seq""").format(log=self._log, t=t, m=match)
         else:
-            query = sql.SQL("""SELECT to_jsonb(r) FROM {log} AS l, jsonb_populate_record(NULL::{t}, l.old) AS r
+            query = sql.SQL("""SELECT to_jsonb(r.*) FROM {log} AS l, jsonb_populate_record(NULL::{t}, l.old) AS r
                                 WHERE (l.batch_id, l.seq) BETWEEN (%s, %s) AND (%s, %s) AND l.tbl = %s
                                 ORDER BY l.batch_id, l.seq""").format(log=self._log, t=t)
         return [r[0] for r in self.conn.execute(query, (*start, *end, table.id)).fetchall()]
@@ -329,7 +329,7 @@ class Replayer:
         target = sql.Identifier(table.schema, table.name)
         cols = table.pk
         match = (sql.SQL(" AND ").join(sql.SQL("t.{c} = r.{c}").format(c=sql.Identifier(c)) for c in cols)
-                 if cols else sql.SQL("t IS NOT DISTINCT FROM r"))
+                 if cols else sql.SQL("ROW(t.*) IS NOT DISTINCT FROM ROW(r.*)"))
         delete_one = sql.SQL("DELETE FROM {t} AS t WHERE t.ctid = (SELECT t.ctid FROM {t} AS t, "
                              "jsonb_populate_record(NULL::{t}, %s::jsonb) AS r WHERE {m} LIMIT 1)")
         delete = delete_one.format(t=target, m=match)

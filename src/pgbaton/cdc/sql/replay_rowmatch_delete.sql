@@ -1,6 +1,7 @@
 -- Replay, tables without a key: rows are a multiset.  The net count of each whole
 -- row image over the batches says how many copies to remove (negative) or add.
 -- Step 1: remove as many matching copies as the net count asks for.
+-- Whole rows are compared as ROW(t.*): a bare "t" would name a user column called t.
 WITH ev AS (
     SELECT l.old AS img, -1 AS d
       FROM {log} AS l
@@ -18,6 +19,6 @@ WITH ev AS (
     FROM net,
          LATERAL jsonb_populate_record(NULL::{target}, net.img) AS r,
          LATERAL (SELECT t.ctid AS c FROM {target} AS t
-                   WHERE t IS NOT DISTINCT FROM r LIMIT (-net.n)) AS m
+                   WHERE ROW(t.*) IS NOT DISTINCT FROM ROW(r.*) LIMIT (-net.n)) AS m
 )
 DELETE FROM {target} AS t WHERE t.ctid IN (SELECT c FROM victims)
