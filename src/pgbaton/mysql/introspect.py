@@ -247,6 +247,42 @@ def introspect(conn: pymysql.connections.Connection, databases: Sequence[str],
     return result
 
 
+_VIEWS_SQL = """
+SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION
+  FROM information_schema.VIEWS
+ WHERE TABLE_SCHEMA IN ({marks})
+ ORDER BY TABLE_SCHEMA, TABLE_NAME"""
+
+_OBJECTS_SQL = """
+SELECT 'trigger', TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA IN ({marks})
+UNION ALL
+SELECT lower(ROUTINE_TYPE), ROUTINE_SCHEMA, ROUTINE_NAME FROM information_schema.ROUTINES
+ WHERE ROUTINE_SCHEMA IN ({marks})
+UNION ALL
+SELECT 'event', EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA IN ({marks})
+ORDER BY 1, 2, 3"""
+
+
+def views(conn: pymysql.connections.Connection, databases: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(database, view, query) of the views in ``databases``; the query is '' when the
+    user may not see it (SHOW VIEW privilege)."""
+    if not databases:
+        return []
+    return [(_text(db), _text(name), _text(definition or "")) for db, name, definition
+            in _query(conn, _VIEWS_SQL, databases)]
+
+
+def not_carried(conn: pymysql.connections.Connection, databases: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(kind, database, name) of the triggers, procedures, functions and events: pgbaton
+    does not carry them (their code is MySQL's); the user is told which there are."""
+    if not databases:
+        return []
+    marks = ", ".join(["%s"] * len(databases))
+    with conn.cursor() as cur:
+        cur.execute(_OBJECTS_SQL.format(marks=marks), tuple(databases) * 3)
+        return [(_text(k), _text(d), _text(n)) for k, d, n in cur.fetchall()]
+
+
 def warnings_for(table: MyTable) -> list[str]:
     """What the user should know about how this table replicates."""
     out: list[str] = []

@@ -29,8 +29,10 @@ from pgbaton.mysql.ddl.translate import (
     Alter,
     Create,
     Drop,
+    DropView,
     Fail,
     Key,
+    MakeView,
     Rename,
     Resync,
     Scope,
@@ -39,6 +41,7 @@ from pgbaton.mysql.ddl.translate import (
     Truncate,
     translate_text,
 )
+from pgbaton.mysql.ddl.views import translate_view
 from pgbaton.mysql.model import MyTable
 from pgbaton.replica import catalog as cat
 from pgbaton.replica import resync
@@ -76,6 +79,9 @@ def apply_ddl_batch(conn: psycopg.Connection, cfg: Config, source: str, batch: B
         if isinstance(action, Resync):
             _resync(conn, src, source, batch, action.key, action.reason, rows)
             recopy = True
+            continue
+        if isinstance(action, MakeView | DropView):
+            _view(conn, src, source, batch, action)
             continue
         try:
             with conn.transaction():
@@ -116,7 +122,8 @@ def _execute(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, acti
         t = action.table
         schema = src.databases[t.db]
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        _run(conn, plan.create_sql(t, schema, _opts(src, t, postgis)))
+        with ParkedViews(conn, schema, t.name):
+            _run(conn, plan.create_sql(t, schema, _opts(src, t, postgis)))
         conn.execute("DELETE FROM tables WHERE source = %s AND src_db = %s AND src_table = %s", (source, t.db, t.name))
         row = conn.execute(
             """INSERT INTO tables (source, src_db, src_table, dst_schema, dst_table, pk_cols, definition, state)
@@ -129,7 +136,8 @@ def _execute(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, acti
     elif isinstance(action, Drop):
         r = rows.pop(action.key, None)
         if r is not None:
-            _run(conn, plan.drop_sql(r.dst_schema, r.dst_table))
+            with ParkedViews(conn, r.dst_schema, r.dst_table):
+                _run(conn, plan.drop_sql(r.dst_schema, r.dst_table))
             conn.execute("DELETE FROM tables WHERE id = %s", (r.id,))
     elif isinstance(action, Truncate):
         r = rows[action.key]
@@ -140,12 +148,94 @@ def _execute(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, acti
         r = rows[(action.old.db, action.old.name)]
         stmts = plan.alter_sql(action, r.dst_schema, r.dst_table, _opts(src, action.old, postgis),
                                _opts(src, action.new, postgis))
-        _run(conn, stmts)
+        if stmts:
+            with ParkedViews(conn, r.dst_schema, r.dst_table):
+                _run(conn, stmts)
         conn.execute("UPDATE tables SET definition = %s, pk_cols = %s WHERE id = %s",
                      (Jsonb(action.new.to_json()), list(action.new.pk_columns), r.id))
         r.table = action.new
         for note in action.notes:
             log.info("%s.%s: %s", action.new.db, action.new.name, note)
+
+
+def _view(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, batch: Batch,
+          action: MakeView | DropView) -> None:
+    """CREATE / ALTER / DROP VIEW; a view PostgreSQL cannot have is recorded, nothing else stops."""
+    schema = src.databases[action.key[0]]
+    ident = sql.Identifier(schema, action.key[1])
+    try:
+        with conn.transaction():
+            if isinstance(action, DropView):
+                with ParkedViews(conn, schema, action.key[1]):
+                    conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(ident))
+                return
+            view = translate_view(action.select, action.key[0], src.databases)
+            if view.select is None:
+                raise DDLError(view.reason or "not translated")
+            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (ident.as_string(conn),)).fetchone()
+            if action.if_not_exists and exists and exists[0]:
+                return
+            cols = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, action.columns))) \
+                if action.columns else sql.SQL("")
+            with ParkedViews(conn, schema, action.key[1]):
+                conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(ident))
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+                conn.execute(sql.SQL("CREATE VIEW {}{} AS {}").format(ident, cols, sql.SQL(view.select)))
+        log.info("source %s: view %s.%s %s", source, *action.key,
+                 "dropped" if isinstance(action, DropView) else "created")
+    except (psycopg.Error, DDLError) as exc:
+        msg = f"view {action.key[0]}.{action.key[1]} not carried: {str(exc).strip().splitlines()[0][:300]}"
+        log.warning("source %s: %s", source, msg)
+        _record(conn, source, batch, action.key, msg, None)
+
+
+class ParkedViews:
+    """Views that read a table (or view) are dropped for the duration of a change to it and
+    created again afterwards from their PostgreSQL definition; one that no longer fits is
+    reported and left out (PostgreSQL refuses to drop or retype what a view reads)."""
+
+    def __init__(self, conn: psycopg.Connection, schema: str, name: str) -> None:
+        self.conn, self.schema, self.name = conn, schema, name
+        self.saved: list[tuple[str, str, str]] = []
+        self.lost: list[str] = []
+
+    def __enter__(self) -> ParkedViews:
+        rows = self.conn.execute(_DEPENDENT_VIEWS, (sql.Identifier(self.schema, self.name).as_string(self.conn),)
+                                 ).fetchall()
+        self.saved = [(r[0], r[1], r[2]) for r in rows]
+        for s, v, _ in reversed(self.saved):
+            self.conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(s, v)))
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            return
+        for s, v, definition in self.saved:
+            try:
+                with self.conn.transaction():
+                    self.conn.execute(sql.SQL("CREATE VIEW {} AS {}").format(sql.Identifier(s, v), sql.SQL(definition)))
+            except psycopg.Error as exc:
+                self.lost.append(f"{s}.{v}")
+                log.warning("view %s.%s could not be created again after a change to %s.%s: %s", s, v,
+                            self.schema, self.name, str(exc).strip().splitlines()[0])
+
+
+# views reading a relation, directly or through other views, the closest first
+_DEPENDENT_VIEWS = """
+WITH RECURSIVE deps(oid, depth) AS (
+    SELECT DISTINCT r.ev_class, 1
+      FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+     WHERE d.refobjid = to_regclass(%s) AND r.ev_class <> d.refobjid
+    UNION
+    SELECT r.ev_class, deps.depth + 1
+      FROM deps JOIN pg_depend d ON d.refobjid = deps.oid JOIN pg_rewrite r ON r.oid = d.objid
+     WHERE r.ev_class <> d.refobjid AND deps.depth < 50
+)
+SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
+  FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'v'
+ GROUP BY n.nspname, c.relname, c.oid
+ ORDER BY max(deps.depth), n.nspname, c.relname"""
 
 
 def _rename(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, action: Rename,

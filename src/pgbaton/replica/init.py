@@ -136,10 +136,19 @@ def init_replica(cfg: Config, name: str, *, force: bool = False, show_progress: 
         lock.close()
 
 
-def _discover(src: MySQLSourceConfig) -> list[MyTable]:
+@dataclass
+class _Objects:
+    views: list[tuple[str, str, str]] = field(default_factory=list)
+    others: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _discover(src: MySQLSourceConfig, objects: _Objects | None = None) -> list[MyTable]:
     conn = mysql_connect(src)
     try:
         found = introspect.introspect(conn, list(src.databases), src.tables.wants)
+        if objects is not None:
+            objects.views = introspect.views(conn, list(src.databases))
+            objects.others = introspect.not_carried(conn, list(src.databases))
         with conn.cursor() as cur:
             cur.execute("SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES "
                         "WHERE TABLE_SCHEMA IN %s", (list(src.databases),))
@@ -151,8 +160,10 @@ def _discover(src: MySQLSourceConfig) -> list[MyTable]:
 
 def _init(cfg: Config, name: str, src: MySQLSourceConfig, conn: psycopg.Connection, started: float,
           show_progress: bool | None) -> InitResult:
-    tables = _discover(src)
+    objects = _Objects()
+    tables = _discover(src, objects)
     warnings = [w for t in tables for w in introspect.warnings_for(t)]
+    warnings.extend(_not_carried_warnings(objects.others))
     if not tables:
         # following DDL from an empty database is a common start: tables created later are replicated
         warnings.append(f"source {name}: no tables yet in databases {', '.join(src.databases)}; "
@@ -166,6 +177,7 @@ def _init(cfg: Config, name: str, src: MySQLSourceConfig, conn: psycopg.Connecti
     point, results = _copy_all(src, cfg.target.conninfo(f"pgbaton-copy-{name}"), tables, ids, postgis,
                                show_progress)
     copy_seconds = time.monotonic() - copy_started
+    warnings.extend(create_views(conn, src, objects.views))
     with conn.transaction():
         conn.execute("UPDATE tables SET state = 'replicating' WHERE source = %s", (name,))
         cat.set_state(conn, name, "initialized", read_file=point.pos.file, read_pos=point.pos.pos,
@@ -182,6 +194,44 @@ def _init(cfg: Config, name: str, src: MySQLSourceConfig, conn: psycopg.Connecti
     )
 
 
+def _not_carried_warnings(others: list[tuple[str, str, str]]) -> list[str]:
+    out = []
+    for kind in ("trigger", "procedure", "function", "package", "package body", "event"):
+        names = [f"{d}.{n}" for k, d, n in others if k == kind]
+        if names:
+            out.append(f"{kind}s not carried to PostgreSQL (MySQL code; write them again there if needed): "
+                       + ", ".join(names))
+    return out
+
+
+def create_views(conn: psycopg.Connection, src: MySQLSourceConfig, views: list[tuple[str, str, str]]) -> list[str]:
+    """Create the source's views, translated by sqlglot, each after the views it reads;
+    returns a warning for each view that is not carried, with the reason."""
+    from pgbaton.mysql.ddl.views import translate_view, view_order
+
+    out: list[str] = []
+    for db, name, select in view_order(views):
+        where = f"{db}.{name}"
+        if not select:
+            out.append(f"view {where} not carried: its definition is not visible (grant SHOW VIEW)")
+            continue
+        view = translate_view(select, db, src.databases)
+        if view.select is None:
+            out.append(f"view {where} not carried: {view.reason}")
+            continue
+        ident = sql.Identifier(src.databases[db], name)
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(ident))
+                conn.execute(sql.SQL("CREATE VIEW {} AS {}").format(ident, sql.SQL(view.select)))
+        except psycopg.Error as exc:
+            out.append(f"view {where} not carried: PostgreSQL refuses the translation: "
+                       f"{str(exc).strip().splitlines()[0][:300]}")
+    for w in out:
+        log.warning("%s", w)
+    return out
+
+
 def _create_tables(conn: psycopg.Connection, cfg: Config, name: str, src: MySQLSourceConfig,
                    tables: list[MyTable], postgis: bool) -> dict[tuple[str, str], int]:
     """(Re)create every target table and the catalog rows, in one transaction."""
@@ -193,15 +243,15 @@ def _create_tables(conn: psycopg.Connection, cfg: Config, name: str, src: MySQLS
         conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(schema, log_table_name(name))))
         conn.execute("DELETE FROM batches WHERE source = %s", (name,))
         old = conn.execute("SELECT dst_schema, dst_table FROM tables WHERE source = %s", (name,)).fetchall()
-        for s, t in old:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(s, t)))
+        for s, t in old:     # views reading them go too: init creates them again
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(s, t)))
         conn.execute("DELETE FROM tables WHERE source = %s", (name,))
         for dst in sorted(set(src.databases.values())):
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(dst)))
         for t in tables:
             dst_schema = src.databases[t.db]
             opts = typemap.type_options(src, t.db, t.name, postgis)
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(dst_schema, t.name)))
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(dst_schema, t.name)))
             for stmt in pgddl.create_table_sql(t, dst_schema, opts):
                 conn.execute(stmt)
             row = conn.execute(

@@ -231,15 +231,17 @@ def _recreate(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, tab
             for prefix in (PENDING, COPYING, DONE):
                 if reason.startswith(prefix):
                     reason = reason[len(prefix):]
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(row[1], row[2])))
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                                  (sql.Identifier(schema, t.name).as_string(conn),)).fetchone()
-            if exists and exists[0]:
-                raise PgbatonError(f"{schema}.{t.name} exists in the target but is not a table of source "
-                                   f"{source}; drop or rename it first")
-            for stmt in pgddl.create_table_sql(t, schema, typemap.type_options(src, t.db, t.name, postgis)):
-                conn.execute(stmt)
+            from pgbaton.replica.ddl import ParkedViews  # (ddl imports this module)
+            with ParkedViews(conn, row[1], row[2]):
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(row[1], row[2])))
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+                exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                                      (sql.Identifier(schema, t.name).as_string(conn),)).fetchone()
+                if exists and exists[0]:
+                    raise PgbatonError(f"{schema}.{t.name} exists in the target but is not a table of source "
+                                       f"{source}; drop or rename it first")
+                for stmt in pgddl.create_table_sql(t, schema, typemap.type_options(src, t.db, t.name, postgis)):
+                    conn.execute(stmt)
             conn.execute(
                 """UPDATE tables SET state = 'copying', dst_schema = %s, dst_table = %s, definition = %s,
                           pk_cols = %s, disabled_reason = %s, sync_file = NULL, sync_pos = NULL, sync_gtid = NULL

@@ -114,12 +114,45 @@ def _create(cur: Cursor) -> st.Statement:
         return _create_index(cur, or_replace)
     if cur.accept("TABLE"):
         return _create_table(cur, or_replace, temporary)
+    if cur.accept("VIEW"):
+        return _view(cur, or_replace)
     tok = cur.peek()
     if tok is not None and cur.is_word(*{o.split()[0] for o in _PASS_OBJECTS}):
         return _pass_rest(cur, f"CREATE {tok.text.upper()}")
     if cur.is_word("DEFINER"):
         return _pass_rest(cur, "CREATE")
     raise cur.error("unknown CREATE statement")
+
+
+def _view(cur: Cursor, or_replace: bool) -> st.CreateView:
+    """``[IF NOT EXISTS] name [(columns)] AS select [WITH [CASCADED | LOCAL] CHECK OPTION]``."""
+    if_not_exists = cur.accept("IF", "NOT", "EXISTS")
+    name = cur.qualified()
+    columns: list[str] = []
+    if cur.is_type(TokenType.L_PAREN):
+        columns = [t.text for t in cur.skip_balanced() if t.token_type != TokenType.COMMA]
+    cur.expect("AS")
+    rest = []
+    while not cur.at_end():
+        rest.append(cur.next())
+    words = [t.text.upper() for t in rest[-4:]]
+    for tail in (["WITH", "CASCADED", "CHECK", "OPTION"], ["WITH", "LOCAL", "CHECK", "OPTION"],
+                 ["WITH", "CHECK", "OPTION"]):
+        if words[-len(tail):] == tail:
+            rest = rest[:-len(tail)]
+            break
+    return st.CreateView(name, tuple(columns), sql_text(rest), or_replace, if_not_exists)
+
+
+def _view_prefixes(cur: Cursor) -> None:
+    """ALGORITHM = x, DEFINER = user, SQL SECURITY x before VIEW."""
+    while cur.is_word("DEFINER", "ALGORITHM", "SQL"):
+        if cur.accept("SQL", "SECURITY"):
+            cur.next()
+            continue
+        cur.next()
+        cur.accept_type(TokenType.EQ)
+        _skip_user(cur)
 
 
 def _skip_user(cur: Cursor) -> None:
@@ -376,6 +409,13 @@ def _drop(cur: Cursor) -> st.Statement:
     if cur.accept("DATABASE") or cur.accept("SCHEMA"):
         if_exists = cur.accept("IF", "EXISTS")
         return st.DropDatabase(cur.name("a database name"), if_exists)
+    if cur.accept("VIEW"):
+        if_exists = cur.accept("IF", "EXISTS")
+        views = [cur.qualified()]
+        while cur.accept_type(TokenType.COMMA):
+            views.append(cur.qualified())
+        cur.accept("RESTRICT") or cur.accept("CASCADE")
+        return st.DropViews(tuple(views), if_exists)
     tok = cur.peek()
     if tok is not None and cur.is_word(*{o.split()[0] for o in _PASS_OBJECTS}):
         return _pass_rest(cur, f"DROP {tok.text.upper()}")
@@ -403,6 +443,11 @@ def _rename(cur: Cursor) -> st.Statement:
 def _alter(cur: Cursor) -> st.Statement:
     cur.accept("ONLINE")
     cur.accept("IGNORE")
+    start = cur.i
+    _view_prefixes(cur)
+    if cur.accept("VIEW"):
+        return _view(cur, True)
+    cur.i = start
     if not cur.accept("TABLE"):
         tok = cur.peek()
         if tok is not None and cur.is_word(*{o.split()[0] for o in _PASS_OBJECTS}, "DEFINER", "ALGORITHM", "SQL"):

@@ -185,6 +185,22 @@ class DropDatabase:
 
 
 @dataclass(frozen=True)
+class CreateView:
+    """CREATE [OR REPLACE] VIEW / ALTER VIEW."""
+    name: Name
+    columns: tuple[str, ...]
+    select: str                        # the MySQL query text
+    or_replace: bool = False
+    if_not_exists: bool = False
+
+
+@dataclass(frozen=True)
+class DropViews:
+    names: tuple[Name, ...]
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
 class PassOver:
     """A statement that does not change replicated tables (views, grants, FLUSH...)."""
     what: str
@@ -192,4 +208,4 @@ class PassOver:
 
 
 Statement = (CreateTable | CreateTableLike | AlterTable | DropTables | RenameTables | TruncateTable
-             | DropDatabase | PassOver)
+             | DropDatabase | CreateView | DropViews | PassOver)

@@ -76,6 +76,21 @@ class Resync:
 
 
 @dataclass(frozen=True)
+class MakeView:
+    """A view created or replaced; the executor translates the query (schemas are config)."""
+    key: Key
+    columns: tuple[str, ...]
+    select: str
+    if_not_exists: bool = False
+
+
+@dataclass(frozen=True)
+class DropView:
+    key: Key
+    if_exists: bool = True
+
+
+@dataclass(frozen=True)
 class Truncate:
     key: Key
 
@@ -91,7 +106,7 @@ class Fail:
     reason: str
 
 
-Action = Create | Drop | Rename | Alter | Resync | Truncate | Skip | Fail
+Action = Create | Drop | Rename | Alter | Resync | MakeView | DropView | Truncate | Skip | Fail
 
 
 # -- entry points --------------------------------------------------------------------------
@@ -139,6 +154,14 @@ def translate(stmt: st.Statement, tables: dict[Key, Tracked], scope: Scope) -> l
         return [Truncate(key)]
     if isinstance(stmt, st.AlterTable):
         return _alter(stmt, tables, scope)
+    if isinstance(stmt, st.CreateView):
+        key = _key(stmt.name, scope)
+        if key is None:
+            return [Skip("CREATE VIEW in a database that is not replicated")]
+        return [MakeView(key, stmt.columns, stmt.select, stmt.if_not_exists and not stmt.or_replace)]
+    if isinstance(stmt, st.DropViews):
+        keys = [k for k in (_key(n, scope) for n in stmt.names) if k is not None]
+        return [DropView(k) for k in keys] or [Skip("DROP VIEW in a database that is not replicated")]
     if isinstance(stmt, st.DropDatabase):
         if stmt.name not in scope.databases:
             return [Skip(f"DROP DATABASE {stmt.name}: not replicated")]
