@@ -21,22 +21,13 @@ from pgbaton.cdc.replay import Batch, Replayer
 from pgbaton.cdc.store import log_table_name
 from pgbaton.config import Config, MySQLSourceConfig, OnError
 from pgbaton.errors import PgbatonError
+from pgbaton.mysql.foreignkeys import read_foreign_keys
 from pgbaton.mysql.pgddl import pg_name
 from pgbaton.replica import catalog as cat
 from pgbaton.replica.ddl import apply_ddl_batch
 from pgbaton.replica.init import mysql_connect
 
 log = logging.getLogger(__name__)
-
-_FK_SQL = """
-SELECT rc.CONSTRAINT_SCHEMA, rc.TABLE_NAME, rc.CONSTRAINT_NAME, rc.UNIQUE_CONSTRAINT_SCHEMA,
-       rc.REFERENCED_TABLE_NAME, rc.UPDATE_RULE, rc.DELETE_RULE, k.COLUMN_NAME, k.REFERENCED_COLUMN_NAME
-  FROM information_schema.REFERENTIAL_CONSTRAINTS rc
-  JOIN information_schema.KEY_COLUMN_USAGE k
-    ON k.CONSTRAINT_SCHEMA = rc.CONSTRAINT_SCHEMA AND k.TABLE_NAME = rc.TABLE_NAME
-   AND k.CONSTRAINT_NAME = rc.CONSTRAINT_NAME AND k.REFERENCED_TABLE_NAME IS NOT NULL
- WHERE rc.CONSTRAINT_SCHEMA IN %s
- ORDER BY rc.CONSTRAINT_SCHEMA, rc.TABLE_NAME, rc.CONSTRAINT_NAME, k.ORDINAL_POSITION"""
 
 _RULES = {"CASCADE": "CASCADE", "SET NULL": "SET NULL", "SET DEFAULT": "SET DEFAULT", "RESTRICT": "RESTRICT",
           "NO ACTION": "NO ACTION"}
@@ -143,22 +134,20 @@ def _apply_ddl(conn: psycopg.Connection, cfg: Config, source: str, batch: Batch)
 def _read_source(src: MySQLSourceConfig) -> tuple[list[ForeignKey], dict[tuple[str, str], int]]:
     my = mysql_connect(src)
     try:
+        # information_schema.REFERENTIAL_CONSTRAINTS shows nothing to a user with only the
+        # documented grants on MariaDB: read_foreign_keys falls back to SHOW CREATE TABLE
+        found = read_foreign_keys(my, sorted(src.databases))
         with my.cursor() as cur:
             dbs = list(src.databases)
-            cur.execute(_FK_SQL, (dbs,))
-            rows = cur.fetchall()
             cur.execute("SELECT TABLE_SCHEMA, TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES "
                         "WHERE TABLE_SCHEMA IN %s AND AUTO_INCREMENT IS NOT NULL", (dbs,))
             auto_inc = {(r[0], r[1]): int(r[2]) for r in cur.fetchall()}
     finally:
         my.close()
-    fks: dict[tuple[str, str, str], ForeignKey] = {}
-    for db, table, name, ref_db, ref_table, upd, dele, col, ref_col in rows:
-        fk = fks.setdefault((db, table, name), ForeignKey(db, table, name, ref_db, ref_table, [], [],
-                                                          _RULES.get(upd, "NO ACTION"), _RULES.get(dele, "NO ACTION")))
-        fk.columns.append(col)
-        fk.ref_columns.append(ref_col)
-    return list(fks.values()), auto_inc
+    fks = [ForeignKey(f.child_db, f.child_table, f.name, f.parent_db, f.parent_table, list(f.child_cols),
+                      list(f.parent_cols), _RULES.get(f.on_update, "NO ACTION"), _RULES.get(f.on_delete, "NO ACTION"))
+           for f in found]
+    return fks, auto_inc
 
 
 def _fix_sequences(conn: psycopg.Connection, mapping: dict[tuple[str, str], tuple[str, str]],
