@@ -140,3 +140,11 @@ def test_views_parse_translate_and_order() -> None:
     assert translate_view("select * from other.t", "app", {"app": "pub"}).reason is not None
     order = view_order([("d", "v2", "select * from v1"), ("d", "v1", "select * from t")])
     assert [n for _, n, _ in order] == ["v1", "v2"]
+
+
+def test_comments_for_newer_servers_are_comments() -> None:
+    from pgbaton.mysql.ddl.parse import parse_one
+    from pgbaton.mysql.ddl.statements import AlterTable
+
+    stmt = parse_one("ALTER TABLE t ADD COLUMN z int /*!999999 FOOBAR */ /*!50100 COMMENT 'c' */")
+    assert isinstance(stmt, AlterTable) and len(stmt.clauses) == 1

@@ -31,11 +31,17 @@ _PUNCT = {TokenType.L_PAREN, TokenType.R_PAREN, TokenType.COMMA, TokenType.DOT, 
           TokenType.INTRODUCER} | STRING_TYPES
 
 
+# the newest server version whose executable comments run: MariaDB 11.x / MySQL 9.x
+# (a 5-digit MySQL version such as 80023 is 8.0.23, a 6-digit one such as 101100 is 10.11.0)
+MAX_SERVER_VERSION = 119999
+
+
 def unwrap_executable_comments(text: str) -> str:
     """Replace ``/*!NNNNN body */`` and ``/*M!NNNNNN body */`` by `` body ``.
 
     A character scan that skips quoted strings and names, so a ``/*!`` inside a
-    string literal is left alone."""
+    string literal is left alone.  A comment for a server newer than the versions
+    pgbaton reads (``/*!999999 ... */``) is a comment for the source too: dropped."""
     out: list[str] = []
     i, n = 0, len(text)
     quote: str | None = None
@@ -58,12 +64,14 @@ def unwrap_executable_comments(text: str) -> str:
             continue
         if text.startswith("/*!", i) or text.startswith("/*M!", i):
             j = i + (3 if text[i + 2] == "!" else 4)
+            digits = j
             while j < n and text[j].isdigit():
                 j += 1
             end = text.find("*/", j)
             if end < 0:
                 end = n
-            out.append(" " + text[j:end] + " ")
+            version = int(text[digits:j]) if j > digits else 0
+            out.append(" " + text[j:end] + " " if version <= MAX_SERVER_VERSION else " ")
             i = end + 2
             continue
         out.append(ch)
