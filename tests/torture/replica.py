@@ -406,11 +406,28 @@ class Harness:
                 res.error = f"{len(errs)} replay error(s): {errs[0]['message']}"
         except Exception as exc:  # noqa: BLE001 - reported in the table
             res.error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, pymysql.err.OperationalError) and exc.args[0] == 1205:
+                res.error += " " + self._lock_report()
         finally:
             self.stop_replica()
             workload.conn.close()
         res.seconds = time.monotonic() - started
         return res
+
+    def _lock_report(self) -> str:
+        try:
+            with self.mariadb.connect() as c, c.cursor() as cur:
+                cur.execute("SELECT trx_id, trx_state, trx_mysql_thread_id, trx_query, trx_rows_locked "
+                            "FROM information_schema.INNODB_TRX")
+                trx = cur.fetchall()
+                cur.execute("XA RECOVER")
+                xa = cur.fetchall()
+                cur.execute("SELECT lock_trx_id, lock_mode, lock_type, lock_table, lock_data "
+                            "FROM information_schema.INNODB_LOCKS")
+                locks = cur.fetchall()
+            return f"[trx {trx}] [xa {xa}] [locks {locks}]"
+        except Exception as exc:  # noqa: BLE001 - a diagnosis only
+            return f"(no lock report: {exc})"
 
     def _wait_caught_up(self, cfg: Any, log_path: Path, timeout: float = 180) -> None:
         # a marker transaction: caught up once it has arrived and nothing is pending
