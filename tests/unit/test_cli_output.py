@@ -38,11 +38,11 @@ def test_help_keeps_default_brackets(capsys: pytest.CaptureFixture[str], command
 
 
 def test_help_of_every_command_has_no_dangling_period(capsys: pytest.CaptureFixture[str]) -> None:
-    groups = {"": ["catalog", "source", "replica", "status", "errors", "maintenance"],
+    groups = {"": ["catalog", "source", "replica", "status", "errors", "maintenance", "serve", "metrics"],
               "catalog": ["upgrade", "version"], "source": ["add", "list", "drop"],
               "replica": ["init", "start", "stop", "verify", "sync-tables", "disable-tables", "enable-tables",
                           "detach"],
-              }
+              "metrics": ["serve", "show"]}
     for group, commands in groups.items():
         for c in commands:
             code, out, _ = run(capsys, *([group] if group else []), c, "--help")
@@ -84,13 +84,14 @@ def test_json_for_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     ["source", "drop", "x", "--yes"], ["replica", "init", "-s", "x"], ["replica", "stop", "-s", "x"],
     ["replica", "verify", "-s", "x"], ["replica", "sync-tables", "-s", "x", "--tables", "t"],
     ["replica", "disable-tables", "-s", "x", "--tables", "t"], ["replica", "enable-tables", "-s", "x", "--tables", "t"],
-    ["replica", "detach", "-s", "x", "--yes"], ["maintenance"], ["errors"],
+    ["replica", "detach", "-s", "x", "--yes"], ["maintenance"], ["errors"], ["metrics", "show"],
     ["migrate", "status", "m"],
 ])
 def test_json_for_every_command_that_fails(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                            command: list[str]) -> None:
     cfg = tmp_path / "pgbaton.yaml"
-    cfg.write_text("target: {host: 127.0.0.1, port: 1, connect_timeout: 1}\n")
+    cfg.write_text("target: {host: 127.0.0.1, port: 1, connect_timeout: 1}\n"
+                   "sources: {y: {type: mariadb, port: 1, databases: {d: app}, server_id: 9}}\n")
     code, out, err = run(capsys, "-c", str(cfg), *command, "--json")
     assert code == 1, (out, err)
     doc = json.loads(out)

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pgbaton import __version__
+from pgbaton.cli.context import JsonOpt, state
 from pgbaton.cli.output import (
     emit,
     err,
@@ -25,7 +26,6 @@ from pgbaton.cli.output import (
     wants_json,
     warn,
 )
-from pgbaton.config import Config, load_config
 from pgbaton.errors import PgbatonError
 
 __all__ = ["app", "main", "setup_logging", "state"]
@@ -41,37 +41,6 @@ app.add_typer(source_app, name="source")
 app.add_typer(replica_app, name="replica")
 
 log = logging.getLogger("pgbaton")
-
-
-def _remember_json(value: bool) -> bool:
-    if value:
-        state.json = True
-    return value
-
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout, errors included.",
-                                       callback=_remember_json)]
-
-
-class State:
-    config_path: Path | None = None
-    debug: bool = False
-    verbose: bool = False
-    json: bool = False
-    _config: Config | None = None
-
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(self.config_path)
-            logging.getLogger().setLevel(stderr_level(self.debug, self.verbose, self._config.log_level))
-        return self._config
-
-    def file_log_level(self, cfg: Config) -> int:
-        """The level of a daemon's log file: the configured one (debug with --debug)."""
-        return logging.DEBUG if self.debug else getattr(logging, cfg.log_level.upper())
-
-
-state = State()
 
 
 def _print_version(value: bool) -> None:
@@ -469,6 +438,9 @@ def errors_cmd(
 def _mount_subcommands() -> None:
     from pgbaton.cli.ha import app as ha_app
     from pgbaton.cli.migrate import app as migrate_app
+    from pgbaton.cli.observe import register
+
+    register(app)
 
     app.add_typer(ha_app, name="ha", help="Two-node PostgreSQL high availability (Pacemaker).")
     app.add_typer(migrate_app, name="migrate", help="PostgreSQL -> PostgreSQL migration by logical replication.")

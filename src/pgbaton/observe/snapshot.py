@@ -1,0 +1,267 @@
+"""One look at everything pgbaton runs: replica sources, migrations, HA nodes.
+
+Read-only.  The replica's numbers come from ``replica.status`` (the same function as
+`pgbaton status`) plus a few counters of its catalog; the migrations' from
+``migrate.status`` (as `pgbaton migrate status`); the HA nodes' from their PostgreSQL
+servers and, when the resource is named, the promotion scores the agent keeps in the
+cluster.  A part that cannot be read is reported in ``errors`` and the other parts still
+show.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+
+from pgbaton.config import ClusterConfig, Config
+from pgbaton.errors import PgbatonError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableView:
+    table: str              # db.table on the source
+    target: str             # schema.table on the target
+    state: str
+    changes_applied: int    # row changes replayed into it (see AppliedCounter)
+
+
+@dataclass(frozen=True)
+class SourceView:
+    name: str
+    status: dict[str, Any]  # exactly what `pgbaton status --json` prints for the source
+    tables: list[TableView]
+    batches_total: int      # batches written since the source was registered
+    errors_by_kind: dict[str, int]
+    session: int | None     # backend of the running replica's lock: a new one means a restart
+
+
+@dataclass(frozen=True)
+class MigrationView:
+    name: str
+    state: str
+    databases: list[dict[str, Any]]  # as `pgbaton migrate status --json`
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeView:
+    name: str
+    up: bool
+    role: str | None = None          # primary | standby
+    timeline: int | None = None
+    lsn: int | None = None           # primary: current WAL position; standby: replayed (bytes)
+    lsn_text: str | None = None
+    replay_lag_bytes: int | None = None
+    sync_state: str | None = None    # the standby's state as the primary reports it: sync, async, ...
+    promotion_score: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class Snapshot:
+    taken_at: float = field(default_factory=time.time)
+    sources: list[SourceView] = field(default_factory=list)
+    migrations: list[MigrationView] = field(default_factory=list)
+    ha_nodes: list[NodeView] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)   # part -> why it could not be read
+    seconds: dict[str, float] = field(default_factory=dict)  # part -> how long reading it took
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- replica --------------------------------------------------------------------------------
+class AppliedCounter:
+    """Row changes replayed per table, counted from the log by the looker itself.
+
+    The catalog keeps one total per source, not one per table, so each look counts the
+    log rows of the batches replayed since the previous look (the first look counts every
+    replayed batch still kept).  Batches that maintenance deletes before a look are not
+    counted; with looks every few seconds and a retention of minutes none are.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[str, dict[int, int]] = {}
+        self._floor: dict[str, int] = {}        # every batch at or below it is counted (or gone)
+        self._counted: dict[str, set[int]] = {}  # counted batches above the floor
+
+    def update(self, conn: psycopg.Connection, schema: str, source: str) -> dict[int, int]:
+        from psycopg import sql
+
+        from pgbaton.cdc.store import log_table_name
+
+        with self._lock:
+            floor = self._floor.get(source, 0)
+            counted = self._counted.setdefault(source, set())
+            counts = self.counts.setdefault(source, {})
+            ids = [int(r[0]) for r in conn.execute(
+                """SELECT batch_id FROM batches WHERE source = %s AND status = 'replayed' AND kind = 'rows'
+                      AND batch_id > %s""", (source, floor)).fetchall()]
+            new = [b for b in ids if b not in counted]
+            if new:
+                for tbl, n in conn.execute(
+                        sql.SQL("SELECT tbl, count(*) FROM {} WHERE batch_id = ANY(%s) GROUP BY tbl").format(
+                            sql.Identifier(schema, log_table_name(source))), (new,)).fetchall():
+                    counts[int(tbl)] = counts.get(int(tbl), 0) + int(n)
+                counted.update(new)
+            row = conn.execute("SELECT min(batch_id) FROM batches WHERE source = %s AND status <> 'replayed'",
+                               (source,)).fetchone()
+            lowest_open = row[0] if row else None
+            top = max(counted, default=floor)
+            floor = max(floor, int(lowest_open) - 1 if lowest_open is not None else top)
+            self._floor[source] = floor
+            self._counted[source] = {b for b in counted if b > floor}
+            conn.commit()
+            return dict(counts)
+
+
+def _replica_extras(conn: psycopg.Connection, name: str, applied: dict[int, int]
+                    ) -> tuple[list[TableView], int, dict[str, int]]:
+    tables = [TableView(f"{r[1]}.{r[2]}", f"{r[3]}.{r[4]}", r[5], applied.get(int(r[0]), 0)) for r in conn.execute(
+        """SELECT id, src_db, src_table, dst_schema, dst_table, state
+             FROM tables WHERE source = %s ORDER BY src_db, src_table""", (name,)).fetchall()]
+    row = conn.execute("SELECT next_batch_id - 1 FROM sources WHERE name = %s", (name,)).fetchone()
+    kinds = {str(k): int(n) for k, n in conn.execute(
+        "SELECT kind, count(*) FROM errors WHERE source = %s GROUP BY kind", (name,)).fetchall()}
+    conn.commit()
+    return tables, int(row[0]) if row else 0, kinds
+
+
+def read_sources(cfg: Config, applied: AppliedCounter | None = None) -> list[SourceView]:
+    from pgbaton.replica import catalog as cat
+    from pgbaton.replica.status import source_status
+
+    if not cfg.sources:
+        return []
+    applied = applied or AppliedCounter()
+    conn = cat.catalog_connection(cfg, purpose="pgbaton-observe")
+    try:
+        out = []
+        for name in sorted(cfg.sources):
+            st = source_status(cfg, conn, name)
+            if st["state"] == "not registered":
+                out.append(SourceView(name, st, [], 0, {}, None))
+                continue
+            counts = applied.update(conn, cfg.target.catalog_schema, name)
+            tables, batches, kinds = _replica_extras(conn, name, counts)
+            session = cat.lock_holder(conn, name) if st.get("running") else None
+            conn.commit()
+            out.append(SourceView(name, st, tables, batches, kinds, session))
+        return out
+    finally:
+        conn.close()
+
+
+# -- migrations -----------------------------------------------------------------------------
+def read_migrations(cfg: Config) -> list[MigrationView]:
+    from pgbaton.migrate.status import migration_state, status
+
+    out = []
+    for name in sorted(cfg.migrations):
+        state = migration_state(cfg, name)
+        try:
+            dbs = [r.as_dict() for r in status(cfg, name)]
+            out.append(MigrationView(name, state, dbs))
+        except PgbatonError as exc:   # e.g. not started yet: nothing to measure
+            out.append(MigrationView(name, state, [], str(exc)))
+    return out
+
+
+# -- HA nodes -------------------------------------------------------------------------------
+_NODE_SQL = """
+SELECT pg_is_in_recovery(),
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END,
+       CASE WHEN pg_is_in_recovery()
+            THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver),
+                          (SELECT timeline_id FROM pg_control_checkpoint()))
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
+"""
+
+
+def _node(name: str, node: ClusterConfig) -> tuple[NodeView, dict[str, tuple[str, int | None]]]:
+    """One node's view; for a primary also its standbys: application_name -> (sync_state, lag bytes)."""
+    try:
+        conn = psycopg.connect(node.conninfo(application_name="pgbaton-observe", what=f"observe.ha_nodes.{name}"),
+                               autocommit=True, connect_timeout=min(node.connect_timeout, 5))
+    except psycopg.OperationalError as exc:
+        return NodeView(name, False, error=(str(exc).strip().splitlines() or ["unreachable"])[0]), {}
+    try:
+        row = conn.execute(_NODE_SQL).fetchone()
+        assert row is not None
+        in_recovery, lsn, tli = row
+        nbytes = conn.execute("SELECT %s::pg_lsn - '0/0'::pg_lsn", (lsn,)).fetchone() if lsn else None
+        standbys: dict[str, tuple[str, int | None]] = {}
+        if not in_recovery:
+            for app, sync_state, lag in conn.execute(
+                    """SELECT application_name, sync_state, pg_current_wal_lsn() - replay_lsn
+                         FROM pg_stat_replication""").fetchall():
+                standbys[str(app)] = (str(sync_state), int(lag) if lag is not None else None)
+        return NodeView(name, True, "standby" if in_recovery else "primary", int(tli) if tli is not None else None,
+                        int(nbytes[0]) if nbytes else None, str(lsn) if lsn else None), standbys
+    except psycopg.Error as exc:
+        return NodeView(name, False, error=(str(exc).strip().splitlines() or ["query failed"])[0]), {}
+    finally:
+        conn.close()
+
+
+def read_ha(cfg: Config) -> list[NodeView]:
+    obs = cfg.observe
+    if not obs.ha_nodes:
+        return []
+    views: list[NodeView] = []
+    standbys: dict[str, tuple[str, int | None]] = {}
+    for name in sorted(obs.ha_nodes):
+        view, seen = _node(name, obs.ha_nodes[name])
+        views.append(view)
+        standbys.update(seen)
+    scores: dict[str, int | None] = {}
+    if obs.ha_resource:
+        from pgbaton.ocf.attrs import attributes_for
+
+        attrs = attributes_for(obs.ha_resource, os.environ)
+        scores = {v.name: attrs.get_score(v.name) for v in views}
+    out = []
+    for v in views:
+        sync_state, lag = standbys.get(v.name, (None, None))
+        if v.role == "primary":
+            sync_state, lag = None, 0
+        out.append(NodeView(v.name, v.up, v.role, v.timeline, v.lsn, v.lsn_text, lag, sync_state,
+                            scores.get(v.name), v.error))
+    return out
+
+
+# -- all of it ------------------------------------------------------------------------------
+class Looker:
+    """Takes snapshots; keeps what must carry from one look to the next (the per-table counts)."""
+
+    def __init__(self) -> None:
+        self.applied = AppliedCounter()
+
+    def __call__(self, cfg: Config) -> Snapshot:
+        return take(cfg, self.applied)
+
+
+def take(cfg: Config, applied: AppliedCounter | None = None) -> Snapshot:
+    snap = Snapshot()
+    parts: list[tuple[str, Any]] = [("replica", lambda c: read_sources(c, applied)),
+                                    ("migrate", read_migrations), ("ha", read_ha)]
+    for part, read in parts:
+        started = time.monotonic()
+        try:
+            value = read(cfg)
+        except (PgbatonError, psycopg.Error, OSError) as exc:
+            snap.errors[part] = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            log.warning("observe: %s could not be read: %s", part, snap.errors[part])
+            value = []
+        snap.seconds[part] = round(time.monotonic() - started, 4)
+        setattr(snap, {"replica": "sources", "migrate": "migrations", "ha": "ha_nodes"}[part], value)
+    return snap
