@@ -330,6 +330,22 @@ class Config(_Model):
             raise ValueError("target: required key is missing")
         return data
 
+    @model_validator(mode="after")
+    def _schemas_owned_once(self) -> Config:
+        """pgbaton's catalog schema and each source's schemas are nobody else's."""
+        owner: dict[str, str] = {}
+        for name, src in self.sources.items():
+            for db, schema in src.databases.items():
+                key = f"sources.{name}.databases.{db}"
+                if schema == self.target.catalog_schema:
+                    raise ValueError(f"{key}: schema {schema!r} is pgbaton's catalog schema (target.catalog_schema); "
+                                     "map the database to a schema of its own")
+                other = owner.setdefault(schema, name)
+                if other != name:
+                    raise ValueError(f"{key}: schema {schema!r} is already the target of source {other!r}; "
+                                     "each source needs schemas of its own")
+        return self
+
     @field_validator("sources", "migrations")
     @classmethod
     def _names(cls, v: dict[str, Any]) -> dict[str, Any]:

@@ -91,3 +91,20 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
     example = Path(__file__).parents[2] / "docs" / "config.example.yaml"
     if example.exists():
         load_config(example)
+
+
+def test_database_mapped_onto_the_catalog_schema_is_refused() -> None:
+    import pytest as _pytest
+
+    from pgbaton.config import parse_config as _parse
+    from pgbaton.errors import ConfigError as _ConfigError
+
+    base = {"target": {"host": "127.0.0.1", "dbname": "app", "catalog_schema": "pgbaton"}}
+    with _pytest.raises(_ConfigError, match=r"sources\.shop\.databases\.shop: schema 'pgbaton' is pgbaton's catalog"):
+        _parse({**base, "sources": {"shop": {"databases": {"shop": "pgbaton"}}}})
+    with _pytest.raises(_ConfigError, match=r"sources\.two\.databases\.b: schema 'app' is already the target of "
+                                            r"source 'one'"):
+        _parse({**base, "sources": {"one": {"databases": {"a": "app"}, "server_id": 1},
+                                    "two": {"databases": {"b": "app"}, "server_id": 2}}})
+    ok = _parse({**base, "sources": {"one": {"databases": {"a": "app", "b": "app"}}}})
+    assert ok.sources["one"].databases == {"a": "app", "b": "app"}
