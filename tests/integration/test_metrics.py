@@ -65,7 +65,8 @@ def test_scrape_matches_status_json(replica_cfg: Config, my_db: str, mariadb: Ma
     cfg = replica_cfg
     with ReplicaThread(cfg), StatusServer(cfg, port=0) as server:
         my_exec(mariadb, my_db, [f"INSERT INTO {LONG} VALUES ({i}, {i})" for i in range(1, 41)])
-        my_exec(mariadb, my_db, [f"UPDATE {LONG} SET qty = qty + 1 WHERE id <= 10", "DELETE FROM customers WHERE id = 5"])
+        my_exec(mariadb, my_db, [f"UPDATE {LONG} SET qty = qty + 1 WHERE id <= 10",
+                                 "DELETE FROM customers WHERE id = 5"])
         wait_until(lambda: caught_up(cfg), what="replica caught up")
         wait_until(lambda: _cli(cfg, tmp_path, "status", "--source", "src", "--json").returncode == 0, 30)
         proc = _cli(cfg, tmp_path, "status", "--source", "src", "--json")

@@ -66,7 +66,8 @@ def replica_metrics(sources: list[SourceView], restarts: RestartCounter) -> Iter
     pending = _gauge("replica_pending_changes", "Row changes stored and not yet replayed.", ["source"])
     pending_b = _gauge("replica_pending_batches", "Batches stored and not yet replayed.", ["source"])
     replayed = _counter("replica_rows_replayed", "Row changes replayed into the target.", ["source"])
-    applied = _counter("replica_changes_applied", "Row changes replayed into a target table, counted from the log by this exporter.",
+    applied = _counter("replica_changes_applied",
+                       "Row changes replayed into a target table, counted from the log by this exporter.",
                        ["source", "table"])
     batches = _counter("replica_batches", "Batches written to the log since the source was registered.", ["source"])
     errors = _counter("replica_errors", "Errors recorded in the catalog (replay, ddl, reader).", ["source", "kind"])
