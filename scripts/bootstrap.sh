@@ -9,6 +9,8 @@ command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server mariadb-client)
 command -v pgbouncer >/dev/null 2>&1 || need_apt+=(pgbouncer)
 command -v sysbench >/dev/null 2>&1 || need_apt+=(sysbench)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15 postgresql-client-15)
+# headless browser for the status page test (tests/integration/test_serve_page.py)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ "${1:-}" = "--pacemaker" ] || [ "${PGBATON_PACEMAKER:-}" = "1" ]; then
   command -v pacemakerd >/dev/null 2>&1 || need_apt+=(pacemaker corosync crmsh resource-agents)
   command -v ocf-tester >/dev/null 2>&1 || need_apt+=(resource-agents)

@@ -101,6 +101,7 @@ function stateClass(s) {
   return "warn";
 }
 
+const closed = new Set();  // table lists the reader folded: kept folded across refreshes
 function renderSources(doc) {
   const box = document.getElementById("sources");
   box.replaceChildren();
@@ -121,7 +122,9 @@ function renderSources(doc) {
                     "rows replayed", "tables", "errors", "lag, last minutes"], rows, {id: "sources-table"}));
   for (const s of doc.sources) {
     if (!s.tables.length) continue;
-    const d = el("details", {open: ""}, el("summary", {}, "tables of " + s.name + " (" + s.tables.length + ")"));
+    const d = el("details", closed.has(s.name) ? {} : {open: ""},
+                 el("summary", {}, "tables of " + s.name + " (" + s.tables.length + ")"));
+    d.addEventListener("toggle", () => { if (d.open) closed.delete(s.name); else closed.add(s.name); });
     d.append(table(["source table", "target table", "state", "changes applied"], s.tables.map((t) =>
       el("tr", {"data-table": t.table}, cell(t.table, "table-name"), cell(t.target),
          cell(t.state, "state " + stateClass(t.state)), cell(num(t.changes_applied), "num changes"))),

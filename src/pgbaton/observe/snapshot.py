@@ -229,9 +229,14 @@ def read_ha(cfg: Config) -> list[NodeView]:
 
         attrs = attributes_for(obs.ha_resource, os.environ)
         scores = {v.name: attrs.get_score(v.name) for v in views}
+    from pgbaton.ha.config import safe_name
+
     out = []
     for v in views:
-        sync_state, lag = standbys.get(v.name, (None, None))
+        # the agent names a standby's stream after its node (made safe for an application_name)
+        stream = standbys.get(v.name) or standbys.get(safe_name(v.name))
+        sync_state: str | None = stream[0] if stream else None
+        lag: int | None = stream[1] if stream else None
         if v.role == "primary":
             sync_state, lag = None, 0
         out.append(NodeView(v.name, v.up, v.role, v.timeline, v.lsn, v.lsn_text, lag, sync_state,
