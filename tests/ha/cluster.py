@@ -201,7 +201,10 @@ wait
                    and n.get("type") == "member")
 
     def psql(self, node: ClusterNode, query: str, timeout: float = 10) -> str:
-        proc = sh(self.in_switch(["psql", "-X", "-At", "-h", node.ip, "-p", str(self.port), "-U", "postgres",
+        return self.psql_at(node.ip, query, timeout)
+
+    def psql_at(self, host: str, query: str, timeout: float = 10) -> str:
+        proc = sh(self.in_switch(["psql", "-X", "-At", "-h", host, "-p", str(self.port), "-U", "postgres",
                                   "-d", "postgres", "-c", query]), check=False, timeout=timeout,
                   env={**os.environ, "PGCONNECT_TIMEOUT": "2"})
         if proc.returncode != 0:
