@@ -1,0 +1,28 @@
+"""A short seeded fault-injection run in the real Pacemaker cluster (the long one: scripts/ha_torture.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.ha.pcmk import usable
+from tests.ha.torture import run, table
+
+pytestmark = [
+    pytest.mark.pacemaker,
+    pytest.mark.slow,
+    pytest.mark.skipif(not usable(), reason="needs root, pacemaker, corosync, iproute2 and psql"),
+]
+
+
+def test_seeded_faults_lose_no_acknowledged_commit() -> None:
+    seed = int(os.environ.get("PGBATON_TORTURE_SEED", "3"))
+    iterations = int(os.environ.get("PGBATON_TORTURE_ITERATIONS", "4"))
+    result = run(seed, iterations)
+    print(table(result))
+    assert len(result.outcomes) == iterations
+    for o in result.outcomes:
+        assert not o.error, f"seed {seed}, iteration {o.iteration} ({o.fault}): {o.error}"
+        assert o.lost == 0, f"seed {seed}, iteration {o.iteration} ({o.fault}): {o.lost} commits lost"
+        assert not o.loop, f"seed {seed}, iteration {o.iteration} ({o.fault}): {o.promotions} promotions"
