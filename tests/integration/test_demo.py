@@ -1,19 +1,42 @@
-"""`make demo` works: the sandbox demo runs end to end (smaller) and proves equality."""
+"""`make demo` works: the sandbox demo tells the whole story end to end (a smaller
+replica part), the status page is served, and everything it started is stopped."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from pgbaton.sandbox.servers import _pid_alive
 
 
 def test_demo_runs_end_to_end(sandbox_root: Path) -> None:
     base = sandbox_root / "demo"
     cmd = [sys.executable, "-m", "pgbaton.sandbox.demo", "run", "--dir", str(base), "--rows", "2000", "--seconds", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "the PostgreSQL replica equals the MariaDB source" in proc.stdout
-    assert "DIFFERENT" not in proc.stdout
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-4000:] + proc.stderr[-3000:]
+    # the page's address comes first, before any part
+    first = out.index("watch it live: http://127.0.0.1:")
+    assert first < out.index("part 1")
+    assert re.search(r"the status page shows source shop running, [\d,]+ rows replayed, 0 pending, 5 tables", out)
+    # part 1: the replica
+    assert "the PostgreSQL replica equals the MariaDB source" in out
+    assert "DIFFERENT" not in out
+    # part 2: the migration, with clients through PgBouncer
+    assert re.search(r"switched over to PostgreSQL 18: .* 0 failed transactions", out), out[-4000:]
+    assert re.search(r"switched back to PostgreSQL 15: .* 0 failed transactions", out), out[-4000:]
+    assert re.search(r"client transactions committed through PgBouncer, 0 failed; longest stall \d+ ms", out)
+    assert "both sides equal" in out
+    over = json.loads((base / "switchover.json").read_text())
+    back = json.loads((base / "switchback.json").read_text())
+    assert over["switched"] and back["switched"] and over["client_failed"] == back["client_failed"] == 0
+    # everything stopped
+    state = json.loads((base / "state.json").read_text())
+    for key in ("mariadb_pid", "pgbouncer_pid", "serve_pid"):
+        assert not _pid_alive(int(state[key])), key
     clean = subprocess.run([sys.executable, "-m", "pgbaton.sandbox.demo", "clean", "--dir", str(base)],
                            capture_output=True, text=True, timeout=120)
     assert clean.returncode == 0 and not base.exists()
