@@ -22,9 +22,11 @@ REGRESSION_SEEDS: list[tuple[int, bool, bool, int, str]] = [
 
 
 @pytest.mark.parametrize("use_gtid", [False, True], ids=["filepos", "gtid"])
-def test_short_seeded_run(tmp_path: Path, use_gtid: bool) -> None:
-    tmp_path.chmod(0o1777)
-    results = torture.run(tmp_path, seed=11 if use_gtid else 10, iterations=3, steps=100, fault_rate=0.08,
+def test_short_seeded_run(sandbox_root: Path, use_gtid: bool) -> None:
+    root = sandbox_root / f"torture-{'gtid' if use_gtid else 'filepos'}"   # readable by the service users
+    root.mkdir()
+    root.chmod(0o1777)
+    results = torture.run(root, seed=11 if use_gtid else 10, iterations=3, steps=100, fault_rate=0.08,
                           use_gtid=use_gtid, cascades=True)
     torture.print_table(results, use_gtid)
     bad = [r for r in results if not r.ok]
@@ -34,8 +36,11 @@ def test_short_seeded_run(tmp_path: Path, use_gtid: bool) -> None:
 
 
 @pytest.mark.parametrize(("seed", "use_gtid", "cascades", "steps", "found"), REGRESSION_SEEDS)
-def test_regression_seed(tmp_path: Path, seed: int, use_gtid: bool, cascades: bool, steps: int, found: str) -> None:
-    tmp_path.chmod(0o1777)
-    results = torture.run(tmp_path, seed=0, iterations=1, steps=steps, fault_rate=0.06, use_gtid=use_gtid,
+def test_regression_seed(sandbox_root: Path, seed: int, use_gtid: bool, cascades: bool, steps: int,
+                         found: str) -> None:
+    root = sandbox_root / f"torture-seed-{seed}"
+    root.mkdir()
+    root.chmod(0o1777)
+    results = torture.run(root, seed=0, iterations=1, steps=steps, fault_rate=0.06, use_gtid=use_gtid,
                           cascades=cascades, only=seed)
     assert results[0].ok, (results[0].divergent, results[0].error)

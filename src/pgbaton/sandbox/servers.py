@@ -205,10 +205,16 @@ class MariaDBServer:
             self.port = free_port()
         if (self.datadir / "mysql").exists():
             return
-        _run(
-            ["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}", "--user=mysql",
-             "--auth-root-authentication-method=normal", "--skip-test-db"],
-        )
+        cmd = ["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}", "--user=mysql",
+               "--auth-root-authentication-method=normal", "--skip-test-db"]
+        try:
+            _run(cmd)
+        except SandboxError:
+            # seen once under heavy load ("Could not remove temporary table"): a second try from
+            # an empty folder works
+            log.warning("mariadb-install-db failed in %s; trying once more", self.datadir)
+            shutil.rmtree(self.datadir, ignore_errors=True)
+            _run(cmd)
 
     def start(self) -> None:
         self.init()
