@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all venv venv-full test test-fast test-ha test-pacemaker install-agent typecheck lint demo demo-clean bench clean torture-replica
+.PHONY: all venv venv-full test test-fast test-ha test-pacemaker install-agent typecheck lint demo demo-ha demo-clean bench clean torture-replica
 
 all: test
 
@@ -50,9 +50,17 @@ torture-replica: venv
 install-agent: venv
 	$(PY) -m pgbaton ha install-agent
 
-# MariaDB -> PostgreSQL end to end in a private sandbox under .demo/
+# The whole story in a private sandbox under .demo/ (under 3 minutes): the status page's URL,
+# the MariaDB -> PostgreSQL replica, then PostgreSQL 15 -> 18 with clients through PgBouncer,
+# switchover and switchback.  DEMO_ARGS="--keep-running" leaves it all running.
+DEMO_ARGS ?=
 demo: venv
-	$(PY) -m pgbaton.sandbox.demo run --dir .demo
+	$(PY) -m pgbaton.sandbox.demo run --dir .demo $(DEMO_ARGS)
+
+# The two-node Pacemaker cluster (network namespaces on this machine, root): kill -9 of the
+# primary, the failover time, the old primary back as a standby.
+demo-ha: venv-full
+	$(PY) -m pgbaton.sandbox.demo_ha
 
 demo-clean:
 	@if [ -x $(PY) ]; then $(PY) -m pgbaton.sandbox.demo clean --dir .demo; else rm -rf .demo; fi

@@ -227,7 +227,8 @@ def read_ha(cfg: Config) -> list[NodeView]:
     if obs.ha_resource:
         from pgbaton.ocf.attrs import attributes_for
 
-        attrs = attributes_for(obs.ha_resource, os.environ)
+        # crm_attribute --promotion finds the resource in OCF_RESOURCE_INSTANCE, as inside the agent
+        attrs = attributes_for(obs.ha_resource, {**os.environ, "OCF_RESOURCE_INSTANCE": obs.ha_resource})
         scores = {v.name: attrs.get_score(v.name) for v in views}
     from pgbaton.ha.config import safe_name
 
