@@ -111,3 +111,36 @@ def ensure(conn: psycopg.Connection, schema: str) -> None:
         )
     if have < newest:
         upgrade(conn, schema)
+
+
+def drop(conn: psycopg.Connection, schema: str) -> list[str]:
+    """Remove the catalog once no source is registered in it. Returns what was dropped.
+
+    Only pgbaton's own tables are dropped by name; the schema itself goes last and only when
+    it is then empty, so nothing someone else put there is ever removed."""
+    if current_version(conn, schema) == 0:
+        conn.commit()
+        return []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        left = [r[0] for r in conn.execute(
+            sql.SQL("SELECT name FROM {}.sources ORDER BY name").format(sql.Identifier(schema))).fetchall()]
+        if left:
+            raise CatalogError(f"the catalog in schema {schema} still holds source(s) {', '.join(left)}: "
+                               "`pgbaton replica detach` or `pgbaton source drop` each first")
+        ours = [r[0] for r in conn.execute(
+            """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = %s AND c.relkind IN ('r', 'p')
+                  AND (c.relname IN ('catalog_version', 'sources', 'tables', 'batches', 'errors', 'foreign_keys')
+                       OR c.relname LIKE 'log\\_%%')""", (schema,)).fetchall()]
+        for name in ours:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(schema, name)))
+        others = [r[0] for r in conn.execute(
+            """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = %s AND c.relkind NOT IN ('S', 'i') ORDER BY 1""", (schema,)).fetchall()]
+        if others:
+            log.warning("schema %s kept: it holds objects pgbaton did not create (%s)", schema, ", ".join(others))
+        else:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+            ours.append(f"schema {schema}")
+    return ours
