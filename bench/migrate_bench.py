@@ -124,7 +124,8 @@ def _switch(load: Load, fn: Any, config: Config, name: str) -> dict[str, Any]:
         res = exc.result
     time.sleep(0.3)  # transactions held by the pause finish and are counted
     load.measuring = False
-    return {"switched": res.switched, "longest_stall_ms": round(max(load.window, default=0) * 1000, 1),
+    return {"switched": res.switched, "reasons": res.reasons,
+            "longest_stall_ms": round(max(load.window, default=0) * 1000, 1),
             "paused_ms": round((res.paused_seconds or 0) * 1000, 1), "failed": len(load.failures) - failed_before,
             "step_ms": {k: round(v * 1000, 1) for k, v in res.step_seconds.items()}}
 
@@ -206,7 +207,7 @@ def main() -> None:
     # the initial copy of every database at once: an apply worker and up to 4 table copies each,
     # each copy with a slot and a walsender of its own
     workers = {"max_logical_replication_workers": str(most * 5 + 4), "max_worker_processes": str(most * 5 + 16),
-               "max_replication_slots": str(most * 6 + 10), "max_wal_senders": str(most * 6 + 10)}
+               "max_replication_slots": str(most * 8 + 20), "max_wal_senders": str(most * 8 + 20)}
     src = PostgresServer(base / "pg15", settings=workers)
     tgt = PostgresServer(base / "pg18", bin_dir=pg18_bin(), settings=workers)
     results = []

@@ -277,12 +277,44 @@ def drop_publication(pub: Side, db: str, obj: str) -> list[str]:
 
 
 def retire(cfg: MigrationConfig, name: str, db: str, direction: str, timeout: float) -> list[str]:
-    """The whole stream of one database in one direction: slots first, then subscription, publication."""
+    """The whole stream of one database in one direction: slots first, then subscription, publication.
+
+    Four connections (a switch runs this inside the clients' pause): the subscriber's and the
+    publisher's maintenance databases, and ``db`` on each side where it exists.
+    """
     pub, sub = publisher(cfg, direction), subscriber(cfg, direction)
     obj = object_name(name, db, direction)
-    subid = disable_subscription(sub, db, obj)
-    done = drop_slots(pub, obj, subid, timeout)
-    return done + drop_subscription(sub, db, obj) + drop_publication(pub, db, obj)
+    done: list[str] = []
+    with rw(sub) as sc:
+        on_sub = sc.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None
+    subid: int | None = None
+    sconn = rw(sub, db) if on_sub else None
+    try:
+        if sconn is not None:
+            row = sconn.execute("SELECT oid, subenabled FROM pg_subscription WHERE subname = %s AND subdbid = "
+                                "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                                (obj,)).fetchone()
+            if row is not None:
+                subid = int(row[0])
+                if row[1]:
+                    sconn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(Ident(obj)))
+        with rw(pub) as pc:
+            on_pub = pc.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None
+            pattern = sync_slot_pattern(subid) if subid is not None else obj
+            done += drop_slots_on(pc, obj, pattern, timeout, poll=0.01, label=f"{pub.name}: ")
+        if sconn is not None and subid is not None:
+            sconn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(Ident(obj)))
+            sconn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(Ident(obj)))
+            done.append(f"{sub.name}: {db}: subscription {obj}")
+    finally:
+        if sconn is not None:
+            sconn.close()
+    if on_pub:
+        with rw(pub, db) as p:
+            if p.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (obj,)).fetchone() is not None:
+                p.execute(sql.SQL("DROP PUBLICATION {}").format(Ident(obj)))
+                done.append(f"{pub.name}: {db}: publication {obj}")
+    return done
 
 
 # -- status of a stream ------------------------------------------------------------------------------

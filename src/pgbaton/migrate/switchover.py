@@ -51,7 +51,13 @@ class Decision:
 
 
 def may_switch(statuses: list[DbStatus], expected: list[str], max_lag_bytes: int = 16 * 2**20) -> Decision:
-    """Step 1: every database streaming, every table synced, no errors, lag small enough to drain fast."""
+    """Step 1: every database streaming, every table synced, lag small enough to drain fast.
+
+    The error counts of ``pg_stat_subscription_stats`` are cumulative: one lost connection (a
+    publisher restart) counts as an apply error for good.  So they do not refuse a switch on
+    their own, only explain a refusal: a stream that keeps failing is not streaming, lags, or
+    does not reach the marker within switch.timeout_seconds (and the switch rolls back).
+    """
     reasons: list[str] = []
     seen = {s.database: s for s in statuses}
     for db in expected:
@@ -59,16 +65,18 @@ def may_switch(statuses: list[DbStatus], expected: list[str], max_lag_bytes: int
         if s is None:
             reasons.append(f"{db}: no status")
             continue
+        mine: list[str] = []
         if s.state is not DbState.streaming:
-            reasons.append(f"{db}: {s.state.value}, not streaming")
+            mine.append(f"{db}: {s.state.value}, not streaming")
         if s.tables_total == 0 or s.tables_synced < s.tables_total:
-            reasons.append(f"{db}: {s.tables_synced}/{s.tables_total} tables synced")
-        if s.errors:
-            reasons.append(f"{db}: " + "; ".join(s.errors))
+            mine.append(f"{db}: {s.tables_synced}/{s.tables_total} tables synced")
         if s.lag_bytes is None:
-            reasons.append(f"{db}: lag unknown (no slot)")
+            mine.append(f"{db}: lag unknown (no slot)")
         elif s.lag_bytes > max_lag_bytes:
-            reasons.append(f"{db}: lag {s.lag_bytes} bytes > {max_lag_bytes}")
+            mine.append(f"{db}: lag {s.lag_bytes} bytes > {max_lag_bytes}")
+        if mine and s.errors:
+            mine.append(f"{db}: " + "; ".join(s.errors))
+        reasons += mine
     return Decision(not reasons, tuple(reasons))
 
 
