@@ -179,6 +179,8 @@ def replica_start(
         out.print(f"source {source}: replica started in the background "
                   f"(pid file {pid_file or d.default_pid_file(source)})")
         return
+    err.print(f"source {escape(source)}: replica running in the foreground until Ctrl-C, SIGTERM or `pgbaton "
+              f"replica stop -s {escape(source)}` (--verbose for progress lines)", soft_wrap=True, highlight=False)
     d.run_foreground(cfg, source, pid_file)
 
 
