@@ -167,3 +167,24 @@ def test_random_commands_kills_and_reruns_keep_the_invariants(migration: Migrati
     assert rc == 0, (log, out[-2000:])
     assert _leftovers(m) == [], log
     print("\n" + "\n".join(log))
+
+
+def test_an_interrupted_switch_recorded_before_the_states_is_rolled_back(migration: Migration) -> None:
+    """A catalog of an older pgbaton: switch steps recorded, the state still `streaming`."""
+    from pgbaton.migrate import execute
+    from pgbaton.migrate.status import wait_synced
+    from pgbaton.migrate.switch_exec import switchover
+
+    m = migration
+    for db in m.databases:
+        with psycopg.connect(m.source.dsn(db), autocommit=True) as c:
+            c.execute(SCHEMA)
+    execute.start(m.config, m.name)
+    wait_synced(m.config, m.name, timeout=60)
+    with psycopg.connect(m.target.dsn(), autocommit=True) as t:
+        Catalog(t, "pgbaton_migrate", m.name).record_step("pause_clients", "started")
+    assert _state(m) == (S.streaming, {"pause_clients": ("started", None)})
+    res = switchover(m.config, m.name)
+    assert not res.switched and res.rolled_back == ["resume_clients"], res
+    assert _state(m) == (S.streaming, {})
+    assert switchover(m.config, m.name).switched

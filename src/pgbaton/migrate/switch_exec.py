@@ -367,6 +367,8 @@ def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg]
             return res
         r = _Run(config, cfg, name, leg, switcher or switcher_for(cfg), catalog,
                  _leg_records(catalog.switch_steps(), leg), cancel_at_deadline=cancel_at_deadline)
+        if r.recorded and state is not leg.during:  # interrupted under an older pgbaton, before the states
+            state = catalog.transition(leg.begin)
         done = [a for a in ORDER if r.recorded.get(a.value, ("",))[0] == "done"]
         if state is leg.during and Action.point_switcher in done:  # crashed after the switch: finish
             log.warning("migration %s: finishing an interrupted %s", name, leg.command)

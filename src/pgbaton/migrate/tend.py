@@ -42,7 +42,7 @@ def tend(config: Config, name: str) -> list[str]:
             log.debug("migration %s: another command holds the migration; this pass waits", name)
             return []
         state = catalog.state()  # again, under the lock
-        if state in (State.switching_over, State.switching_back):
+        if state in (State.switching_over, State.switching_back) or catalog.switch_steps():
             return []  # a switch is half done: only rerunning it may touch the streams
         return _pass(config, name, catalog, state)
 
