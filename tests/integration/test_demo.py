@@ -9,7 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pgbaton.sandbox.servers import _pid_alive
+
+
+def _ha_usable() -> bool:
+    import os
+    import shutil
+
+    return os.geteuid() == 0 and all(shutil.which(t) for t in ("pacemakerd", "corosync", "ip", "unshare", "psql"))
 
 
 def test_demo_runs_end_to_end(sandbox_root: Path) -> None:
@@ -40,3 +49,18 @@ def test_demo_runs_end_to_end(sandbox_root: Path) -> None:
     clean = subprocess.run([sys.executable, "-m", "pgbaton.sandbox.demo", "clean", "--dir", str(base)],
                            capture_output=True, text=True, timeout=120)
     assert clean.returncode == 0 and not base.exists()
+
+
+@pytest.mark.pacemaker
+@pytest.mark.slow
+@pytest.mark.skipif(not _ha_usable(), reason="needs root, pacemaker, corosync, iproute2 and psql")
+def test_demo_ha_fails_over_without_losing_commits() -> None:
+    proc = subprocess.run([sys.executable, "-m", "pgbaton.sandbox.demo_ha"], capture_output=True, text=True,
+                          timeout=900, cwd=Path(__file__).parents[2])
+    out = proc.stdout
+    assert proc.returncode == 0, out[-4000:] + proc.stderr[-3000:]
+    assert re.search(r"failover: [\d.]+ s from kill -9 to the first commit on pgb-node2", out), out
+    assert "pgb-node1 is back as a standby of pgb-node2" in out
+    assert re.search(r"[\d,]+ commits acknowledged to the client, 0 lost", out), out
+    assert 'pgbaton_ha_node_role{node="pgb-node2",role="primary"} 1.0' in out
+    assert "cluster stopped and removed" in out

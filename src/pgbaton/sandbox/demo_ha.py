@@ -66,11 +66,32 @@ def run() -> None:
         raise SystemExit("demo-ha: needs root, pacemaker, corosync, iproute2 and psql (`make venv-full` installs them)")
     from pgbaton.ocf.install import install_agent
 
-    if not pcmk.AGENT.exists():
-        # installed for good, as `make install-agent` does: a cluster test running at the same
-        # time must not lose the agent when this demo ends
+    installed = not pcmk.AGENT.exists()
+    if installed:
+        # installed here rather than by the harness, which would remove it at the end even if
+        # another cluster (a test running at the same time) still uses it
         install_agent("pgsql", python=sys.executable)
         print(f"demo-ha: agent installed as ocf:pgbaton:pgsql ({pcmk.AGENT})", flush=True)
+    try:
+        _story(pcmk, writer_mod)
+    finally:
+        if installed and not _other_clusters():
+            pcmk.AGENT.unlink(missing_ok=True)
+
+
+def _other_clusters() -> bool:
+    """Whether some pacemakerd still runs on this machine (then the agent stays installed)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "pacemakerd":
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _story(pcmk: Any, writer_mod: Any) -> None:
     started = time.monotonic()
     print("demo-ha: starting a two-node Pacemaker + Corosync cluster (network namespaces on this machine)", flush=True)
     with pcmk.running_cluster() as c:
