@@ -148,3 +148,11 @@ def test_comments_for_newer_servers_are_comments() -> None:
 
     stmt = parse_one("ALTER TABLE t ADD COLUMN z int /*!999999 FOOBAR */ /*!50100 COMMENT 'c' */")
     assert isinstance(stmt, AlterTable) and len(stmt.clauses) == 1
+
+
+def test_renamed_implicit_index_is_kept_when_covered() -> None:
+    s = Session("CREATE TABLE par (id int PRIMARY KEY)",
+                "CREATE TABLE r1 (id int PRIMARY KEY, p int, CONSTRAINT fr FOREIGN KEY (p) REFERENCES par (id))")
+    s.run("ALTER TABLE r1 RENAME INDEX fr TO fr2")
+    s.run("ALTER TABLE r1 ADD KEY kp (p, id)")
+    assert [n for n, _ in _indexes(s, "r1")] == ["PRIMARY", "fr2", "kp"]

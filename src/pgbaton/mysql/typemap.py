@@ -467,7 +467,15 @@ def _json_value(v: Any) -> Any:
         return None
     if isinstance(v, str | bytes):
         # a JSON null document becomes SQL NULL in jsonb_populate_record anyway
-        return orjson.Fragment(v) if len(v) > 12 or v.strip() not in ("null", b"null") else None
+        if len(v) <= 12 and v.strip() in ("null", b"null"):
+            return None
+        try:
+            orjson.loads(v)
+        except orjson.JSONDecodeError:
+            # not JSON: a row written before the column became JSON (encoded while its table
+            # is re-copied, and discarded then); embedded verbatim it would break the log line
+            return v if isinstance(v, str) else v.decode("utf-8", "replace")
+        return orjson.Fragment(v)
     return _plain_json(v)
 
 

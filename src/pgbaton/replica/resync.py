@@ -158,37 +158,46 @@ def resync_tables(cfg: Config, source: str, keys: list[tuple[str, str]], *, writ
         offline = cat.try_lock(lock, source)
         postgis = cat.has_postgis(conn)
         conn.commit()
-        for _ in range(MAX_ROUNDS):
-            defs = {(t.db, t.name): t for t in sync._introspect(src, keys)}
-            gone = [k for k in keys if k not in defs]
-            if gone:
-                _forget(conn, source, gone)
-            live = [k for k in keys if k in defs]
-            if not live:
-                return []
-            targets, version = _recreate(conn, src, source, [defs[k] for k in live], postgis)
-            if not offline:
-                sync._wait_writer(conn, lock, source, version, writer_timeout)
-            point, per_table = sync._copy(src, cfg, source, targets, postgis)
-            after = {(t.db, t.name): t for t in sync._introspect(src, live)}
-            if any(k not in after or not _same_shape(after[k], defs[k]) for k in live):
-                log.info("source %s: tables changed on the source during the re-copy: copying again", source)
-                continue
-            sync._finish(conn, cfg.target.catalog_schema, source, targets, point.pos, per_table)
-            if _ddl_since(conn, src, source, live, point.pos):
-                log.info("source %s: DDL on %s during the re-copy: copying again", source, live)
-                _mark_pending(conn, [t.id for t in targets], "DDL during the re-copy")
-                continue
-            with conn.transaction():
-                for t in targets:
-                    conn.execute(
-                        """UPDATE tables SET disabled_reason = %s || substr(disabled_reason, %s)
-                            WHERE id = %s AND disabled_reason LIKE %s""",
-                        (DONE, len(COPYING) + 1, t.id, COPYING + "%"))
-            names = [f"{d}.{t}" for d, t in live]
-            log.info("source %s: re-copied %s at %s", source, ", ".join(names), point.pos)
-            return names
-        raise PgbatonError(f"source {source}: {keys} kept changing during {MAX_ROUNDS} re-copies")
+        targets: list[sync._Target] = []
+        try:
+            for attempt in range(MAX_ROUNDS):
+                if attempt:
+                    time.sleep(attempt)      # let a burst of DDL on the source pass
+                defs = {(t.db, t.name): t for t in sync._introspect(src, keys)}
+                gone = [k for k in keys if k not in defs]
+                if gone:
+                    _forget(conn, source, gone)
+                live = [k for k in keys if k in defs]
+                if not live:
+                    return []
+                targets, version = _recreate(conn, src, source, [defs[k] for k in live], postgis)
+                if not offline:
+                    sync._wait_writer(conn, lock, source, version, writer_timeout)
+                point, per_table = sync._copy(src, cfg, source, targets, postgis)
+                after = {(t.db, t.name): t for t in sync._introspect(src, live)}
+                if any(k not in after or not _same_shape(after[k], defs[k]) for k in live):
+                    log.info("source %s: tables changed on the source during the re-copy: copying again", source)
+                    continue
+                sync._finish(conn, cfg.target.catalog_schema, source, targets, point.pos, per_table)
+                if _ddl_since(conn, src, source, live, point.pos):
+                    log.info("source %s: DDL on %s during the re-copy: copying again", source, live)
+                    continue
+                with conn.transaction():
+                    for t in targets:
+                        conn.execute(
+                            """UPDATE tables SET disabled_reason = %s || substr(disabled_reason, %s)
+                                WHERE id = %s AND disabled_reason LIKE %s""",
+                            (DONE, len(COPYING) + 1, t.id, COPYING + "%"))
+                names = [f"{d}.{t}" for d, t in live]
+                log.info("source %s: re-copied %s at %s", source, ", ".join(names), point.pos)
+                return names
+            raise PgbatonError(f"source {source}: {keys} kept changing during {MAX_ROUNDS} re-copies")
+        except BaseException:
+            # the tables wait for the next attempt (not left 'copying' with nobody copying them)
+            if targets:
+                conn.rollback()
+                _mark_pending(conn, [t.id for t in targets], "the last attempt failed")
+            raise
     finally:
         conn.close()
         lock.close()
@@ -208,10 +217,20 @@ def _forget(conn: psycopg.Connection, source: str, keys: list[tuple[str, str]]) 
                 (source, db, name, PENDING + "%"))
 
 
-def _mark_pending(conn: psycopg.Connection, ids: list[int], reason: str) -> None:
+def _mark_pending(conn: psycopg.Connection, ids: list[int], why: str) -> None:
+    """Back to waiting for a copy, keeping the original reason."""
     with conn.transaction():
         for i in ids:
-            request(conn, i, reason)
+            row = conn.execute("SELECT disabled_reason FROM tables WHERE id = %s", (i,)).fetchone()
+            request(conn, i, _bare_reason(str(row[0] or "") if row else ""))
+    log.info("re-copy of table ids %s pending again: %s", ids, why)
+
+
+def _bare_reason(reason: str) -> str:
+    for prefix in (PENDING, COPYING, DONE):
+        if reason.startswith(prefix):
+            return reason[len(prefix):]
+    return reason
 
 
 def _recreate(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, tables: list[MyTable],
@@ -227,10 +246,7 @@ def _recreate(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, tab
                 "WHERE source = %s AND src_db = %s AND src_table = %s FOR UPDATE", (source, t.db, t.name)).fetchone()
             if row is None:
                 raise PgbatonError(f"{t.db}.{t.name} is not a table of source {source}")
-            reason = str(row[3] or "")
-            for prefix in (PENDING, COPYING, DONE):
-                if reason.startswith(prefix):
-                    reason = reason[len(prefix):]
+            reason = _bare_reason(str(row[3] or ""))
             from pgbaton.replica.ddl import ParkedViews  # (ddl imports this module)
             with ParkedViews(conn, row[1], row[2]):
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(row[1], row[2])))

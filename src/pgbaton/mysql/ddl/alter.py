@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from pgbaton.errors import DDLError
 from pgbaton.mysql.ddl import statements as st
+from pgbaton.mysql.ddl.columns import decimal_default
 from pgbaton.mysql.ddl.genexpr import to_postgres
 from pgbaton.mysql.introspect import CHECKS, FK_INDEXES, FOREIGN_KEYS, is_json_column, json_check_column
 from pgbaton.mysql.model import MyColumn, MyIndex, MyTable
@@ -346,6 +347,8 @@ def set_default(work: Work, clause: st.SetDefault) -> None:
     default = clause.default
     if default is None:
         default = "NULL" if col.nullable else None
+    elif col.data_type == "decimal" and default != "NULL":
+        default = decimal_default(default, col.numeric_scale or 0)     # -1.5 is shown as -1.50
     work.columns[i] = replace(col, default=default)
 
 
@@ -370,7 +373,8 @@ def rename_index(work: Work, clause: st.RenameIndex) -> None:
         raise DDLError(f"index {clause.new!r} already exists")
     old = work.indexes[i]
     work.indexes[i] = replace(old, name=clause.new)
-    work.fk_indexes = [clause.new if n.lower() == old.name.lower() else n for n in work.fk_indexes]
+    # a renamed index is the user's: InnoDB no longer drops it by itself
+    work.fk_indexes = [n for n in work.fk_indexes if n.lower() != old.name.lower()]
     if old.name.lower() in work.added:
         work.added.add(clause.new.lower())
     for orig, cur in list(work.index_renames.items()):

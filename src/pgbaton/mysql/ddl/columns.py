@@ -343,7 +343,7 @@ def column_body(cur: Cursor, name: str) -> ColumnSpec:
     if default is None and nullable and gen_expr is None:
         default = "NULL"
     if col.data_type == "decimal" and default not in (None, "NULL"):
-        default = _decimal_default(default, col.numeric_scale or 0)
+        default = decimal_default(default, col.numeric_scale or 0)
     col = replace(col, nullable=nullable, default=default, extra=" ".join(dict.fromkeys(extra)),
                   comment=comment, generation_expression=gen_expr)
     if is_json_column(col.data_type, json_check):        # as introspect decides it at init
@@ -351,7 +351,7 @@ def column_body(cur: Cursor, name: str) -> ColumnSpec:
     return ColumnSpec(col, primary=primary, unique=unique, has_default=has_default, references=references)
 
 
-def _decimal_default(text: str | None, scale: int) -> str | None:
+def decimal_default(text: str | None, scale: int) -> str | None:
     """MariaDB shows a DECIMAL default as a number with the column's scale (-12.50)."""
     assert text is not None
     raw = text[1:-1] if len(text) >= 2 and text[0] == text[-1] == "'" else text

@@ -310,7 +310,10 @@ def _create_like(stmt: st.CreateTableLike, tables: dict[Key, Tracked], scope: Sc
         raise DDLError(f"CREATE TABLE {key[1]} LIKE {like_db}.{stmt.like[1]}: the definition of "
                        f"{like_db}.{stmt.like[1]} is not tracked")
     out: list[Action] = [Drop(key)] if key in tables else []
-    table = replace(src.table, db=key[0], name=key[1], auto_increment=None)
+    # LIKE copies indexes (InnoDB's own foreign-key indexes keep their flag) and checks,
+    # not the foreign keys themselves
+    extra = {k: v for k, v in src.table.extra.items() if k != "foreign_keys"}
+    table = replace(src.table, db=key[0], name=key[1], auto_increment=None, extra=extra)
     tables[key] = Tracked(table)
     return [*out, Create(table)]
 
