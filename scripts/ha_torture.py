@@ -32,7 +32,7 @@ def main() -> int:
         return 2
 
     def show(o: Outcome) -> None:
-        print(f"{o.iteration:3d} {o.fault:18s} {o.target:10s} first commit {o.first_commit_s}s "
+        print(f"{o.iteration:3d} {o.fault:18s} {o.target:10s} failover {o.failover_s}s stall {o.stall_s}s "
               f"steady {o.steady_s}s promotions {o.promotions} lost {o.lost} {o.error}", flush=True)
 
     result = run(args.seed, args.iterations, args.results, show)

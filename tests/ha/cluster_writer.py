@@ -2,7 +2,7 @@
 
 Prints one line per attempt, each id tried once only:
 
-- ``ok <id> <server> <unix time>``: the commit was acknowledged;
+- ``ok <id> <server> <unix time> <timeline>``: the commit was acknowledged;
 - ``fail <id> <unix time> <message>``: the server refused it (the row is not there);
 - ``unknown <id> <unix time> <message>``: the connection broke while the commit was in
   flight, so it may or may not have committed; the checker looks afterwards (never retried:
@@ -48,8 +48,8 @@ def main(conninfo: str, start_id: int = 1) -> None:
                 continue
         row_id, next_id = next_id, next_id + 1
         try:
-            row = conn.execute("INSERT INTO writes (id) VALUES (%s) RETURNING host(inet_server_addr())",
-                               (row_id,)).fetchone()
+            row = conn.execute("INSERT INTO writes (id) VALUES (%s) RETURNING host(inet_server_addr()),"
+                               " substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)", (row_id,)).fetchone()
         except psycopg.OperationalError as exc:
             # the connection is gone: the commit may have happened or not
             print(f"unknown {row_id} {time.time():.3f} {_first_line(exc)}", flush=True)
@@ -64,7 +64,8 @@ def main(conninfo: str, start_id: int = 1) -> None:
                 conn = None
             time.sleep(0.1)
             continue
-        print(f"ok {row_id} {row[0] if row else '?'} {time.time():.3f}", flush=True)
+        print(f"ok {row_id} {row[0] if row else '?'} {time.time():.3f} {int(str(row[1]), 16) if row else 0}",
+              flush=True)
         time.sleep(0.01)
 
 

@@ -187,7 +187,8 @@ def test_housekeeping_errors_do_not_fail_a_healthy_primary(pair: Pair) -> None:
     assert pair.run("n1", "start") == OK
     assert pair.notify("n1", "pre", "promote", "n1") == OK
     assert pair.run("n1", "promote") == OK
-    # every replication slot is taken: the peer's slot cannot be created
+    # every replication slot is taken: the peer's slot (made at promote) is gone and cannot be created
+    n1.sql("SELECT pg_drop_replication_slot('pgbaton_n2')")
     limit = int(str(n1.sql("SHOW max_replication_slots")[0][0]))
     for i in range(limit):
         n1.sql("SELECT pg_create_physical_replication_slot(%s)", f"filler_{i}")

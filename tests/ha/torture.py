@@ -59,7 +59,8 @@ class Outcome:
     iteration: int
     fault: str
     target: str
-    first_commit_s: float | None = None     # fault -> first commit acknowledged after it
+    failover_s: float | None = None         # fault -> first commit acknowledged on a new timeline
+    stall_s: float | None = None            # longest time without an acknowledged commit
     steady_s: float | None = None           # fault -> one primary + one synchronous standby again
     promotions: int = 0
     lost: int = 0
@@ -110,12 +111,28 @@ def steady(c: Cluster) -> ClusterNode | None:
     return primary
 
 
-def first_commit_after(out: Path, since: float) -> float | None:
+def acks(out: Path) -> list[tuple[float, int]]:
+    """(time, timeline) of every acknowledged commit."""
+    found = []
     for line in out.read_text().splitlines():
         parts = line.split()
-        if parts[:1] == ["ok"] and len(parts) >= 4 and float(parts[3]) > since:
-            return float(parts[3]) - since
+        if parts[:1] == ["ok"] and len(parts) >= 5:
+            found.append((float(parts[3]), int(parts[4])))
+    return found
+
+
+def first_commit_on_new_timeline(out: Path, since: float, old_tli: int) -> float | None:
+    for at, tli in acks(out):
+        if at > since and tli > old_tli:
+            return at - since
     return None
+
+
+def longest_stall(out: Path, since: float, until: float) -> float:
+    """The longest time without an acknowledged commit between ``since`` and ``until``."""
+    times = [at for at, _ in acks(out) if since < at <= until]
+    edges = [since, *times, until]
+    return max(b - a for a, b in zip(edges, edges[1:], strict=False))
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -241,16 +258,17 @@ def one_iteration(c: Cluster, out: Path, i: int, rng: random.Random) -> Outcome:
         outcome.target = inject(c, fault, rng, primary, standby)
         now_primary = wait(lambda: steady(c), STEADY_TIMEOUT, f"a steady cluster after {fault}")
         assert isinstance(now_primary, ClusterNode)
-        outcome.steady_s = round(time.time() - at, 2)
+        settled = time.time()
+        outcome.steady_s = round(settled - at, 2)
         time.sleep(1)
-        outcome.first_commit_s = first_commit_after(out, at)
+        failover = first_commit_on_new_timeline(out, at, tli)
+        outcome.failover_s = round(failover, 2) if failover is not None else None
+        outcome.stall_s = round(longest_stall(out, at, settled), 2)
         outcome.promotions = timeline(c, now_primary) - tli
         outcome.lost, outcome.acked_total = check(c, out, now_primary)
     except (AssertionError, RuntimeError, subprocess.TimeoutExpired) as exc:
         outcome.error = str(exc)[:300]
         log.error("iteration %s (%s) failed: %s", i, fault, outcome.error)
-    if outcome.first_commit_s is not None:
-        outcome.first_commit_s = round(outcome.first_commit_s, 2)
     return outcome
 
 
@@ -282,9 +300,9 @@ def run(seed: int, iterations: int, results: Path | None = None,
 def table(run: Run) -> str:
     """Markdown summary by fault."""
     lines = [f"Seed {run.seed}, {len(run.outcomes)} faults.", "",
-             "| fault | runs | lost commits | loops | errors | first commit after fault, median (max) s "
-             "| steady again, median (max) s |",
-             "|---|---|---|---|---|---|---|"]
+             "| fault | runs | lost commits | loops | errors | first commit on the new primary, median (max) s "
+             "| longest write stall, median (max) s | steady again, median (max) s |",
+             "|---|---|---|---|---|---|---|---|"]
 
     def stat(values: list[float]) -> str:
         return f"{statistics.median(values):.1f} ({max(values):.1f})" if values else "-"
@@ -295,7 +313,8 @@ def table(run: Run) -> str:
             continue
         lines.append(f"| {fault} | {len(rows)} | {sum(o.lost for o in rows)} | {sum(o.loop for o in rows)} "
                      f"| {sum(bool(o.error) for o in rows)} "
-                     f"| {stat([o.first_commit_s for o in rows if o.first_commit_s is not None])} "
+                     f"| {stat([o.failover_s for o in rows if o.failover_s is not None])} "
+                     f"| {stat([o.stall_s for o in rows if o.stall_s is not None])} "
                      f"| {stat([o.steady_s for o in rows if o.steady_s is not None])} |")
     total = run.outcomes[-1].acked_total if run.outcomes else 0
     lines += ["", f"Acknowledged commits checked at the end: {total}."]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,15 @@ def local_position(conn: psycopg.Connection, pgdata: Path) -> Position:
         names = []
     tli = max(int(row[1] or 0), segment_timeline(lsn, int(row[2] or 0), names) or 0)
     return Position(tli, lsn, local_history(pgdata, tli))
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something listens at host:port (a running server), without logging in."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def receiving(conn: psycopg.Connection) -> bool:

@@ -301,6 +301,12 @@ def promote(agent: Agent) -> Rc:
         log.error("promote refused: %s", exc)
         return Rc.ERR_GENERIC
     instance.promote(cfg, timeout=agent.remaining())
+    try:
+        # the standbys stream through their slots: have them now, not at the next monitor
+        with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
+            ensure_slots(conn, [cfg.slot_of(node) for node in cfg.peers])
+    except psycopg.Error as exc:
+        log.warning("promote: slots not created yet (the monitor retries): %s", str(exc).strip())
     agent.attrs.set_score(cfg.node, decide.SCORE_PRIMARY)
     for name in (PRIMARY_LSN, POSITION):
         agent.attrs.set(cfg.node, name, None)
@@ -334,19 +340,20 @@ def demote(agent: Agent) -> Rc:
 
 
 def _let_standbys_catch_up(agent: Agent, wait: float) -> None:
-    """Before a planned demote: give cluster standbys that are connected (maybe still catching
-    up, e.g. right after a switch) a moment to stream everything, so the next promotion finds
-    a standby holding all the WAL; the clean shutdown then sends them its last records."""
+    """Before a planned demote: give the standbys that run (their server answers on its port;
+    right after a switch one may not stream yet) a moment to stream everything, so the next
+    promotion finds a standby holding all the WAL; the clean shutdown then sends the rest."""
     cfg = agent.cfg
-    members = {cfg.app_name_of(node) for node in cfg.peers}
+    running = {cfg.app_name_of(node) for node, address in cfg.peers.items() if probe.port_open(*address)}
     deadline = time.monotonic() + wait
     try:
         with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
             while True:
                 row = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
                 target = parse_lsn(str(row[0])) if row else 0
-                behind = [r.application_name for r in probe.replicas(conn) if r.application_name in members
-                          and (r.state != "streaming" or r.flush_lsn is None or r.flush_lsn < target)]
+                done = {r.application_name for r in probe.replicas(conn)
+                        if r.state == "streaming" and r.flush_lsn is not None and r.flush_lsn >= target}
+                behind = sorted(running - done)
                 if not behind or time.monotonic() > deadline:
                     if behind:
                         log.warning("demote: %s still behind after %.0f s", ", ".join(behind), wait)
