@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -25,7 +26,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--results", type=Path, help="write every outcome to this JSON file")
+    parser.add_argument("--max-minutes", type=float, help="start no new fault after this long")
     args = parser.parse_args()
+    # a TERM still tears the cluster down (namespaces, daemons, servers)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     if not usable():
         print("needs root, pacemaker, corosync, iproute2 and psql", file=sys.stderr)
@@ -35,7 +39,8 @@ def main() -> int:
         print(f"{o.iteration:3d} {o.fault:18s} {o.target:10s} failover {o.failover_s}s stall {o.stall_s}s "
               f"steady {o.steady_s}s promotions {o.promotions} lost {o.lost} {o.error}", flush=True)
 
-    result = run(args.seed, args.iterations, args.results, show)
+    result = run(args.seed, args.iterations, args.results, show,
+                 args.max_minutes * 60 if args.max_minutes else None)
     print()
     print(table(result))
     return 0 if result.ok else 1

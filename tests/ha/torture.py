@@ -273,7 +273,9 @@ def one_iteration(c: Cluster, out: Path, i: int, rng: random.Random) -> Outcome:
 
 
 def run(seed: int, iterations: int, results: Path | None = None,
-        on_outcome: Callable[[Outcome], None] | None = None) -> Run:
+        on_outcome: Callable[[Outcome], None] | None = None, budget_s: float | None = None) -> Run:
+    """``iterations`` faults (fewer when ``budget_s`` seconds run out first)."""
+    started = time.monotonic()
     rng = random.Random(seed)
     record = Run(seed, iterations)
     with running_cluster() as c:
@@ -283,6 +285,9 @@ def run(seed: int, iterations: int, results: Path | None = None,
         try:
             wait(lambda: out.read_text().count("ok ") > 50, 30, "writes flowing")
             for i in range(1, iterations + 1):
+                if budget_s is not None and time.monotonic() - started > budget_s:
+                    log.warning("time budget used up after %s faults", i - 1)
+                    break
                 outcome = one_iteration(c, out, i, rng)
                 record.outcomes.append(outcome)
                 if on_outcome:
