@@ -24,6 +24,8 @@ from psycopg.types.json import Jsonb
 
 from pgbaton.errors import ReplayError
 
+CASCADING = ("CASCADE", "SET NULL")
+
 # MySQL stops cascading after 15 levels (and fails the statement); a deeper chain here
 # means the catalog's foreign keys do not match the source
 MAX_DEPTH = 20

@@ -177,9 +177,8 @@ class Replayer:
         self._sync_with_catalog()
         self.conn.execute("SET LOCAL enable_hashjoin = off")
         self.conn.execute("SET LOCAL enable_mergejoin = off")
-        parents = {k.parent_id for k in self.cascade_keys} & set(table_ids)
-        if parents:
-            self._apply_ordered(group, parents)
+        if self._cascades_in(first, last, set(table_ids)):
+            self._apply_ordered(group)
             if self._mark(first, last, n_events) != len(group):
                 raise _Superseded
             return
@@ -202,19 +201,45 @@ class Replayer:
             raise _Superseded
 
     # -- ordered replay, for groups touching a parent of a cascading foreign key ---------------
-    def _apply_ordered(self, group: list[Batch], parents: set[int]) -> None:
+    def _cascade_parents(self) -> tuple[set[int], dict[int, set[str]]]:
+        """Tables whose deletes cascade, and tables whose key changes cascade (with the columns)."""
+        on_delete = {k.parent_id for k in self.cascade_keys if k.on_delete in cascade.CASCADING}
+        on_update: dict[int, set[str]] = {}
+        for k in self.cascade_keys:
+            if k.on_update in cascade.CASCADING:
+                on_update.setdefault(k.parent_id, set()).update(k.parent_cols)
+        return on_delete, on_update
+
+    def _cascades_in(self, first: int, last: int, table_ids: set[int]) -> bool:
+        """Does the group delete or update rows of a cascading parent (with foreign key checks on)?
+        Only then is it replayed in order; every other group keeps the set-based path."""
+        on_delete, on_update = self._cascade_parents()
+        dels, upds = sorted(on_delete & table_ids), sorted(set(on_update) & table_ids)
+        if not dels and not upds:
+            return False
+        row = self.conn.execute(
+            sql.SQL("""SELECT EXISTS (SELECT 1 FROM {} WHERE batch_id BETWEEN %s AND %s AND nofk IS NOT TRUE
+                          AND ((tbl = ANY(%s) AND op = 'D') OR (tbl = ANY(%s) AND op = 'U')))""").format(self._log),
+            (first, last, dels, upds)).fetchone()
+        return bool(row and row[0])
+
+    def _apply_ordered(self, group: list[Batch]) -> None:
         first, last = group[0].batch_id, group[-1].batch_id
         by_id = {b.batch_id: b for b in group}
+        on_delete, on_update = self._cascade_parents()
         rows = self.conn.execute(
-            sql.SQL("""SELECT batch_id, seq, tbl, op, coalesce(nofk, false) FROM {}
-                        WHERE batch_id BETWEEN %s AND %s ORDER BY batch_id, seq""").format(self._log),
-            (first, last)).fetchall()
+            sql.SQL("""SELECT batch_id, seq, tbl, op, coalesce(nofk, false),
+                              CASE WHEN op = 'U' AND tbl = ANY(%s) THEN old END,
+                              CASE WHEN op = 'U' AND tbl = ANY(%s) THEN new END
+                         FROM {} WHERE batch_id BETWEEN %s AND %s ORDER BY batch_id, seq""").format(self._log),
+            (sorted(on_update), sorted(on_update), first, last)).fetchall()
         # steps: ("plain", start, end, tables) or ("point", start, end, table, op)
         steps: list[tuple[Any, ...]] = []
-        for bid, seq, tbl, op, nofk in rows:
+        for bid, seq, tbl, op, nofk, old, new in rows:
             if tbl not in self.tables:
                 continue
-            point = tbl in parents and op in ("D", "U") and not nofk
+            point = not nofk and (op == "D" and tbl in on_delete
+                                  or op == "U" and tbl in on_update and _moves(old, new, on_update[tbl]))
             prev = steps[-1] if steps else None
             if point:
                 if prev is not None and prev[0] == "point" and prev[3] == tbl and prev[4] == "D" == op:
@@ -406,6 +431,14 @@ class Replayer:
 
 
 _SEQ_MAX = 2**31 - 1
+
+
+def _moves(old: Any, new: Any, cols: set[str]) -> bool:
+    """Does an update change a referenced column?  (The before image of a keyed table holds
+    only the key: a referenced column outside it counts as changed.)"""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return True
+    return any(c not in old or old[c] != new.get(c) for c in cols)
 
 
 def replay_lock_key(source: str) -> int:
