@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all venv venv-full test test-fast test-ha test-pacemaker install-agent typecheck lint demo demo-ha demo-clean bench clean torture-replica
+.PHONY: all venv venv-full test test-fast test-ha test-pacemaker install-agent typecheck lint demo demo-ha demo-clean bench clean torture-replica test-ha-torture
 
 all: test
 
@@ -38,6 +38,11 @@ test-ha: venv
 # the Pacemaker + Corosync cluster test (root)
 test-pacemaker: venv-full
 	$(VENV)/bin/pytest tests/ha -m pacemaker $(PYTEST_ARGS)
+
+# The HA agent's fault injection in the real two-node Pacemaker cluster (root):
+# make test-ha-torture ITERATIONS=50 SEED=7
+test-ha-torture: venv-full
+	$(PY) scripts/ha_torture.py --seed $(SEED) --iterations $(ITERATIONS)
 
 # The replica's torture run: seeded random workload, faults, exact oracle, both position modes.
 # make torture-replica ITERATIONS=100 SEED=7
