@@ -113,11 +113,21 @@ def test_scrape_matches_status_json(replica_cfg: Config, my_db: str, mariadb: Ma
         assert proc.returncode == 0 and f"{my_db}.{LONG}" in proc.stdout and "…" not in proc.stdout
         assert proc.stderr == ""                                 # quiet by default
 
-    # stopped: the exporter says so (read from the catalog, no replica needed)
+    # stopped: the exporter says so (read from the catalog, no replica needed); started
+    # again: one restart seen
     with StatusServer(cfg, port=0) as server:
+        with ReplicaThread(cfg):
+            wait_until(lambda: _samples(_get(server.url + "metrics")[1])[
+                ("pgbaton_replica_running", (("source", "src"),))] == 1.0, 30, "running")
         m = _samples(_get(server.url + "metrics")[1])
         assert m[("pgbaton_replica_running", (("source", "src"),))] == 0.0
         assert m[("pgbaton_replica_state", (("source", "src"), ("state", "stopped")))] == 1.0
+        assert m[("pgbaton_replica_restarts_total", (("source", "src"),))] == 0.0
+        with ReplicaThread(cfg):
+            wait_until(lambda: _samples(_get(server.url + "metrics")[1])[
+                ("pgbaton_replica_running", (("source", "src"),))] == 1.0, 30, "running again")
+            m = _samples(_get(server.url + "metrics")[1])
+            assert m[("pgbaton_replica_restarts_total", (("source", "src"),))] == 1.0
 
 
 def test_token_and_loopback(replica_cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
