@@ -60,9 +60,11 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("max_lag", str(16 * 1024 * 1024), "Most lag for promotion",
               "In async mode, the most bytes a standby may be behind the last known primary position "
               "and still be promoted.", "integer", reloadable=True),
-    Parameter("force_promote", "false", "Promote out-of-sync standbys",
-              "Promote a standby that was not in sync (or lags more than max_lag), accepting the loss "
-              "of committed transactions.", "boolean", reloadable=True),
+    Parameter("force_promote", "false", "Promote standbys that may lack commits",
+              "Promote a standby that may lack acknowledged commits: not in sync with the last primary, "
+              "lagging more than max_lag, or behind an old primary that has not come back after a full "
+              "crash. Accepts the loss of those commits; set it back to false afterwards.", "boolean",
+              reloadable=True),
     Parameter("basebackup_timeout", "3600", "Basebackup timeout",
               "Seconds a rebuild (pg_basebackup) may take before it counts as failed.", "integer"),
     Parameter("basebackup_options", "", "Extra pg_basebackup options",

@@ -12,8 +12,10 @@ LONGDESC = (
     "Runs PostgreSQL (15 or later) as a promotable clone: one primary and streaming standbys. "
     "start always starts a standby (rebuilding an empty or unusable data directory with a "
     "physical slot and pg_basebackup, or repairing a diverged one with pg_rewind); only promote "
-    "makes a primary, and only the most advanced node that is in sync (unless forced). The primary "
-    "turns synchronous replication on while a standby streams and off while none does."
+    "makes a primary, and only a node that holds every acknowledged commit (recorded in the CIB, "
+    "or at least as advanced as the nodes that do), the most advanced first, unless forced. The "
+    "primary turns synchronous replication on while a standby streams and off while none does, "
+    "recording a standby as out of sync before it stops waiting for it."
 )
 
 # name, timeout (s), interval (s) or None, role or None
