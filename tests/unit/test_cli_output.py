@@ -152,3 +152,15 @@ def test_status_table_keeps_whole_names_when_not_on_a_terminal(capsys: pytest.Ca
     assert long_name in out and "…" not in out
     assert "a [bracketed] reason" in out
     assert "123,456" in out
+
+
+def test_json_never_prompts(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "pgbaton.yaml"
+    cfg.write_text("target: {port: 1, connect_timeout: 1}\n"
+                   "sources: {y: {type: mariadb, port: 1, databases: {d: app}, server_id: 9}}\n")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    code, out, _ = run(capsys, "-c", str(cfg), "source", "drop", "y", "--json")
+    assert code == 1
+    doc = json.loads(out)
+    assert "--yes" in doc["error"] and "Remove source y" in doc["error"]

@@ -288,6 +288,8 @@ def _confirm(question: str, yes: bool) -> None:
         return
     if not sys.stdin.isatty():
         raise PgbatonError(f"{question} Rerun with --yes to confirm (no terminal to ask on).")
+    if state.json:  # a prompt would break the JSON on stdout
+        raise PgbatonError(f"{question} Rerun with --yes to confirm (--json does not ask).")
     if not typer.confirm(question, default=False):
         raise typer.Exit(1)
 
