@@ -414,8 +414,10 @@ def _tables_ready(r: _Run) -> Decision:
         state = tablesync.observe(r.leg.old, r.leg.new, db, obj)
         if state.refresh:
             tablesync.refresh(r.leg.new, db, obj)
-        if state.refresh or state.waiting:
-            reasons.append(f"{db}: {state.describe()}")
+        if state.refresh or state.waiting or state.absent:  # DDL still behind is only lag
+            reasons.append(f"{db}: {state.describe()}"
+                           + ("" if r.cfg.options.ddl_replication or not state.absent else
+                              f" (DDL replication is off: create them on the {r.leg.new.name})"))
     return Decision(not reasons, tuple(reasons))
 
 

@@ -58,13 +58,23 @@ def refresh(sub: Side, db: str, obj: str) -> None:
 
 def complete(pub: Side, sub: Side, db: str, obj: str, timeout: float, *, poll: float = 0.05) -> dict[str, object]:
     """Until every table ``pub`` publishes is synced on ``sub`` and every DDL entry applied there;
-    what was added.  Raises once ``timeout`` passes (the caller rolls the switch back)."""
+    what was added.  Raises once ``timeout`` passes, or at once when a table is missing on ``sub``
+    (the caller rolls the switch back).  Only for a frozen
+    ``pub`` whose stream has applied up to its marker."""
     deadline = time.monotonic() + timeout
     added: list[str] = []
     while True:
         state = observe(pub, sub, db, obj)
         if state.complete:
-            return {"added": added}
+            if state.ddl_behind:
+                log.warning("%s: %s: %d DDL command(s) of the %s never reached it (run there before this stream "
+                            "existed)", sub.name, db, state.ddl_behind, pub.name)
+            return {"added": added, "ddl_not_carried": state.ddl_behind}
+        if state.absent:
+            # the old side is frozen and applied up to its marker: every DDL entry before it is applied
+            # already, so waiting would not help (DDL replication off, or DDL run on one side only)
+            raise PgbatonError(f"database {db}: the {sub.name} lacks tables the {pub.name} has ({state.describe()}): "
+                               "create them there, then switch again")
         if state.refresh:
             log.info("%s: %s: tables not in the subscription yet, copying them now: %s", sub.name, db,
                      ", ".join(state.refresh))
