@@ -362,3 +362,22 @@ def test_enough_space_keeps_a_margin() -> None:
     gib = 1 << 30
     assert decide.enough_space(10 * gib, 12 * gib)
     assert not decide.enough_space(10 * gib, 10 * gib)
+
+
+def test_standby_diverged_from_the_primary_history() -> None:
+    new = primary(tli=3, lsn="0/9000000", forks=((1, "0/4000000"), (2, "0/6000000")))
+    assert not decide.standby_diverged(Position(2, parse_lsn("0/5000000")), new)     # before the fork: follows
+    assert not decide.standby_diverged(Position(2, parse_lsn("0/6000000")), new)
+    assert decide.standby_diverged(Position(2, parse_lsn("0/6000100")), new)         # past it
+    assert decide.standby_diverged(Position(4, 10), new)                             # a newer timeline
+    assert not decide.standby_diverged(Position(3, parse_lsn("0/8000000")), new)
+    assert decide.standby_diverged(Position(3, parse_lsn("0/9000100")), new)
+    assert decide.standby_diverged(Position(5, 10), primary(tli=6, forks=((4, "0/1"),)))   # not in its history
+
+
+def test_archive_problem() -> None:
+    assert decide.archive_problem("off", 3, "x", 10.0, None) is None
+    assert decide.archive_problem("on", 0, None, None, 5.0) is None
+    assert decide.archive_problem("on", 2, "000000010000000000000003", 10.0, 5.0) == \
+        "WAL archiving fails: 2 failure(s), last on 000000010000000000000003"
+    assert decide.archive_problem("on", 2, "w", 10.0, 12.0) is None                   # archived since
