@@ -142,3 +142,24 @@ def test_create_table_select_read_after_restart(replica, mariadb: MariaDBServer,
     with ReplicaThread(replica) as rt:
         _catch_up(replica, rt)
     assert_same(mariadb, my_db, pg_db, ["k", "k2"])
+
+
+def test_prepare_read_twice_is_stored_once(replica, mariadb: MariaDBServer, my_db: str,  # type: ignore[no-untyped-def]
+                                           pg_db: str) -> None:
+    with psycopg.connect(pg_db) as conn:
+        before = conn.execute("SELECT read_file, read_pos, read_gtid FROM pgbaton.sources").fetchone()
+    x = session(mariadb, my_db)
+    run(x, "XA START 'twice'", "INSERT INTO k VALUES (400, 1)", "XA END 'twice'", "XA PREPARE 'twice'")
+    with ReplicaThread(replica) as rt:
+        _catch_up(replica, rt)
+    # read the PREPARE again, as `replica start --from` an earlier position would
+    with psycopg.connect(pg_db) as conn:
+        conn.execute("UPDATE pgbaton.sources SET read_file = %s, read_pos = %s, read_gtid = %s", before)
+    with ReplicaThread(replica) as rt:
+        _catch_up(replica, rt)
+        assert status(replica, "src")[0]["xa_prepared"] == 1
+    run(x, "XA COMMIT 'twice'")
+    x.close()
+    with ReplicaThread(replica) as rt:
+        _catch_up(replica, rt)
+    assert_same(mariadb, my_db, pg_db, ["k"])

@@ -325,6 +325,12 @@ class LogWriter:
         """Store the open transaction (the whole batch: an XA transaction starts one) as prepared."""
         b = self.batch
         with self.conn.transaction():
+            # the same XID stored already: its PREPARE is read a second time (`start --from` an
+            # earlier position); this reading replaces it
+            for (stale,) in self.conn.execute(
+                    "DELETE FROM batches WHERE source = %s AND status = 'prepared' AND xa_xid = %s RETURNING batch_id",
+                    (self.source, xid)).fetchall():
+                self.conn.execute(sql.SQL("DELETE FROM {} WHERE batch_id = %s").format(self._log), (stale,))
             self._copy(b.lines)
             self.conn.execute(sql.SQL("UPDATE {} SET batch_id = %s WHERE batch_id = %s").format(self._log),
                               (-b.batch_id, b.batch_id))
