@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from pgbaton.cli import main as cli
-from pgbaton.cli.output import ThrottleProgress, _Console, setup_logging, stderr_level, wants_json
+from pgbaton.cli.output import (
+    ThrottleProgress,
+    _Console,
+    command_path,
+    is_long_running,
+    setup_logging,
+    stderr_level,
+    wants_json,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -118,6 +126,21 @@ def test_stderr_level() -> None:
     assert stderr_level(False, False, "error") == logging.ERROR
     assert stderr_level(False, True, "error") == logging.INFO
     assert stderr_level(True, False) == logging.DEBUG
+    # a long-running foreground process: its log is its output, at the configured level
+    assert stderr_level(False, False, None, long_running=True) == logging.INFO
+    assert stderr_level(False, False, "warning", long_running=True) == logging.WARNING
+
+
+def test_long_running_commands() -> None:
+    assert command_path(["-c", "f.yaml", "replica", "start", "-s", "x"]) == ("replica", "start")
+    assert command_path(["--config", "replica", "status"]) == ("status",)
+    assert is_long_running(["-c", "f", "replica", "start", "-s", "x"])
+    assert is_long_running(["migrate", "run", "m"])
+    assert is_long_running(["migrate", "start", "m", "--follow"])
+    assert not is_long_running(["migrate", "start", "m"])
+    assert is_long_running(["serve"]) and is_long_running(["metrics", "serve"])
+    assert not is_long_running(["-c", "serve", "status"])
+    assert not is_long_running(["replica", "init", "-s", "start"])
 
 
 def test_progress_lines_throttled() -> None:

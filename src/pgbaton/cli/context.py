@@ -27,12 +27,14 @@ class State:
     debug: bool = False
     verbose: bool = False
     json: bool = False
+    long_running: bool = False   # replica start, migrate run, serve ... in the foreground
     _config: Config | None = None
 
     def config(self) -> Config:
         if self._config is None:
             self._config = load_config(self.config_path)
-            logging.getLogger().setLevel(stderr_level(self.debug, self.verbose, self._config.log_level))
+            logging.getLogger().setLevel(stderr_level(self.debug, self.verbose, self._config.log_level,
+                                                         self.long_running))
         return self._config
 
     def file_log_level(self, cfg: Config) -> int:

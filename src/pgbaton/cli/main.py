@@ -19,6 +19,7 @@ from pgbaton.cli.output import (
     err,
     error_document,
     error_line,
+    is_long_running,
     out,
     print_json,
     setup_logging,
@@ -61,7 +62,7 @@ def main_options(
     state.config_path = config
     state.debug = debug
     state.verbose = verbose
-    setup_logging(stderr_level(debug, verbose))
+    setup_logging(stderr_level(debug, verbose, long_running=state.long_running))
 
 
 # -- catalog -----------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def replica_start(
                   f"(pid file {pid_file or d.default_pid_file(source)})")
         return
     err.print(f"source {escape(source)}: replica running in the foreground until Ctrl-C, SIGTERM or `pgbaton "
-              f"replica stop -s {escape(source)}` (--verbose for progress lines)", soft_wrap=True, highlight=False)
+              f"replica stop -s {escape(source)}`", soft_wrap=True, highlight=False)
     d.run_foreground(cfg, source, pid_file)
 
 
@@ -458,6 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     a traceback only with --debug."""
     args = sys.argv[1:] if argv is None else argv
     as_json = wants_json(args)
+    state.long_running = is_long_running(args)
     try:
         code = app(args=args, prog_name="pgbaton", standalone_mode=False)
     except typer.Exit as exc:

@@ -131,12 +131,49 @@ def setup_logging(level: int = logging.WARNING, path: Path | None = None) -> Non
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def stderr_level(debug: bool, verbose: bool, configured: str | None = None) -> int:
-    """The level of log lines on stderr: quiet (warnings) unless asked; a configured
-    level may make it quieter still, never louder."""
+def stderr_level(debug: bool, verbose: bool, configured: str | None = None, long_running: bool = False) -> int:
+    """The level of log lines on stderr.  A one-shot command is quiet (warnings) unless asked;
+    a configured level may make it quieter still, never louder.  A long-running command in
+    the foreground (its log is its output, as a daemon's log file) logs at the configured
+    level, INFO by default."""
     if debug:
         return logging.DEBUG
     if verbose:
         return logging.INFO
-    level = getattr(logging, configured.upper(), logging.WARNING) if configured else logging.WARNING
-    return max(logging.WARNING, level)
+    level = getattr(logging, configured.upper(), logging.INFO) if configured else None
+    if long_running:
+        return level if level is not None else logging.INFO
+    return max(logging.WARNING, level if level is not None else logging.WARNING)
+
+
+# commands whose foreground run lasts until stopped
+LONG_RUNNING = {("replica", "start"), ("migrate", "run"), ("serve",), ("metrics", "serve")}
+_ROOT_OPTIONS_WITH_VALUE = {"-c", "--config"}
+
+
+def command_path(argv: list[str]) -> tuple[str, ...]:
+    """The command words of a command line (``pgbaton -c F replica start -s x`` -> replica, start)."""
+    words: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--":
+            break
+        if arg.startswith("-"):
+            skip = not words and arg in _ROOT_OPTIONS_WITH_VALUE
+            continue
+        words.append(arg)
+        if len(words) == 2:
+            break
+    return tuple(words)
+
+
+def is_long_running(argv: list[str]) -> bool:
+    path = command_path(argv)
+    if path[:1] == ("serve",):
+        return True
+    if path == ("migrate", "start"):
+        return "--follow" in argv
+    return path in LONG_RUNNING
