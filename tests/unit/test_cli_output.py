@@ -187,3 +187,12 @@ def test_json_never_prompts(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert code == 1
     doc = json.loads(out)
     assert "--yes" in doc["error"] and "Remove source y" in doc["error"]
+
+
+def test_one_shot_warnings_are_short_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging(short=True)
+    logging.getLogger("pgbaton.replica.init").warning("shop.audit_log: no primary key")
+    assert capsys.readouterr().err == "warning: shop.audit_log: no primary key\n"
+    setup_logging()
+    logging.getLogger("pgbaton.replica.init").warning("x")
+    assert " WARNING pgbaton.replica.init: x" in capsys.readouterr().err

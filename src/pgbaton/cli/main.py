@@ -62,7 +62,8 @@ def main_options(
     state.config_path = config
     state.debug = debug
     state.verbose = verbose
-    setup_logging(stderr_level(debug, verbose, long_running=state.long_running))
+    setup_logging(stderr_level(debug, verbose, long_running=state.long_running),
+                  short=not (debug or verbose or state.long_running))
 
 
 # -- catalog -----------------------------------------------------------------------------

@@ -114,8 +114,16 @@ class ThrottleProgress(logging.Filter):
         return True
 
 
-def setup_logging(level: int = logging.WARNING, path: Path | None = None) -> None:
-    """Replace pgbaton's own log handler (other handlers, e.g. a test runner's, stay)."""
+class _ShortFormatter(logging.Formatter):
+    """``warning: message``, as the CLI prints its own errors (a one-shot command on stderr)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def setup_logging(level: int = logging.WARNING, path: Path | None = None, *, short: bool = False) -> None:
+    """Replace pgbaton's own log handler (other handlers, e.g. a test runner's, stay).
+    ``short``: lines without time and logger name (one-shot commands on stderr)."""
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_pgbaton", False):
@@ -123,7 +131,8 @@ def setup_logging(level: int = logging.WARNING, path: Path | None = None) -> Non
             h.close()
     handler: logging.Handler = logging.FileHandler(path) if path else _StderrHandler()
     handler._pgbaton = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_ShortFormatter() if short and path is None
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(ThrottleProgress())
     root.addHandler(handler)
     root.setLevel(level)
