@@ -222,7 +222,45 @@ def _open_stream(r: _Run, pub: Side, sub: Side, suffix: str, frozen: Callable[[s
 
 
 def _create_back(r: _Run) -> None:
-    _open_stream(r, r.leg.new, r.leg.old, r.leg.back, lambda db: True)  # old is frozen by now
+    """Inside the pause: the publication and slot of the stream back on ``new``, so that the slot
+    holds every change clients make there from their first transaction on."""
+    _each_db(r, lambda db: streams.create_publisher_end(r.leg.new, db, object_name(r.name, db, r.leg.back)))
+
+
+def _open_back(r: _Run) -> None:
+    """After the clients resumed: the subscriptions of the stream back on ``old`` (frozen), reading
+    the slots from where they were created (nothing is missed; they only start later)."""
+    origin_none = streams.major(r.leg.old) >= 16
+
+    def create(db: str) -> None:
+        obj = object_name(r.name, db, r.leg.back)
+        streams.create_subscriber_end(r.leg.new, r.leg.old, db, obj, origin_none=origin_none, frozen=True)
+
+    _each_db(r, create)
+
+
+def _stop_stream(r: _Run) -> None:
+    """Inside the pause: the subscriptions old -> new disabled and their workers gone, so nothing more
+    is applied into ``new`` (a change the stream back applies into ``old`` must never echo back)."""
+    timeout = r.cfg.switch.timeout_seconds
+
+    def stop(db: str) -> None:
+        obj = object_name(r.name, db, r.leg.stream)
+        with rw(r.leg.new, db) as s:
+            row = s.execute("SELECT oid, subenabled FROM pg_subscription WHERE subname = %s AND subdbid = "
+                            "(SELECT oid FROM pg_database WHERE datname = current_database())", (obj,)).fetchone()
+            if row is None:
+                return
+            if row[1]:
+                s.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(Ident(obj)))
+            deadline = time.monotonic() + timeout
+            while s.execute("SELECT count(*) FROM pg_stat_subscription WHERE subid = %s AND pid IS NOT NULL",
+                            (row[0],)).fetchone() != (0,):
+                if time.monotonic() > deadline:
+                    raise PgbatonError(f"database {db}: the workers of {obj} did not stop within {timeout:.0f} s")
+                time.sleep(0.005)
+
+    _each_db(r, stop)
 
 
 def _retire_stream(r: _Run) -> None:
@@ -248,8 +286,10 @@ _ACTIONS: dict[Action, Callable[[_Run], object]] = {
     Action.sync_tables: _sync_tables,
     Action.copy_sequences: _copy_sequences,
     Action.create_reverse: _create_back,
-    Action.retire_forward: _retire_stream,
+    Action.retire_forward: _stop_stream,
     Action.point_switcher: _point,
+    Action.open_reverse: _open_back,
+    Action.drop_forward: _retire_stream,
     Action.record_state: _record_state,
 }
 

@@ -20,9 +20,12 @@ class Action(StrEnum):
     wait_applied = "wait_applied"              # target applied up to that position, per database
     sync_tables = "sync_tables"                # every published table copied, every DDL entry applied
     copy_sequences = "copy_sequences"
-    create_reverse = "create_reverse"          # target -> source publications/subscriptions, no copy
-    retire_forward = "retire_forward"          # forward subscriptions, slots, publications
+    create_reverse = "create_reverse"          # target -> source: publications and slots
+    retire_forward = "retire_forward"          # forward subscriptions disabled, their workers gone
     point_switcher = "point_switcher"          # switcher at the target, RESUME
+    # after the clients resumed: nothing here may be undone, a failure is finished by a rerun
+    open_reverse = "open_reverse"              # target -> source subscriptions, no copy (from the slots)
+    drop_forward = "drop_forward"              # forward slots, subscriptions, publications
     record_state = "record_state"
 
 
