@@ -130,7 +130,8 @@ class Writer(threading.Thread):
             conn.close()
 
 
-_pgbaton = demo_migrate.pgbaton_runner()
+_pgbaton = demo_migrate.pgbaton_runner(timings=Path(os.environ["PGBATON_DEMO_TIMINGS"])
+                                       if os.environ.get("PGBATON_DEMO_TIMINGS") else None)
 
 
 def _start_serve(base: Path, cfg: Path) -> tuple[subprocess.Popen[str], str]:

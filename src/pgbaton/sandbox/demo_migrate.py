@@ -257,14 +257,18 @@ def run_migration(base: Path, cfg: Path, pg15: PostgresServer, pg18: PostgresSer
     return {"switchover": over, "switchback": back, "committed": clients.committed, "failed": total_failed}
 
 
-def pgbaton_runner(serve_env: dict[str, str] | None = None) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Runs a real `pgbaton` command, echoing it as a shell line."""
+def pgbaton_runner(timings: Path | None = None) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Runs a real `pgbaton` command, echoing it as a shell line (and its duration into ``timings``)."""
 
     def run(cfg: Path, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "pgbaton", "-c", str(cfg), *args]
         if not capture:
             print(f"\n$ pgbaton {' '.join(args)}", flush=True)
-        proc = subprocess.run(cmd, text=True, check=False, capture_output=capture, env=serve_env)
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd, text=True, check=False, capture_output=capture)
+        if timings is not None:
+            with open(timings, "a", encoding="utf-8") as fh:
+                fh.write(f"{time.monotonic() - t0:7.2f} s  pgbaton {' '.join(args)}\n")
         if check and proc.returncode != 0:
             detail = f"\n{proc.stdout}\n{proc.stderr}" if capture else ""
             raise SystemExit(f"demo: `pgbaton {' '.join(args)}` failed with exit code {proc.returncode}{detail}")
