@@ -13,8 +13,12 @@ from pgbaton.sandbox.servers import MariaDBServer
 
 from .replica_helpers import ReplicaThread, caught_up, make_config, my_exec, wait_until
 
-# what version 3 added, taken away again: the catalog as version 2 left it
+# what versions 3 and up added, taken away again: the catalog as version 2 left it
 BACK_TO_V2 = """
+DROP TABLE pgbaton.foreign_keys;
+DROP INDEX pgbaton.batches_prepared_xid;
+ALTER TABLE pgbaton.batches DROP COLUMN xa_xid, DROP CONSTRAINT batches_status_check;
+ALTER TABLE pgbaton.batches ADD CONSTRAINT batches_status_check CHECK (status IN ('open', 'closed', 'replayed'));
 ALTER TABLE pgbaton.tables DROP COLUMN sync_file, DROP COLUMN sync_pos, DROP COLUMN sync_gtid,
                            DROP COLUMN synced_at;
 ALTER TABLE pgbaton.sources DROP COLUMN tables_version, DROP COLUMN writer_tables_version;

@@ -433,6 +433,11 @@ class Replayer:
 _SEQ_MAX = 2**31 - 1
 
 
+def range_params(first: int, last: int, tbl: int) -> dict[str, Any]:
+    """Parameters of the replay statements for every change of ``tbl`` in batches first..last."""
+    return {"first": first, "last": last, "tbl": tbl, "seq_lo": 0, "seq_hi": _SEQ_MAX}
+
+
 def _moves(old: Any, new: Any, cols: set[str]) -> bool:
     """Does an update change a referenced column?  (The before image of a keyed table holds
     only the key: a referenced column outside it counts as changed.)"""

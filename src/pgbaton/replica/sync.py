@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pgbaton.cdc.model import Position, position_key
-from pgbaton.cdc.replay import ReplayTable, _statements, replay_lock_key
+from pgbaton.cdc.replay import ReplayTable, _statements, range_params, replay_lock_key
 from pgbaton.cdc.store import log_table_name
 from pgbaton.config import Config, MySQLSourceConfig
 from pgbaton.errors import PgbatonError, SourceError
@@ -232,7 +232,7 @@ def _finish(conn: psycopg.Connection, schema: str, source: str, targets: list[_T
             conn.execute("SET LOCAL enable_mergejoin = off")
             for t in targets:
                 stmts = _statements(ReplayTable(t.id, t.schema, t.name, t.pk, t.table.name), log_ident)
-                params = {"first": after[0], "last": after[-1], "tbl": t.id}
+                params = range_params(after[0], after[-1], t.id)
                 conn.execute(stmts[0], params)
                 conn.execute(stmts[1], params)
         for t in targets:
