@@ -15,6 +15,7 @@ from .replica_helpers import ReplicaThread, caught_up, make_config, my_exec, wai
 
 # what versions 3 and up added, taken away again: the catalog as version 2 left it
 BACK_TO_V2 = """
+ALTER TABLE pgbaton.sources DROP COLUMN restarts;
 DROP TABLE pgbaton.foreign_keys;
 DROP INDEX pgbaton.batches_prepared_xid;
 ALTER TABLE pgbaton.batches DROP COLUMN xa_xid, DROP CONSTRAINT batches_status_check;

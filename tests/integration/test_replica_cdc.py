@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from pgbaton.replica.init import add_source, init_replica
-from pgbaton.replica.status import errors, status
+from pgbaton.replica.status import errors, status, table_status
 from pgbaton.replica.verify import verify
 from pgbaton.sandbox.servers import MariaDBServer
 
@@ -91,6 +91,8 @@ def test_cdc_all_change_shapes(replica, mariadb: MariaDBServer, my_db: str,  # t
         assert conn.execute("SELECT count(*) FROM app.nopk WHERE x = 1").fetchone() == (3,)
     st = status(cfg, "src")[0]
     assert st["rows_replayed"] > 6000 and st["errors"] == 0 and st["state"] == "stopped"
+    per_table = {t["source_table"].split(".")[1]: t["rows_replayed"] for t in table_status(cfg, "src")}
+    assert sum(per_table.values()) == st["rows_replayed"] and per_table["pairs"] >= 6000, per_table
     assert errors(cfg, "src") == []
 
 

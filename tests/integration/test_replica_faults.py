@@ -94,6 +94,7 @@ def test_target_restart_is_survived(pg_db: str, my_db: str, mariadb: MariaDBServ
         pg15.start()
         wait_until(lambda: caught_up(cfg), 90, "catch up after the target restart")
         assert st.error is None and st.thread.is_alive()
+        assert status(cfg, "src")[0]["restarts"] >= 1     # recorded in the catalog, for status and metrics
     assert_same(mariadb, my_db, pg_db, ["nk", "k"])
 
 

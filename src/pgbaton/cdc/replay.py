@@ -179,6 +179,7 @@ class Replayer:
         self.conn.execute("SET LOCAL enable_mergejoin = off")
         if self._cascades_in(first, last, set(table_ids)):
             self._apply_ordered(group)
+            self._count_tables(first, last)
             if self._mark(first, last, n_events) != len(group):
                 raise _Superseded
             return
@@ -195,6 +196,7 @@ class Replayer:
                 tparams["first"] = after[0]
                 tparams["seq_lo"] = 0
             self._apply_table(table, tparams)
+        self._count_tables(first, last)
         # each batch exactly once: if another replayer marked any of them meanwhile,
         # everything above is rolled back
         if self._mark(first, last, n_events) != len(group):
@@ -414,6 +416,17 @@ class Replayer:
             self.conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._log))
         finally:
             self.conn.autocommit = False
+
+    def _count_tables(self, first: int, last: int) -> None:
+        """Per-table counters of changes replayed (tables skipped in this group count nothing)."""
+        ids = sorted(self.tables)
+        if not ids:
+            return
+        self.conn.execute(
+            sql.SQL("""UPDATE tables AS t SET rows_replayed = t.rows_replayed + c.n
+                         FROM (SELECT tbl, count(*) AS n FROM {} WHERE batch_id BETWEEN %s AND %s
+                                  AND tbl = ANY(%s) GROUP BY tbl) AS c
+                        WHERE t.id = c.tbl""").format(self._log), (first, last, ids))
 
     def _mark(self, first: int, last: int, n_events: int) -> int:
         """Mark the batches replayed; returns how many were still closed."""

@@ -41,6 +41,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.current: Replica | None = None
         self.restarts = 0
+        self.unrecorded = 0
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -51,6 +52,7 @@ class Supervisor:
         backoff = 1.0
         while not self.stopping.is_set():
             self.current = Replica(self.cfg, self.source)
+            self.current.restarts_to_record = self.unrecorded
             if self.stopping.is_set():
                 return
             started = time.monotonic()
@@ -58,6 +60,8 @@ class Supervisor:
                 self.current.run()
                 return
             except (SourceUnavailable, TargetUnavailable, psycopg.Error, pymysql.err.MySQLError) as exc:
+                if self.current.restarts_to_record == 0:
+                    self.unrecorded = 0
                 if isinstance(exc, psycopg.Error) and not is_transient(exc):
                     raise
                 if isinstance(exc, pymysql.err.MySQLError) and not _mysql_transient(exc):
@@ -69,6 +73,7 @@ class Supervisor:
                 log.error("source %s: %s; starting again in %.0f s", self.source,
                           str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, backoff)
                 self.restarts += 1
+                self.unrecorded += 1     # the next replica that starts writes it to the catalog
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
 

@@ -147,6 +147,8 @@ class Replica:
         self.wake = threading.Event()
         self.tables_version = 0
         self.last_tables_check = time.monotonic()
+        # restarts of the supervisor not yet counted in the catalog (it may have been down)
+        self.restarts_to_record = 0
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -168,7 +170,11 @@ class Replica:
             discard_open_batches(conn, schema, name)
             fkeys.refresh(cfg, name, conn)
             cat.set_state(conn, name, "running", reader_pid=os.getpid(), reader_host=socket.gethostname())
+            if self.restarts_to_record:
+                conn.execute("UPDATE sources SET restarts = restarts + %s WHERE name = %s",
+                             (self.restarts_to_record, name))
             conn.commit()
+            self.restarts_to_record = 0
             self._loop(conn, Position(row.read_file, int(row.read_pos or 4), row.read_gtid), row.next_batch_id)
         finally:
             try:

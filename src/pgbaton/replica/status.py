@@ -48,6 +48,7 @@ def source_status(cfg: Config, conn: psycopg.Connection, name: str, *, probe_sou
     tabs = conn.execute(
         "SELECT state, count(*) FROM tables WHERE source = %s GROUP BY state", (name,)).fetchall()
     nerr = conn.execute("SELECT count(*) FROM errors WHERE source = %s", (name,)).fetchone()
+    restarts = conn.execute("SELECT restarts FROM sources WHERE name = %s", (name,)).fetchone()
     prepared = conn.execute("SELECT count(*) FROM batches WHERE source = %s AND status = 'prepared'",
                             (name,)).fetchone()
     fks = conn.execute(
@@ -110,6 +111,8 @@ def source_status(cfg: Config, conn: psycopg.Connection, name: str, *, probe_sou
         "errors": int(nerr[0]) if nerr else 0,
         # XA transactions prepared on the source and stored, waiting for their XA COMMIT/ROLLBACK
         "xa_prepared": int(prepared[0]) if prepared else 0,
+        # how often the supervisor started the replica again after an outage
+        "restarts": int(restarts[0]) if restarts else 0,
         # foreign keys whose actions replay reproduces (InnoDB does not log the child rows)
         "cascading_foreign_keys": [r[0] for r in fks],
     }
@@ -134,13 +137,13 @@ def table_status(cfg: Config, source: str) -> list[dict[str, Any]]:
     try:
         rows = conn.execute(
             """SELECT src_db, src_table, dst_schema, dst_table, state, rows_copied, disabled_reason,
-                      cardinality(pk_cols) = 0, sync_file || ':' || sync_pos, synced_at
+                      cardinality(pk_cols) = 0, sync_file || ':' || sync_pos, synced_at, rows_replayed
                  FROM tables WHERE source = %s ORDER BY src_db, src_table""", (source,)).fetchall()
     finally:
         conn.close()
     return [{"source_table": f"{r[0]}.{r[1]}", "target_table": f"{r[2]}.{r[3]}", "state": r[4],
              "rows_copied": r[5], "last_error": r[6], "row_match": bool(r[7]), "sync_position": r[8],
-             "synced_at": _iso(r[9])} for r in rows]
+             "synced_at": _iso(r[9]), "rows_replayed": int(r[10])} for r in rows]
 
 
 def errors(cfg: Config, source: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
