@@ -230,11 +230,36 @@ wait
                 if pid and _alive(pid):
                     os.kill(pid, signal.SIGKILL)
         for node in self.nodes:
+            # daemons started again by a fault (a Pacemaker restart) are not in node.pids
+            for pid in _in_netns(node.ns):
+                os.kill(pid, signal.SIGKILL)
+        for node in self.nodes:
             pid = node.postmaster_pid()
             if pid and _alive(pid) and b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)
         for ns in self.namespaces:
             sh(["ip", "netns", "del", ns], check=False)
+
+
+def _in_netns(ns: str) -> list[int]:
+    """Live corosync/Pacemaker processes in a network namespace of the test."""
+    try:
+        netns = os.stat(f"/run/netns/{ns}").st_ino
+    except OSError:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.stat(entry / "ns" / "net").st_ino != netns:
+                continue
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm.startswith(("corosync", "pacemakerd", "pacemaker-")) and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def _alive(pid: int) -> bool:

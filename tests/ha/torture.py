@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.ha.cluster import Cluster, ClusterNode, _alive, sh
+from tests.ha.cluster import Cluster, ClusterNode, _alive, _in_netns, sh
 from tests.ha.cluster_writer import parse
 from tests.ha.pcmk import (
     bring_up,
@@ -158,14 +158,29 @@ def switch_and_back(c: Cluster, primary: ClusterNode, standby: ClusterNode) -> N
         crm(c, "--clear")          # and at once back, without waiting for the standby
 
 
+CLUSTER_DAEMONS = ("corosync", "pacemakerd", "pacemaker-")
+
+
+def daemons_of(node: ClusterNode, names: tuple[str, ...] = CLUSTER_DAEMONS) -> list[int]:
+    """PIDs of the cluster daemons running in this node's network namespace."""
+    found = []
+    for pid in _in_netns(node.ns):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip().startswith(names):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 def restart_pacemaker(c: Cluster, node: ClusterNode) -> None:
     """Stop Pacemaker on one node (it stops its resources first), then start it again."""
-    pid = node.pids["pacemakerd"]
-    os.kill(pid, signal.SIGTERM)
+    for pid in daemons_of(node, ("pacemakerd",)):
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 90
-    while _alive(pid) and time.monotonic() < deadline:
+    while daemons_of(node, ("pacemakerd", "pacemaker-")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    for pid in daemons_of(node, ("pacemakerd", "pacemaker-")):
         os.kill(pid, signal.SIGKILL)
     time.sleep(1)
     env = {**os.environ, **node_env(node), "PCMK_logfile": str(node.home / "pacemaker.log")}
@@ -179,13 +194,12 @@ def full_crash(c: Cluster) -> None:
     """kill -9 of everything on both nodes (cluster daemons and PostgreSQL), then both boot again."""
     for node in c.nodes:
         kill_postmaster(node)
-        pgid = os.getpgid(node.pids["corosync"])
-        os.killpg(pgid, signal.SIGKILL)
+        for pid in daemons_of(node):
+            os.kill(pid, signal.SIGKILL)
     for node in c.nodes:
-        for pid in (node.pids["corosync"], node.pids["pacemakerd"]):
-            deadline = time.monotonic() + 20
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
+        deadline = time.monotonic() + 20
+        while daemons_of(node) and time.monotonic() < deadline:
+            time.sleep(0.1)
         node.pids.clear()
         for name in ("corosync.pid", "pacemakerd.pid"):
             (node.home / name).unlink(missing_ok=True)
