@@ -41,16 +41,22 @@ def _start(pg_db: str, my_db: str, mariadb: MariaDBServer, **opts: Any) -> Confi
 
 
 def _run(mariadb: MariaDBServer, my_db: str, steps: list[str]) -> None:
+    """Each step in its own session; "NOSTRICT:" runs it with sql_mode = '' (MariaDB then
+    clips values that do not fit instead of refusing the statement)."""
     for step in steps:
+        text = step.replace("{db}", my_db).replace("{{", "{").replace("}}", "}")
+        session = []
+        if text.startswith("NOSTRICT:"):
+            text, session = text[len("NOSTRICT:"):], ["SET SESSION sql_mode = ''"]
         try:
-            my_exec(mariadb, my_db, [step.replace("{db}", my_db).replace("{{", "{").replace("}}", "}")])
+            my_exec(mariadb, my_db, [*session, text])
         except pymysql.MySQLError as exc:
             raise AssertionError(f"corpus step failed on the source: {step}: {exc}") from None
 
 
 def _expected(cfg: Config, pg_db: str, mariadb: MariaDBServer, my_db: str) -> list[str]:
     """Build, in schema 'expect', the tables `replica init` would create from the source now."""
-    my = pymysql.connect(**mariadb.connect_args(my_db))  # type: ignore[arg-type]
+    my = pymysql.connect(**mariadb.connect_args(my_db))  # type: ignore[call-overload]
     try:
         tables = introspect.introspect(my, [my_db], lambda d, t: True)
     finally:
@@ -99,16 +105,18 @@ def test_corpus_follows_the_source(pg_db: str, my_db: str, mariadb: MariaDBServe
     with ReplicaThread(cfg) as rt:
         for steps in SCENARIOS.values():
             _run(mariadb, my_db, steps)
-        wait_until(lambda: caught_up(cfg), 60, "replica to catch up")
+        wait_until(lambda: caught_up(cfg) and all(t["state"] == "replicating" for t in table_status(cfg, "src")),
+                   180, "replica to catch up and re-copy what it must")
         assert rt.error is None, rt.error
-        assert errors(cfg, "src") == []
+        # the only history: tables re-copied because a statement changed rows without row events
+        assert [e for e in errors(cfg, "src") if "re-copied" not in e["message"]] == []
         st = status(cfg, "src")[0]
-        assert st["tables_disabled"] == 0 and st["errors"] == 0
+        assert st["tables_disabled"] == 0 and st["tables_copying"] == 0
     assert rt.error is None
     n = _assert_shapes(cfg, pg_db, mariadb, my_db)
     assert n > 20
     _assert_data(cfg)
-    assert ddl_count() >= 150
+    assert ddl_count() >= 400
 
 
 def test_rows_changed_without_events_are_recorded_and_recopied(pg_db: str, my_db: str,

@@ -156,3 +156,12 @@ def test_renamed_implicit_index_is_kept_when_covered() -> None:
     s.run("ALTER TABLE r1 RENAME INDEX fr TO fr2")
     s.run("ALTER TABLE r1 ADD KEY kp (p, id)")
     assert [n for n, _ in _indexes(s, "r1")] == ["PRIMARY", "fr2", "kp"]
+
+
+def test_like_a_table_being_recopied_is_recopied_too() -> None:
+    from pgbaton.mysql.ddl.translate import Tracked
+
+    s = Session("CREATE TABLE a (id int PRIMARY KEY)")
+    s.tables[("app", "a")] = Tracked(s.t("a"), "disabled")
+    acts = s.run("CREATE TABLE b LIKE a")
+    assert [type(x).__name__ for x in acts] == ["Create", "Resync"]

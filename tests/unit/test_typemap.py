@@ -264,3 +264,15 @@ def test_warnings_for() -> None:
 def test_model_json_round_trip() -> None:
     t = _table()
     assert MyTable.from_json(orjson.loads(orjson.dumps(t.to_json()))) == t
+
+
+def test_json_converter_survives_text_that_is_not_json() -> None:
+    import orjson
+
+    from pgbaton.mysql.model import MyColumn
+    from pgbaton.mysql.typemap import TypeOptions, value_converter
+
+    conv = value_converter(MyColumn("j", 1, "json", "longtext"), TypeOptions())
+    assert orjson.dumps({"j": conv('{"a":  1.50}')}) == b'{"j":{"a":  1.50}}'
+    assert orjson.dumps({"j": conv("not json")}) == b'{"j":"not json"}'
+    assert conv("null") is None

@@ -315,6 +315,9 @@ def _create_like(stmt: st.CreateTableLike, tables: dict[Key, Tracked], scope: Sc
     extra = {k: v for k, v in src.table.extra.items() if k != "foreign_keys"}
     table = replace(src.table, db=key[0], name=key[1], auto_increment=None, extra=extra)
     tables[key] = Tracked(table)
+    if src.state != "replicating":
+        # the tracked definition of a table being re-copied may lag behind the source's
+        return [*out, Create(table), Resync(key, f"created LIKE {like_db}.{stmt.like[1]}, which was being re-copied")]
     return [*out, Create(table)]
 
 
