@@ -73,6 +73,11 @@ def migration(pg15: PostgresServer, pg18: PostgresServer) -> Iterator[Migration]
     yield Migration(name, dbs, cfg, pg15, pg18)
     _drop_leftovers(pg18, dbs)
     _drop_leftovers(pg15, dbs)
+    with psycopg.connect(pg18.dsn(), autocommit=True) as conn:  # a test that did not finish its migration
+        if conn.execute("SELECT to_regclass('pgbaton_migrate.migration')").fetchone() != (None,):
+            conn.execute("DELETE FROM pgbaton_migrate.migration WHERE name = %s", (name,))
+            if conn.execute("SELECT count(*) FROM pgbaton_migrate.migration").fetchone() == (0,):
+                conn.execute("DROP SCHEMA pgbaton_migrate CASCADE")
 
 
 @pytest.fixture

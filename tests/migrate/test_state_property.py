@@ -172,6 +172,7 @@ def test_random_commands_kills_and_reruns_keep_the_invariants(migration: Migrati
 def test_an_interrupted_switch_recorded_before_the_states_is_rolled_back(migration: Migration) -> None:
     """A catalog of an older pgbaton: switch steps recorded, the state still `streaming`."""
     from pgbaton.migrate import execute
+    from pgbaton.migrate.finish import finish
     from pgbaton.migrate.status import wait_synced
     from pgbaton.migrate.switch_exec import switchover
 
@@ -188,3 +189,5 @@ def test_an_interrupted_switch_recorded_before_the_states_is_rolled_back(migrati
     assert not res.switched and res.rolled_back == ["resume_clients"], res
     assert _state(m) == (S.streaming, {})
     assert switchover(m.config, m.name).switched
+    finish(m.config, m.name)
+    assert _leftovers(m) == []
