@@ -232,7 +232,10 @@ wait
         for node in self.nodes:
             # daemons started again by a fault (a Pacemaker restart) are not in node.pids
             for pid in _in_netns(node.ns):
-                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         for node in self.nodes:
             pid = node.postmaster_pid()
             if pid and _alive(pid) and b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes():

@@ -137,10 +137,17 @@ def longest_stall(out: Path, since: float, until: float) -> float:
 
 # --- faults -----------------------------------------------------------------------------------
 
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:      # it went away meanwhile (killing one daemon ends others)
+        pass
+
+
 def kill_postmaster(node: ClusterNode) -> None:
     pid = node.postmaster_pid()
     if pid is not None and _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+        _signal(pid, signal.SIGKILL)
 
 
 def crm(c: Cluster, *args: str) -> None:
@@ -176,12 +183,12 @@ def daemons_of(node: ClusterNode, names: tuple[str, ...] = CLUSTER_DAEMONS) -> l
 def restart_pacemaker(c: Cluster, node: ClusterNode) -> None:
     """Stop Pacemaker on one node (it stops its resources first), then start it again."""
     for pid in daemons_of(node, ("pacemakerd",)):
-        os.kill(pid, signal.SIGTERM)
+        _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + 90
     while daemons_of(node, ("pacemakerd", "pacemaker-")) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in daemons_of(node, ("pacemakerd", "pacemaker-")):
-        os.kill(pid, signal.SIGKILL)
+        _signal(pid, signal.SIGKILL)
     time.sleep(1)
     env = {**os.environ, **node_env(node), "PCMK_logfile": str(node.home / "pacemaker.log")}
     proc = subprocess.Popen(c.in_node(node, ["pacemakerd"]), stdin=subprocess.DEVNULL,
@@ -195,7 +202,7 @@ def full_crash(c: Cluster) -> None:
     for node in c.nodes:
         kill_postmaster(node)
         for pid in daemons_of(node):
-            os.kill(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
     for node in c.nodes:
         deadline = time.monotonic() + 20
         while daemons_of(node) and time.monotonic() < deadline:
