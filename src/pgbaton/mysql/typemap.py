@@ -15,7 +15,9 @@ docs/type-mapping.md explains every hard case.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -505,8 +507,39 @@ def _same(v: Any) -> Any:
     return v
 
 
+def _inet6_text(b: bytes) -> str:
+    """16 bytes as MariaDB prints an INET6 (as inet_ntop: IPv4-mapped and IPv4-compatible
+    addresses end in dotted IPv4)."""
+    words = [int.from_bytes(b[i:i + 2], "big") for i in range(0, 16, 2)]
+    if (not any(words[:6]) and words[6]) or (not any(words[:5]) and words[5] == 0xFFFF):
+        return ("::ffff:" if words[5] == 0xFFFF else "::") + str(ipaddress.IPv4Address(b[12:]))
+    return str(ipaddress.IPv6Address(b))
+
+
+def _stored_bytes(v: Any, size: int) -> bytes:
+    """A fixed-size binary value from the binlog: trailing zero bytes are not sent."""
+    raw = v.encode("utf-8", "surrogateescape") if isinstance(v, str) else bytes(v)
+    return raw.ljust(size, b"\0")
+
+
+def _fixed_binary_text(col: MyColumn) -> Converter | None:
+    """MariaDB's INET4, INET6 and UUID arrive from the binlog as their stored bytes, the
+    snapshot reads their text: the bytes are printed as MariaDB prints them."""
+    t = col.data_type.lower()
+    if t == "inet4":
+        return lambda v: None if v is None else str(ipaddress.IPv4Address(_stored_bytes(v, 4)))
+    if t == "inet6":
+        return lambda v: None if v is None else _inet6_text(_stored_bytes(v, 16))
+    if t == "uuid":     # stored in text order (seen on MariaDB 10.11)
+        return lambda v: None if v is None else str(uuid.UUID(bytes=_stored_bytes(v, 16)))
+    return None
+
+
 def _base_converter(col: MyColumn, opts: TypeOptions) -> Converter:
     k = kind(col, opts)
+    special = _fixed_binary_text(col) if k == "unknown" else None
+    if special is not None:
+        return special
     if k in ("int", "float", "double", "bit"):
         return _same
     if k == "bool":
