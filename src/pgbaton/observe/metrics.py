@@ -8,7 +8,6 @@ lists every metric.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -26,28 +25,6 @@ DATABASE_STATES = tuple(s.value for s in DbState)
 ROLES = ("primary", "standby")
 
 
-class RestartCounter:
-    """Restarts of each replica, as seen from outside: the backend holding the replica's
-    lock changed between two looks (the supervisor reconnected, or the process was
-    started again).  Kept by the exporter, so it starts at 0 with it (Prometheus handles
-    such counter resets)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last: dict[str, int] = {}
-        self.counts: dict[str, int] = {}
-
-    def observe(self, source: str, session: int | None) -> int:
-        with self._lock:
-            self.counts.setdefault(source, 0)
-            if session is not None:
-                before = self._last.get(source)
-                if before is not None and before != session:
-                    self.counts[source] += 1
-                self._last[source] = session
-            return self.counts[source]
-
-
 def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
     return GaugeMetricFamily(f"pgbaton_{name}", doc, labels=labels)
 
@@ -56,7 +33,7 @@ def _counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
     return CounterMetricFamily(f"pgbaton_{name}", doc, labels=labels)
 
 
-def replica_metrics(sources: list[SourceView], restarts: RestartCounter) -> Iterator[Metric]:
+def replica_metrics(sources: list[SourceView]) -> Iterator[Metric]:
     up = _gauge("replica_running", "1 when the replica of the source is running.", ["source"])
     state = _gauge("replica_state", "The source's state in the catalog (1 for the current one).", ["source", "state"])
     read_s = _gauge("replica_read_lag_seconds", "How far the binlog reader is behind the source.", ["source"])
@@ -66,15 +43,15 @@ def replica_metrics(sources: list[SourceView], restarts: RestartCounter) -> Iter
     pending = _gauge("replica_pending_changes", "Row changes stored and not yet replayed.", ["source"])
     pending_b = _gauge("replica_pending_batches", "Batches stored and not yet replayed.", ["source"])
     replayed = _counter("replica_rows_replayed", "Row changes replayed into the target.", ["source"])
-    applied = _counter("replica_changes_applied",
-                       "Row changes replayed into a target table, counted from the log by this exporter.",
+    applied = _counter("replica_changes_applied", "Row changes replayed into a target table.",
                        ["source", "table"])
     batches = _counter("replica_batches", "Batches written to the log since the source was registered.", ["source"])
     errors = _counter("replica_errors", "Errors recorded in the catalog (replay, ddl, reader).", ["source", "kind"])
     tables = _gauge("replica_tables", "Tables of the source per state.", ["source", "state"])
     table_state = _gauge("replica_table_state", "A table's state (1 for the current one).",
                          ["source", "table", "state"])
-    restart = _counter("replica_restarts", "Restarts of the replica seen by this exporter.", ["source"])
+    restart = _counter("replica_restarts", "Times the supervisor started the replica again after an outage.",
+                       ["source"])
     xa = _gauge("replica_xa_prepared", "XA transactions prepared on the source, waiting for their end.", ["source"])
     last_event = _gauge("replica_last_event_timestamp_seconds", "Source time of the last event read.", ["source"])
     for s in sources:
@@ -84,7 +61,7 @@ def replica_metrics(sources: list[SourceView], restarts: RestartCounter) -> Iter
         known = REPLICA_STATES if st["state"] in REPLICA_STATES else (*REPLICA_STATES, st["state"])
         for name in known:
             state.add_metric([s.name, name], 1.0 if st["state"] == name else 0.0)
-        restart.add_metric(src, restarts.observe(s.name, s.session))
+        restart.add_metric(src, float(st.get("restarts", 0)))
         if st["state"] == "not registered":
             continue
         if st.get("read_lag_s") is not None:
@@ -187,11 +164,10 @@ class PgbatonCollector(Collector):
 
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self.snapshot = snapshot
-        self.restarts = RestartCounter()
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot()
-        yield from replica_metrics(snap.sources, self.restarts)
+        yield from replica_metrics(snap.sources)
         yield from migration_metrics(snap.migrations)
         yield from ha_metrics(snap.ha_nodes)
         yield from exporter_metrics(snap)

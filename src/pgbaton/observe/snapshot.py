@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,7 +29,7 @@ class TableView:
     table: str              # db.table on the source
     target: str             # schema.table on the target
     state: str
-    changes_applied: int    # row changes replayed into it (see AppliedCounter)
+    changes_applied: int    # row changes replayed into it (tables.rows_replayed, kept by replay)
 
 
 @dataclass(frozen=True)
@@ -79,55 +78,9 @@ class Snapshot:
 
 
 # -- replica --------------------------------------------------------------------------------
-class AppliedCounter:
-    """Row changes replayed per table, counted from the log by the looker itself.
-
-    The catalog keeps one total per source, not one per table, so each look counts the
-    log rows of the batches replayed since the previous look (the first look counts every
-    replayed batch still kept).  Batches that maintenance deletes before a look are not
-    counted; with looks every few seconds and a retention of minutes none are.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts: dict[str, dict[int, int]] = {}
-        self._floor: dict[str, int] = {}        # every batch at or below it is counted (or gone)
-        self._counted: dict[str, set[int]] = {}  # counted batches above the floor
-
-    def update(self, conn: psycopg.Connection, schema: str, source: str) -> dict[int, int]:
-        from psycopg import sql
-
-        from pgbaton.cdc.store import log_table_name
-
-        with self._lock:
-            floor = self._floor.get(source, 0)
-            counted = self._counted.setdefault(source, set())
-            counts = self.counts.setdefault(source, {})
-            ids = [int(r[0]) for r in conn.execute(
-                """SELECT batch_id FROM batches WHERE source = %s AND status = 'replayed' AND kind = 'rows'
-                      AND batch_id > %s""", (source, floor)).fetchall()]
-            new = [b for b in ids if b not in counted]
-            if new:
-                for tbl, n in conn.execute(
-                        sql.SQL("SELECT tbl, count(*) FROM {} WHERE batch_id = ANY(%s) GROUP BY tbl").format(
-                            sql.Identifier(schema, log_table_name(source))), (new,)).fetchall():
-                    counts[int(tbl)] = counts.get(int(tbl), 0) + int(n)
-                counted.update(new)
-            row = conn.execute("SELECT min(batch_id) FROM batches WHERE source = %s AND status <> 'replayed'",
-                               (source,)).fetchone()
-            lowest_open = row[0] if row else None
-            top = max(counted, default=floor)
-            floor = max(floor, int(lowest_open) - 1 if lowest_open is not None else top)
-            self._floor[source] = floor
-            self._counted[source] = {b for b in counted if b > floor}
-            conn.commit()
-            return dict(counts)
-
-
-def _replica_extras(conn: psycopg.Connection, name: str, applied: dict[int, int]
-                    ) -> tuple[list[TableView], int, dict[str, int]]:
-    tables = [TableView(f"{r[1]}.{r[2]}", f"{r[3]}.{r[4]}", r[5], applied.get(int(r[0]), 0)) for r in conn.execute(
-        """SELECT id, src_db, src_table, dst_schema, dst_table, state
+def _replica_extras(conn: psycopg.Connection, name: str) -> tuple[list[TableView], int, dict[str, int]]:
+    tables = [TableView(f"{r[1]}.{r[2]}", f"{r[3]}.{r[4]}", r[5], int(r[6])) for r in conn.execute(
+        """SELECT id, src_db, src_table, dst_schema, dst_table, state, rows_replayed
              FROM tables WHERE source = %s ORDER BY src_db, src_table""", (name,)).fetchall()]
     row = conn.execute("SELECT next_batch_id - 1 FROM sources WHERE name = %s", (name,)).fetchone()
     kinds = {str(k): int(n) for k, n in conn.execute(
@@ -136,13 +89,12 @@ def _replica_extras(conn: psycopg.Connection, name: str, applied: dict[int, int]
     return tables, int(row[0]) if row else 0, kinds
 
 
-def read_sources(cfg: Config, applied: AppliedCounter | None = None) -> list[SourceView]:
+def read_sources(cfg: Config) -> list[SourceView]:
     from pgbaton.replica import catalog as cat
     from pgbaton.replica.status import source_status
 
     if not cfg.sources:
         return []
-    applied = applied or AppliedCounter()
     conn = cat.catalog_connection(cfg, purpose="pgbaton-observe")
     try:
         out = []
@@ -151,8 +103,7 @@ def read_sources(cfg: Config, applied: AppliedCounter | None = None) -> list[Sou
             if st["state"] == "not registered":
                 out.append(SourceView(name, st, [], 0, {}, None))
                 continue
-            counts = applied.update(conn, cfg.target.catalog_schema, name)
-            tables, batches, kinds = _replica_extras(conn, name, counts)
+            tables, batches, kinds = _replica_extras(conn, name)
             session = cat.lock_holder(conn, name) if st.get("running") else None
             conn.commit()
             out.append(SourceView(name, st, tables, batches, kinds, session))
@@ -247,18 +198,15 @@ def read_ha(cfg: Config) -> list[NodeView]:
 
 # -- all of it ------------------------------------------------------------------------------
 class Looker:
-    """Takes snapshots; keeps what must carry from one look to the next (the per-table counts)."""
-
-    def __init__(self) -> None:
-        self.applied = AppliedCounter()
+    """Takes snapshots (every counter lives in the catalogs, so nothing carries between looks)."""
 
     def __call__(self, cfg: Config) -> Snapshot:
-        return take(cfg, self.applied)
+        return take(cfg)
 
 
-def take(cfg: Config, applied: AppliedCounter | None = None) -> Snapshot:
+def take(cfg: Config) -> Snapshot:
     snap = Snapshot()
-    parts: list[tuple[str, Any]] = [("replica", lambda c: read_sources(c, applied)),
+    parts: list[tuple[str, Any]] = [("replica", read_sources),
                                     ("migrate", read_migrations), ("ha", read_ha)]
     for part, read in parts:
         started = time.monotonic()
