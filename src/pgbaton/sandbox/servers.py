@@ -47,10 +47,11 @@ def pg18_bin() -> Path:
     return path
 
 
-def _run(cmd: list[str], *, user: str | None = None, timeout: float = 120) -> str:
+def _run(cmd: list[str], *, user: str | None = None, timeout: float = 120, env: dict[str, str] | None = None) -> str:
     if user and os.geteuid() == 0:
         cmd = ["runuser", "-u", user, "--", *cmd]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **env} if env else None)
     if proc.returncode != 0:
         raise SandboxError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
     return proc.stdout
@@ -199,29 +200,40 @@ class MariaDBServer:
     def errorlog(self) -> Path:
         return self.base / "error.log"
 
+    @property
+    def tmpdir(self) -> Path:
+        return self.base / "tmp"
+
     def init(self) -> None:
         _prepare_dir(self.base)
         if not self.port:
             self.port = free_port()
         if (self.datadir / "mysql").exists():
             return
+        # every instance keeps its temporary files in a folder of its own: in the shared /tmp,
+        # servers running side by side deleted each other's temporary tables
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.chmod(0o1777)
         cmd = ["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}", "--user=mysql",
                "--auth-root-authentication-method=normal", "--skip-test-db"]
+        env = {"TMPDIR": str(self.tmpdir)}
         try:
-            _run(cmd)
+            _run(cmd, env=env)
         except SandboxError:
             # seen once under heavy load ("Could not remove temporary table"): a second try from
             # an empty folder works
             log.warning("mariadb-install-db failed in %s; trying once more", self.datadir)
             shutil.rmtree(self.datadir, ignore_errors=True)
-            _run(cmd)
+            _run(cmd, env=env)
 
     def start(self) -> None:
         self.init()
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.chmod(0o1777)
         args = [
             "mariadbd", "--no-defaults", "--user=mysql", f"--datadir={self.datadir}",
             f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.socket}",
-            f"--pid-file={self.pidfile}", f"--log-error={self.errorlog}",
+            f"--pid-file={self.pidfile}", f"--log-error={self.errorlog}", f"--tmpdir={self.tmpdir}",
             f"--log-bin={self.datadir}/binlog", "--binlog-format=ROW", "--binlog-row-image=FULL",
             "--binlog-row-metadata=FULL", f"--server-id={self.server_id}", "--log-slave-updates",
             "--gtid-strict-mode=ON", "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
