@@ -99,6 +99,24 @@ def catalog_version(as_json: JsonOpt = False) -> None:
         out.print(f"catalog {data['schema']}: version {have}, newest known {data['newest']}")
 
 
+@catalog_app.command("drop")
+def catalog_drop(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove the catalog once no source is left in it (after the last detach or source drop)."""
+    from pgbaton.catalog import migrate
+    from pgbaton.pgsql.conn import connect
+
+    cfg = state.config()
+    schema = cfg.target.catalog_schema
+    _confirm(f"Remove pgbaton's catalog schema {schema} from database {cfg.target.dbname}?", yes)
+    with connect(cfg.target) as conn:
+        dropped = migrate.drop(conn, schema)
+    if not emit({"ok": True, "schema": schema, "dropped": dropped}, as_json):
+        out.print(f"catalog {schema}: " + (f"removed ({', '.join(dropped)})" if dropped else "nothing to remove"))
+
+
 # -- source ------------------------------------------------------------------------------
 @source_app.command("add")
 def source_add(name: Annotated[str, typer.Argument(help="Source name from the configuration.")],
