@@ -262,9 +262,7 @@ def _run(conn: psycopg.Connection, stmts: Sequence[sql.Composed]) -> None:
 
 
 def _any_pending(conn: psycopg.Connection, source: str) -> bool:
-    row = conn.execute("SELECT EXISTS (SELECT 1 FROM tables WHERE source = %s AND state = 'disabled' "
-                       "AND disabled_reason LIKE %s)", (source, resync.PENDING + "%")).fetchone()
-    return bool(row and row[0])
+    return bool(resync.pending(conn, source, commit=False))
 
 
 def _record(conn: psycopg.Connection, source: str, batch: Batch, key: Key | None, message: str,

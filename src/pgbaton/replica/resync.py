@@ -41,6 +41,7 @@ PENDING = "re-copy pending: "
 COPYING = "being re-copied: "
 DONE = "re-copied from a fresh snapshot: "
 MAX_ROUNDS = 3
+IDLE_SECONDS = 30.0     # a worker with nothing to do waits this long for more before it ends
 
 
 def request(conn: psycopg.Connection, table_id: int, reason: str) -> None:
@@ -60,12 +61,19 @@ def request_new(conn: psycopg.Connection, source: str, db: str, table: str, sche
         (source, db, table, schema, table, Jsonb(MyTable(db, table, ()).to_json()), (PENDING + reason)[:1000]))
 
 
-def pending(conn: psycopg.Connection, source: str) -> list[tuple[str, str]]:
-    rows = conn.execute(
-        """SELECT src_db, src_table FROM tables
-            WHERE source = %s AND state = 'disabled' AND disabled_reason LIKE %s ORDER BY id""",
-        (source, PENDING + "%")).fetchall()
-    conn.commit()
+_PENDING_SQL = """
+SELECT src_db, src_table FROM tables
+ WHERE source = %(s)s AND ((state = 'disabled' AND disabled_reason LIKE %(pending)s)
+                           OR (state = 'copying' AND disabled_reason LIKE %(copying)s))
+ ORDER BY id"""
+
+
+def pending(conn: psycopg.Connection, source: str, *, commit: bool = True) -> list[tuple[str, str]]:
+    """Tables waiting for a re-copy, and those a re-copy left half done (its process
+    stopped): a worker of this process only calls this between two re-copies."""
+    rows = conn.execute(_PENDING_SQL, {"s": source, "pending": PENDING + "%", "copying": COPYING + "%"}).fetchall()
+    if commit:
+        conn.commit()
     return [(r[0], r[1]) for r in rows]
 
 
@@ -110,14 +118,20 @@ def _work(cfg: Config, source: str) -> None:
         return
     try:
         seen = -1
-        idle_until = time.monotonic() + 5       # the requesting transaction commits meanwhile
+        idle_until = time.monotonic() + IDLE_SECONDS     # the requesting transaction commits meanwhile
         while True:
             with _guard:
                 current = _requests.get(source, 0)
-            keys = pending(conn, source)
+            try:
+                keys = pending(conn, source)
+            except psycopg.Error as exc:      # the target went away: the next DDL starts a worker again
+                log.warning("source %s: the re-copy worker stops: %s", source, str(exc).strip())
+                with _guard:
+                    _workers.pop(source, None)
+                return
             if not keys:
                 if current != seen:
-                    seen, idle_until = current, time.monotonic() + 5
+                    seen, idle_until = current, time.monotonic() + IDLE_SECONDS
                 if time.monotonic() >= idle_until:
                     with _guard:
                         if _requests.get(source, 0) == seen:
