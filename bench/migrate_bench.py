@@ -199,6 +199,7 @@ def main() -> None:
     ap.add_argument("--clients-per-db", type=int, default=1)
     ap.add_argument("--tables", type=int, default=2, help="tables per database (at least the 2 busy ones)")
     ap.add_argument("--rounds", type=int, default=1, help="switchover + switchback pairs per size")
+    ap.add_argument("--sync-workers", type=int, default=4, help="max_sync_workers_per_subscription")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="pgbaton-migbench-"))
@@ -206,8 +207,13 @@ def main() -> None:
     most = max(args.dbs)
     # the initial copy of every database at once: an apply worker and up to 4 table copies each,
     # each copy with a slot and a walsender of its own
-    workers = {"max_logical_replication_workers": str(most * 5 + 4), "max_worker_processes": str(most * 5 + 16),
-               "max_replication_slots": str(most * 8 + 20), "max_wal_senders": str(most * 8 + 20)}
+    sync = args.sync_workers
+    # a table copy that fails (a worker or slot limit met under load) keeps its slot until it is
+    # retried: with 1,000 tables copying, slots ran out at 100; room for one per table
+    workers = {"max_logical_replication_workers": str(most * (1 + sync) + 4),
+               "max_worker_processes": str(most * (1 + sync) + 16), "max_sync_workers_per_subscription": str(sync),
+               "max_replication_slots": str(most * (args.tables + 2) + 20),
+               "max_wal_senders": str(most * (1 + sync) * 2 + 20)}
     src = PostgresServer(base / "pg15", settings=workers)
     tgt = PostgresServer(base / "pg18", bin_dir=pg18_bin(), settings=workers)
     results = []
