@@ -215,7 +215,10 @@ def main() -> None:
                "max_replication_slots": str(most * (args.tables + 2) + 20),
                "max_wal_senders": str(most * (1 + sync) * 2 + 20)}
     src = PostgresServer(base / "pg15", settings=workers)
-    tgt = PostgresServer(base / "pg18", bin_dir=pg18_bin(), settings=workers)
+    # PostgreSQL 18 bounds the origins in use (an apply worker and each table copy take one) by
+    # max_active_replication_origins, 10 by default: 10 subscriptions left no room for a table copy
+    origins = {"max_active_replication_origins": workers["max_logical_replication_workers"]}
+    tgt = PostgresServer(base / "pg18", bin_dir=pg18_bin(), settings={**workers, **origins})
     results = []
     try:
         src.start()

@@ -38,6 +38,10 @@ def test_worker_limits_and_unique_index_identity(migration: Migration, run_cli: 
     assert workers["status"] == "ok" and workers["detail"].startswith("16 >= 15 "), workers
     procs = got[(None, "target.max_worker_processes")]
     assert procs["detail"].startswith("32 >= 16 "), procs  # 15 workers and the launcher
+    # PostgreSQL 18 holds an origin per apply worker and table copy (default 10); 15 has no such setting
+    origins = got[(None, "target.max_active_replication_origins")]
+    assert origins["status"] == "warn" and origins["detail"].startswith("10: enough (3)"), origins
+    assert (None, "source.max_active_replication_origins") not in got
     keyless = got[(a, "tables_without_key")]
     assert "public.loose" in keyless["detail"] and "coded" not in keyless["detail"], keyless
     unique = got[(a, "tables_with_unique_index")]

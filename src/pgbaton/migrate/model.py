@@ -39,6 +39,7 @@ class ClusterFacts:
     is_superuser: bool
     can_replicate: bool
     available_extensions: frozenset[str] = frozenset()
+    max_active_replication_origins: int | None = None  # PostgreSQL 18+
 
     @property
     def major(self) -> int:

@@ -54,6 +54,9 @@ def _cluster(side: str, c: ClusterFacts, n: int, *, publishes: bool) -> list[Ver
                        need_w, best_w, not publishes, f"{n} subscription(s)"))
     out.append(_enough(f"{side}.max_worker_processes", c.max_worker_processes, need_w + 1, best_w + 1,
                        not publishes, f"{n} subscription(s) and the launcher"))
+    if c.max_active_replication_origins is not None:  # 18+: each of those workers holds an origin
+        out.append(_enough(f"{side}.max_active_replication_origins", c.max_active_replication_origins,
+                           need_w, best_w, not publishes, f"{n} subscription(s)"))
     if c.is_superuser:
         out.append(Verdict(f"{side}.privileges", OK, "superuser"))
     else:

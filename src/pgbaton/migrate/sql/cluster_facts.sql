@@ -8,6 +8,8 @@ SELECT current_setting('server_version_num')::int                     AS version
        current_setting('max_worker_processes')::int                    AS max_worker_processes,
        current_setting('max_logical_replication_workers')::int         AS max_logical_replication_workers,
        current_setting('max_sync_workers_per_subscription')::int       AS max_sync_workers_per_subscription,
+       -- PostgreSQL 18+: origins in use (an apply worker and each table copy hold one); NULL before
+       current_setting('max_active_replication_origins', true)::int    AS max_active_replication_origins,
        r.rolsuper                                                      AS is_superuser,
        r.rolreplication OR r.rolsuper                                  AS can_replicate
 FROM pg_roles AS r
