@@ -146,3 +146,27 @@ def test_two_replayers_apply_each_batch_once(pg_db: str, my_db: str, mariadb: Ma
             c.close()
         wait_until(lambda: caught_up(cfg), 30, "catch up")
     assert_same(mariadb, my_db, pg_db, ["nk", "k"])
+
+
+def test_recopy_left_pending_by_a_stopped_replica_resumes_at_start(pg_db: str, my_db: str,
+                                                                   mariadb: MariaDBServer) -> None:
+    from pgbaton.replica import resync
+
+    cfg = _setup(pg_db, my_db, mariadb)
+    my_exec(mariadb, my_db, ["INSERT INTO k VALUES (1, 1), (2, 2)"])
+    conn = cat.catalog_connection(cfg)
+    try:
+        tid = conn.execute("SELECT id FROM tables WHERE src_table = 'k'").fetchone()
+        assert tid is not None
+        resync.request(conn, tid[0], "test: rows changed without row events")
+        conn.commit()
+    finally:
+        conn.close()
+    # the replica was not running: nothing copied the table yet
+    with ReplicaThread(cfg) as rt:
+        wait_until(lambda: status(cfg, "src")[0]["tables_disabled"] == 0
+                   and status(cfg, "src")[0]["tables_copying"] == 0, 90, "the re-copy done")
+        my_exec(mariadb, my_db, ["INSERT INTO k VALUES (3, 3)"])
+        wait_until(lambda: caught_up(cfg), 60, "catch up")
+        assert rt.error is None
+    assert_same(mariadb, my_db, pg_db, ["k", "nk"])

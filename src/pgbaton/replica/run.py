@@ -205,6 +205,10 @@ class Replica:
         rthread = ReaderThread(reader, items, self.stop_event)
         rthread.start()
         log.info("source %s: replica running from %s, %d tables", name, start, len(writer.codecs))
+        # re-copies (self-healing after DDL) that a stopped replica left pending go on now
+        from pgbaton.replica import resync
+
+        resync.resume_pending(cfg, name)
         try:
             self._consume(writer, items, replay)
         finally:
