@@ -35,7 +35,10 @@ def test_cascades_several_levels_self_reference_and_fk_checks_off(pg_db: str, my
     ])
     cfg = make_config(pg_db, mariadb, my_db, batch_max_rows=50)
     add_source(cfg, "src")
-    init_replica(cfg, "src", show_progress=False)
+    res = init_replica(cfg, "src", show_progress=False)
+    # init names the cascading foreign keys it found
+    assert sorted(fk.split(" -> ")[0] for fk in res.cascading_foreign_keys) == [
+        f"{my_db}.chi.chi_par", f"{my_db}.gch.gch_chi", f"{my_db}.tree.tree_up"]
     c: pymysql.connections.Connection = session(mariadb, my_db)
     with ReplicaThread(cfg) as rt:
         run(c, "DELETE FROM par WHERE id = 1")                      # chi 10, 11 go; gch 100, 101 set NULL

@@ -160,7 +160,8 @@ def replica_init(
     data = {"source": source, "tables": res.tables, "rows": res.rows, "bytes": res.bytes,
             "seconds": round(res.seconds, 3), "copy_seconds": round(res.copy_seconds, 3),
             "rows_per_second": round(res.rows / res.seconds) if res.seconds else None,
-            "position": res.position, "warnings": res.warnings, "tables_detail": res.per_table}
+            "position": res.position, "warnings": res.warnings, "tables_detail": res.per_table,
+            "cascading_foreign_keys": res.cascading_foreign_keys}
     if emit(data, as_json):
         return
     t = Table(title=f"replica init: {source}")
@@ -172,6 +173,8 @@ def replica_init(
     out.print(t)
     out.print(f"{res.tables} tables, {res.rows:,} rows, {res.bytes / 2**20:.1f} MiB in {res.seconds:.2f} s "
               f"({data['rows_per_second'] or 0:,} rows/s); binlog position {res.position}")
+    for fk in res.cascading_foreign_keys:
+        out.print(f"cascading foreign key reproduced by replay: {escape(fk)}")
 
 
 @replica_app.command("start")

@@ -114,6 +114,7 @@ class InitResult:
     position: str
     warnings: list[str] = field(default_factory=list)
     per_table: list[dict[str, Any]] = field(default_factory=list)
+    cascading_foreign_keys: list[str] = field(default_factory=list)
 
 
 def init_replica(cfg: Config, name: str, *, force: bool = False, show_progress: bool | None = None) -> InitResult:
@@ -186,11 +187,15 @@ def _init(cfg: Config, name: str, src: MySQLSourceConfig, conn: psycopg.Connecti
                       last_read_at=_ts(time.time()))
         for r in results:
             conn.execute("UPDATE tables SET rows_copied = %s WHERE id = %s", (r["rows"], r["id"]))
+        # the foreign keys whose cascades InnoDB does not log: replay reproduces them
+        from pgbaton.replica import fkeys
+
+        cascading = [fk.label() for fk in fkeys.refresh(cfg, name, conn) if fk.cascades]
     index_seconds = sum(r["index_seconds"] for r in results)
     return InitResult(
         tables=len(tables), rows=sum(r["rows"] for r in results), bytes=sum(r["bytes"] for r in results),
         seconds=time.monotonic() - started, copy_seconds=copy_seconds, index_seconds=index_seconds,
-        position=str(point.pos), warnings=warnings, per_table=results,
+        position=str(point.pos), warnings=warnings, per_table=results, cascading_foreign_keys=cascading,
     )
 
 
