@@ -103,7 +103,7 @@ def _each_db(r: _Run, fn: Callable[[str], T]) -> dict[str, T]:
     slowest database, not on the sum.  Every call ends before this returns; the first error is raised."""
     if len(r.dbs) == 1:
         return {r.dbs[0]: fn(r.dbs[0])}
-    with ThreadPoolExecutor(max_workers=min(len(r.dbs), 8), thread_name_prefix="pgbaton-switch") as pool:
+    with ThreadPoolExecutor(max_workers=min(len(r.dbs), 16), thread_name_prefix="pgbaton-switch") as pool:
         futures = {db: pool.submit(fn, db) for db in r.dbs}
     return {db: f.result() for db, f in futures.items()}
 
