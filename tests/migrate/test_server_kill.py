@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -57,6 +58,7 @@ def own_servers() -> Iterator[tuple[PostgresServer, PostgresServer]]:
     for s in (src, tgt):
         if _alive(s):
             s.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _alive(s: PostgresServer) -> bool:
