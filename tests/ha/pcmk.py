@@ -143,7 +143,9 @@ def running_cluster(params: dict[str, str] | None = None, vip: bool = True) -> I
         yield c
     finally:
         c.stop()
-        if not had_agent:
+        # the agent path is fixed: leave it while another test cluster (another network namespace) runs
+        others = [ns for ns in sh(["ip", "netns", "list"], check=False).stdout.split() if ns.startswith("pgbn")]
+        if not had_agent and not others:
             AGENT.unlink(missing_ok=True)
             try:
                 AGENT.parent.rmdir()
