@@ -40,7 +40,7 @@ import pymysql
 from pgbaton.config import parse_config
 from pgbaton.replica.init import add_source, init_replica
 from pgbaton.replica.status import errors, status
-from pgbaton.sandbox.servers import MariaDBServer, PostgresServer
+from pgbaton.sandbox.servers import MariaDBServer, PostgresServer, _pid_alive
 
 SCHEMA = [
     "CREATE TABLE acc (id int PRIMARY KEY, v int, s varchar(20)) ENGINE=InnoDB",
@@ -271,13 +271,6 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 def kill_tree(pid: int) -> None:
     """kill -9 of a postmaster and its backends at once (a crash), then wait until all are gone."""
     pids = [pid, *_children(pid)]
@@ -287,7 +280,7 @@ def kill_tree(pid: int) -> None:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(_gone(p) for p in pids):
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
         time.sleep(0.05)
 
 
