@@ -66,6 +66,9 @@ def test_scrape_matches_status_json(replica_cfg: Config, my_db: str, mariadb: Ma
     cfg = replica_cfg
     with ReplicaThread(cfg), StatusServer(cfg, port=0) as server:
         my_exec(mariadb, my_db, [f"INSERT INTO {LONG} VALUES ({i}, {i})" for i in range(1, 41)])
+        # replayed before the next change is written, so the two land in separate batches
+        # (read together, the reader may rightly put both in one)
+        wait_until(lambda: status(cfg, "src")[0]["rows_replayed"] == 40, what="first change replayed")
         my_exec(mariadb, my_db, [f"UPDATE {LONG} SET qty = qty + 1 WHERE id <= 10",
                                  "DELETE FROM customers WHERE id = 5"])
         wait_until(lambda: caught_up(cfg), what="replica caught up")
