@@ -17,8 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from tests.ha.pcmk import usable  # noqa: E402
 from tests.ha.torture import Outcome, run, table  # noqa: E402
+
+from pgbaton.sandbox.ha_pacemaker import usable  # noqa: E402
 
 
 def main() -> int:

@@ -23,24 +23,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pgbaton.sandbox.ha_cluster import HA_SETTINGS, PG_BIN
 from pgbaton.sandbox.servers import PostgresServer, free_port
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-# what a pg_rewind-able pair needs; the sandbox defaults are tuned for speed instead
-HA_SETTINGS = {
-    "full_page_writes": "on",
-    "synchronous_commit": "on",
-    "fsync": "on",
-    "wal_log_hints": "on",
-    "wal_keep_size": "'256MB'",
-    "hot_standby": "on",
-    "wal_level": "replica",
-    "wal_sender_timeout": "'5s'",
-    "wal_receiver_status_interval": "'1s'",
-    "wal_retrieve_retry_interval": "'500ms'",
-    "listen_addresses": "'127.0.0.1'",
-}
 
 
 @dataclass

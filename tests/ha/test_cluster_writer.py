@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,12 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pgbaton.sandbox.ha_pacemaker import writer_command, writer_env
+from pgbaton.sandbox.ha_writer import parse
 from pgbaton.sandbox.servers import PostgresServer
-from tests.ha.cluster_writer import parse
 from tests.ha.conftest import PG_BIN, wait_for
-
-WRITER = Path(__file__).with_name("cluster_writer.py")
-ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -42,9 +38,8 @@ def test_writer_moves_on_after_a_failed_or_unknown_commit(server: PostgresServer
         # as if id 1 had committed before the connection broke: retrying it can never succeed
         conn.execute("INSERT INTO writes VALUES (1)")
     out = tmp_path / "writer.out"
-    writer = subprocess.Popen([sys.executable, str(WRITER), server.dsn() + " connect_timeout=2"],
-                              stdout=open(out, "w"), stderr=subprocess.STDOUT, cwd=str(ROOT),
-                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    writer = subprocess.Popen([*writer_command(), server.dsn() + " connect_timeout=2"],
+                              stdout=open(out, "w"), stderr=subprocess.STDOUT, env=writer_env())
     try:
         wait_for(lambda: out.read_text().count("ok ") >= 20, 20, "writes acknowledged after the duplicate")
         # break the writer's connection a few times while it writes

@@ -16,9 +16,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.ha.cluster import Cluster
-from tests.ha.cluster_writer import parse
-from tests.ha.pcmk import VIP, bring_up, running_cluster, start_writer, stop_writer, streaming, usable, vip_node, wait
+from pgbaton.sandbox.ha_cluster import Cluster
+from pgbaton.sandbox.ha_pacemaker import (
+    VIP,
+    bring_up,
+    running_cluster,
+    start_writer,
+    stop_writer,
+    streaming,
+    usable,
+    vip_node,
+    wait,
+)
+from pgbaton.sandbox.ha_writer import parse
 
 log = logging.getLogger(__name__)
 

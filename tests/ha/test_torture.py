@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.ha.pcmk import usable
+from pgbaton.sandbox.ha_pacemaker import usable
 from tests.ha.torture import run, table
 
 pytestmark = [

@@ -27,9 +27,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.ha.cluster import Cluster, ClusterNode, _alive, _in_netns, sh
-from tests.ha.cluster_writer import parse
-from tests.ha.pcmk import (
+from pgbaton.sandbox.ha_cluster import Cluster, ClusterNode, _alive, _in_netns, sh
+from pgbaton.sandbox.ha_pacemaker import (
     bring_up,
     node_env,
     running_cluster,
@@ -39,6 +38,7 @@ from tests.ha.pcmk import (
     vip_node,
     wait,
 )
+from pgbaton.sandbox.ha_writer import parse
 
 log = logging.getLogger(__name__)
 

@@ -51,12 +51,22 @@ def test_demo_runs_end_to_end(sandbox_root: Path) -> None:
     assert clean.returncode == 0 and not base.exists()
 
 
+def test_demo_ha_needs_nothing_from_tests(tmp_path: Path) -> None:
+    # the demo's harness is in the package: importable outside a checkout's tests/
+    code = ("import sys, pgbaton.sandbox.demo_ha; "
+            "bad = sorted(m for m in sys.modules if m == 'tests' or m.startswith('tests.')); "
+            "assert not bad, bad; assert not any(p.rstrip('/').endswith('/tests') for p in sys.path)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.pacemaker
 @pytest.mark.slow
 @pytest.mark.skipif(not _ha_usable(), reason="needs root, pacemaker, corosync, iproute2 and psql")
-def test_demo_ha_fails_over_without_losing_commits() -> None:
+def test_demo_ha_fails_over_without_losing_commits(tmp_path: Path) -> None:
+    # run from elsewhere than the checkout: the demo must not need tests/ on sys.path
     proc = subprocess.run([sys.executable, "-m", "pgbaton.sandbox.demo_ha"], capture_output=True, text=True,
-                          timeout=900, cwd=Path(__file__).parents[2])
+                          timeout=900, cwd=tmp_path)
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-3000:]
     assert re.search(r"failover: [\d.]+ s from kill -9 to the first commit on pgb-node2", out), out
@@ -64,3 +74,4 @@ def test_demo_ha_fails_over_without_losing_commits() -> None:
     assert re.search(r"[\d,]+ commits acknowledged to the client, 0 lost", out), out
     assert 'pgbaton_ha_node_role{node="pgb-node2",role="primary"} 1.0' in out
     assert "cluster stopped and removed" in out
+    assert re.search(r"whole demo \d+ s", out), out

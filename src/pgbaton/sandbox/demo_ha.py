@@ -4,12 +4,13 @@ primary while a client writes, and the failover time.
     python -m pgbaton.sandbox.demo_ha
 
 Each node is a network namespace on this machine with its own hostname, /var/lib/pacemaker
-and PostgreSQL 15 (the cluster harness of tests/ha, so it runs from a pgbaton checkout, as
-root). The story: node1 is promoted, node2 is built from it and streams in sync; a client
-writes through a multi-host connection string; the primary's postmaster gets kill -9; the
-demo prints how long until the first commit on the new primary, when the old primary is
-back as a standby, that every acknowledged commit is on both nodes, and what `pgbaton
-metrics show` reports for the nodes before and after. Everything is stopped and removed.
+and PostgreSQL 15 (``sandbox/ha_cluster.py`` and ``ha_pacemaker.py``, the harness the cluster
+tests use too; as root). The story: node1 is promoted, node2 is built from it and streams in
+sync; a client writes through a multi-host connection string; the primary's postmaster gets
+kill -9; the demo prints how long until the first commit on the new primary, when the old
+primary is back as a standby, that every acknowledged commit is on both nodes, and what
+`pgbaton metrics show` reports for the nodes before and after. Everything is stopped and
+removed.
 """
 
 from __future__ import annotations
@@ -20,25 +21,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-
-def _harness() -> Any:
-    root = Path(__file__).resolve().parents[3]
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        import tests.ha.cluster_writer as writer
-        import tests.ha.pcmk as pcmk
-    except ImportError as exc:
-        raise SystemExit("demo-ha: run it from a pgbaton checkout (it uses the cluster harness in tests/ha): "
-                         f"{exc}") from None
-    return pcmk, writer
+from pgbaton.sandbox import ha_pacemaker as pcmk
+from pgbaton.sandbox.ha_cluster import Cluster, ClusterNode
+from pgbaton.sandbox.ha_writer import parse
 
 
-def _metrics(c: Any, node: Any, cfg: Path) -> list[str]:
+def _metrics(c: Cluster, node: ClusterNode, cfg: Path) -> list[str]:
     """`pgbaton metrics show` run inside a node (it reaches both nodes and the cluster's attributes)."""
     proc = subprocess.run(c.in_node(node, [sys.executable, "-m", "pgbaton", "-c", str(cfg), "metrics", "show"]),
                           capture_output=True, text=True, timeout=120, check=False)
@@ -61,7 +52,6 @@ def _show(title: str, lines: list[str]) -> None:
 
 
 def run() -> None:
-    pcmk, writer_mod = _harness()
     if not pcmk.usable():
         raise SystemExit("demo-ha: needs root, pacemaker, corosync, iproute2 and psql (`make venv-full` installs them)")
     from pgbaton.ocf.install import install_agent
@@ -73,7 +63,7 @@ def run() -> None:
         install_agent("pgsql", python=sys.executable)
         print(f"demo-ha: agent installed as ocf:pgbaton:pgsql ({pcmk.AGENT})", flush=True)
     try:
-        _story(pcmk, writer_mod)
+        _story()
     finally:
         if installed and not _other_clusters():
             pcmk.AGENT.unlink(missing_ok=True)
@@ -91,7 +81,7 @@ def _other_clusters() -> bool:
     return False
 
 
-def _story(pcmk: Any, writer_mod: Any) -> None:
+def _story() -> None:
     started = time.monotonic()
     print("demo-ha: starting a two-node Pacemaker + Corosync cluster (network namespaces on this machine)", flush=True)
     with pcmk.running_cluster() as c:
@@ -125,7 +115,8 @@ def _story(pcmk: Any, writer_mod: Any) -> None:
                 return None
 
             new_write = pcmk.wait(first_write_on_node2, 180, "a write accepted by node2")
-            failover = float(new_write) - killed_at
+            assert isinstance(new_write, float)
+            failover = new_write - killed_at
             print(f"demo-ha: failover: {failover:.2f} s from kill -9 to the first commit on {n2.name}", flush=True)
             pcmk.wait(lambda: c.roles() == {n1.name: "Unpromoted", n2.name: "Promoted"}, 180,
                       "old primary back as a standby")
@@ -136,7 +127,7 @@ def _story(pcmk: Any, writer_mod: Any) -> None:
             time.sleep(1)
         finally:
             pcmk.stop_writer(writer)
-        acked, unknown = writer_mod.parse(out.read_text())
+        acked, unknown = parse(out.read_text())
         on_new = {int(x) for x in c.psql(n2, "SELECT id FROM writes").split()}
         lost = acked - on_new
         pcmk.wait(lambda: c.psql(n1, "SELECT count(*) FROM writes") == str(len(on_new)), 60, "old primary caught up")

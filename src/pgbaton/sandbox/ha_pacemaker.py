@@ -1,6 +1,8 @@
-"""Setting up the two-node Pacemaker cluster of the cluster tests: CIB, agent, nodes, a writer.
+"""Setting up the two-node Pacemaker cluster: CIB, agent, nodes, a writer.
 
-Shared by ``test_pacemaker.py`` (one kill -9 failover) and ``torture.py`` (seeded faults).
+Shared by `make demo-ha` (``demo_ha.py``), ``tests/ha/test_pacemaker.py`` (one kill -9
+failover) and ``tests/ha/torture.py`` (seeded faults).  Needs root, pacemaker, corosync,
+iproute2 and psql (see ``usable``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pgbaton.ocf.install import install_agent
+from pgbaton.sandbox.ha_cluster import HA_SETTINGS, PG_BIN, SUBNET, Cluster, ClusterNode, sh
 from pgbaton.sandbox.servers import PostgresServer, free_port
-from tests.ha.cluster import SUBNET, Cluster, ClusterNode, sh
-from tests.ha.conftest import HA_SETTINGS, PG_BIN
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ AGENT = Path("/usr/lib/ocf/resource.d/pgbaton/pgsql")
 CRM_CONFIG = {"stonith-enabled": "false", "no-quorum-policy": "ignore", "dc-deadtime": "2s",
               "start-failure-is-fatal": "false", "cluster-recheck-interval": "30s"}
 VIP = f"{SUBNET}.50"
-ROOT = Path(__file__).parents[2]
 TOOLS = ("pacemakerd", "corosync", "ip", "unshare", "psql")
 
 
@@ -189,10 +189,20 @@ def bring_up(c: Cluster) -> None:
 def start_writer(c: Cluster, out: Path, start_id: int = 1) -> subprocess.Popen[bytes]:
     conninfo = (" ".join([f"host={','.join(n.ip for n in c.nodes)}", f"port={','.join(str(c.port) for _ in c.nodes)}",
                           "user=postgres dbname=postgres target_session_attrs=read-write connect_timeout=2"]))
-    return subprocess.Popen(c.in_switch([sys.executable, str(Path(__file__).with_name("cluster_writer.py")),
-                                         conninfo, str(start_id)]),
-                            stdout=open(out, "a"), stderr=subprocess.STDOUT, cwd=str(ROOT),
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    return subprocess.Popen(c.in_switch([*writer_command(), conninfo, str(start_id)]),
+                            stdout=open(out, "a"), stderr=subprocess.STDOUT, env=writer_env())
+
+
+def writer_command() -> list[str]:
+    """The cluster writer (``ha_writer.py``) as a command: this Python, this pgbaton."""
+    return [sys.executable, "-m", "pgbaton.sandbox.ha_writer"]
+
+
+def writer_env() -> dict[str, str]:
+    """The environment for ``writer_command``: this pgbaton importable even when not installed."""
+    src = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{path}" if path else src}
 
 
 def stop_writer(writer: subprocess.Popen[bytes]) -> None:

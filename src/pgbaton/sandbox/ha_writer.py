@@ -1,4 +1,5 @@
-"""Client for the cluster tests: inserts one row per transaction into whichever node is primary.
+"""Client of the HA cluster (`make demo-ha`, the cluster tests): inserts one row per transaction
+into whichever node is primary (``python -m pgbaton.sandbox.ha_writer CONNINFO [FIRST_ID]``).
 
 Prints one line per attempt, each id tried once only:
 

@@ -1,4 +1,4 @@
-"""A real two-node Pacemaker + Corosync cluster on one machine, for the failover test.
+"""A real two-node Pacemaker + Corosync cluster on one machine (`make demo-ha`, the HA tests).
 
 Each node is a network namespace (veth to a bridge in a third, "switch" namespace where
 the test client runs) and a private mount + UTS namespace in which corosync and
@@ -20,7 +20,25 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgbaton.sandbox.servers import PG15_BIN, _pid_alive
+
 SUBNET = "10.231.77"
+PG_BIN = PG15_BIN
+
+# what a pg_rewind-able pair needs; the sandbox defaults are tuned for speed instead
+HA_SETTINGS = {
+    "full_page_writes": "on",
+    "synchronous_commit": "on",
+    "fsync": "on",
+    "wal_log_hints": "on",
+    "wal_keep_size": "'256MB'",
+    "hot_standby": "on",
+    "wal_level": "replica",
+    "wal_sender_timeout": "'5s'",
+    "wal_receiver_status_interval": "'1s'",
+    "wal_retrieve_retry_interval": "'500ms'",
+    "listen_addresses": "'127.0.0.1'",
+}
 
 
 def sh(cmd: list[str], check: bool = True, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -265,12 +283,7 @@ def _in_netns(ns: str) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+_alive = _pid_alive
 
 
 def dump(obj: object) -> str:
