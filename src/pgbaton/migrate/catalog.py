@@ -141,6 +141,59 @@ class Catalog:
         self.conn.execute(sql.SQL("DELETE FROM {} WHERE migration = %s").format(self._t("switchover_step")),
                           (self.migration,))
 
+    # -- the switch history (one row per switch; see catalog.sql) --------------------------------
+    def begin_switch(self, direction: str) -> int:
+        """A row for a switch beginning now (outcome ``running``); its id."""
+        row = self.conn.execute(sql.SQL("INSERT INTO {} (migration, direction) VALUES (%s, %s) RETURNING id")
+                                .format(self._t("switch_history")), (self.migration, direction)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def open_switch(self, direction: str) -> int:
+        """The row of the switch under way in ``direction`` (an interrupted one a rerun takes up),
+        made now if a pgbaton from before the history began it."""
+        row = self.conn.execute(sql.SQL("SELECT max(id) FROM {} WHERE migration = %s AND direction = %s "
+                                        "AND outcome = 'running'").format(self._t("switch_history")),
+                                (self.migration, direction)).fetchone()
+        return int(row[0]) if row and row[0] is not None else self.begin_switch(direction)
+
+    def end_switch(self, switch_id: int, outcome: str, *, paused_seconds: float | None = None,
+                   databases: dict[str, Any] | None = None, reason: str | None = None) -> None:
+        """Close a switch's row: its outcome, the pause, each database's step times (merged with
+        those a run before an interruption recorded)."""
+        self.conn.execute(sql.SQL("UPDATE {} SET outcome = %s, ended_at = clock_timestamp(), "
+                                  "paused_seconds = coalesce(%s, paused_seconds), reason = %s, "
+                                  "databases = databases || %s WHERE migration = %s AND id = %s")
+                          .format(self._t("switch_history")),
+                          (outcome, paused_seconds, reason, Jsonb(databases or {}), self.migration, switch_id))
+
+    def note_switch(self, switch_id: int, *, paused_seconds: float | None = None,
+                    databases: dict[str, Any] | None = None) -> None:
+        """What a switch under way has measured so far (kept if it is interrupted)."""
+        self.conn.execute(sql.SQL("UPDATE {} SET paused_seconds = coalesce(%s, paused_seconds), "
+                                  "databases = databases || %s WHERE migration = %s AND id = %s")
+                          .format(self._t("switch_history")),
+                          (paused_seconds, Jsonb(databases or {}), self.migration, switch_id))
+
+    def cancelled_switch(self, direction: str, reason: str) -> None:
+        """A switch refused before its pause: nothing was changed."""
+        self.conn.execute(sql.SQL("INSERT INTO {} (migration, direction, ended_at, outcome, reason) "
+                                  "VALUES (%s, %s, clock_timestamp(), 'cancelled', %s)")
+                          .format(self._t("switch_history")), (self.migration, direction, reason))
+
+    def switch_history(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The last ``limit`` switches, oldest first."""
+        row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.switch_history",)).fetchone()
+        if not (row and row[0]):
+            return []
+        rows = self.conn.execute(sql.SQL(
+            "SELECT id, direction, started_at, ended_at, paused_seconds, outcome, reason, databases FROM {} "
+            "WHERE migration = %s ORDER BY id DESC LIMIT %s").format(self._t("switch_history")),
+            (self.migration, limit)).fetchall()
+        return [{"id": r[0], "direction": r[1], "started_at": r[2].isoformat(),
+                 "ended_at": r[3].isoformat() if r[3] else None, "paused_seconds": r[4], "outcome": r[5],
+                 "reason": r[6], "databases": r[7]} for r in reversed(rows)]
+
     def record_identity(self, dbname: str, table: str, previous: str) -> None:
         self.conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING")
                           .format(self._t("replica_identity")), (self.migration, dbname, table, previous))

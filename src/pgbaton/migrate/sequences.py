@@ -29,13 +29,18 @@ def copy_sequences(old: Side, new: Side, dbs: list[str]) -> dict[str, dict[str, 
     done: dict[str, dict[str, int]] = {}
     for db in dbs:
         with connect(old.cluster, old.name, db) as s, rw(new, db) as t:
-            updates, missing = sequence_updates(_read(s), _read(t))
-            for seq, value in updates.items():
-                t.execute("SELECT setval(%s::regclass, %s, true)", (seq, value))
-        if missing:
-            log.warning("database %s: sequences missing on the %s: %s", db, new.name, ", ".join(missing))
-        done[db] = updates
+            done[db] = copy_db_sequences(s, t, db, new.name)
     return done
+
+
+def copy_db_sequences(old: psycopg.Connection, new: psycopg.Connection, db: str, new_name: str) -> dict[str, int]:
+    """On sessions of ``db`` (``new``'s one may write although frozen): the sequences moved forward."""
+    updates, missing = sequence_updates(_read(old), _read(new))
+    for seq, value in updates.items():
+        new.execute("SELECT setval(%s::regclass, %s, true)", (seq, value))
+    if missing:
+        log.warning("database %s: sequences missing on the %s: %s", db, new_name, ", ".join(missing))
+    return updates
 
 
 def sync_sequences(config: Config, name: str) -> dict[str, dict[str, int]]:

@@ -90,13 +90,38 @@ def major(side: Side) -> int:
 
 
 # -- creating and dropping a stream ----------------------------------------------------------------
-def create_publisher_end(pub: Side, db: str, obj: str) -> None:
-    """Publication ``FOR ALL TABLES`` and a pgoutput slot (each only if missing)."""
-    with rw(pub, db) as p:
-        if p.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (obj,)).fetchone() is None:
-            p.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(Ident(obj)))
-        if not slot_exists(p, obj):
-            p.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (obj,))
+def create_publisher_end(pub: Side, db: str, obj: str, conn: psycopg.Connection | None = None) -> None:
+    """Publication ``FOR ALL TABLES`` and a pgoutput slot (each only if missing); on ``conn``, a
+    read-write session of ``db`` on ``pub``, when given."""
+    if conn is None:
+        with rw(pub, db) as p:
+            return create_publisher_end(pub, db, obj, p)
+    if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (obj,)).fetchone() is None:
+        conn.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(Ident(obj)))
+    if not slot_exists(conn, obj):
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (obj,))
+    return None
+
+
+def end_workers(conn: psycopg.Connection, subid: int, what: str, timeout: float) -> None:
+    """After ``ALTER SUBSCRIPTION ... DISABLE`` committed: until no worker of the subscription runs.
+
+    PostgreSQL 16+ wakes the workers at the commit of the change; PostgreSQL 15 does not, and an
+    apply worker with nothing to receive notices it only at the end of its wait (up to a second).
+    So the workers still there are ended (``pg_terminate_backend``): the launcher does not start
+    them again for a disabled subscription, and what they applied is committed with its origin
+    position (the next start resumes exactly there, as after a crash).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [int(r[0]) for r in conn.execute(
+            "SELECT pid FROM pg_stat_subscription WHERE subid = %s AND pid IS NOT NULL", (subid,)).fetchall()]
+        if not pids:
+            return
+        conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+        if time.monotonic() > deadline:
+            raise PgbatonError(f"{what} did not stop within {timeout:.0f} s")
+        time.sleep(0.005)
 
 
 APPLY_ROLE = "pgbaton_apply"

@@ -27,10 +27,10 @@ from pgbaton.config import Config, MigrationConfig
 from pgbaton.errors import PgbatonError
 from pgbaton.migrate import streams, tablesync
 from pgbaton.migrate.catalog import Catalog
-from pgbaton.migrate.lifecycle import admit
+from pgbaton.migrate.lifecycle import State, admit
 from pgbaton.migrate.names import object_name
 from pgbaton.migrate.probe import connect
-from pgbaton.migrate.sequences import copy_sequences
+from pgbaton.migrate.sequences import copy_db_sequences
 from pgbaton.migrate.status import status
 from pgbaton.migrate.streams import SWITCHED, Leg, Side, rw
 from pgbaton.migrate.switchers import Switcher, switcher_for
@@ -53,12 +53,13 @@ class SwitchResult:
     paused_seconds: float | None = None  # PAUSE .. RESUME, as the executor saw it
     step_seconds: dict[str, float] = field(default_factory=dict)
     direction: str = "switchover"
+    db_step_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # database -> step -> seconds
 
     def as_dict(self) -> dict[str, object]:
         return {"migration": self.migration, "direction": self.direction, "switched": self.switched,
                 "steps": self.steps, "rolled_back": self.rolled_back, "reasons": self.reasons,
                 "source_lsn": self.source_lsn, "paused_seconds": self.paused_seconds,
-                "step_seconds": self.step_seconds}
+                "step_seconds": self.step_seconds, "database_step_seconds": self.db_step_seconds}
 
 
 class SwitchFailed(PgbatonError):
@@ -81,10 +82,46 @@ class _Run:
     lsn: dict[str, str] = field(default_factory=dict)
     cancel_at_deadline: bool = False  # end the transactions still holding the pause at its deadline
     new_frozen: dict[str, bool] = field(default_factory=dict)  # per database, seen before the pause
+    # pgbaton's own sessions, opened before the pause and kept through it: (side, database or "")
+    sessions: dict[tuple[str, str], psycopg.Connection] = field(default_factory=dict)
+    action: str = ""  # the step running now, for the per-database timings
+    db_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # database -> step -> seconds
+    paused_at: float | None = None   # PAUSE began (monotonic)
+    resumed_at: float | None = None  # RESUME, on either side
+    history_id: int | None = None  # this switch's row of the switch history
+
+    def paused_seconds(self) -> float | None:
+        if self.paused_at is None or self.resumed_at is None:
+            return None
+        return round(self.resumed_at - self.paused_at, 3)
 
     @property
     def dbs(self) -> list[str]:
         return self.cfg.databases
+
+    def session(self, side: Side, db: str | None = None) -> psycopg.Connection:
+        """A session of pgbaton's own on ``side`` (``rw``), opened once and kept for the whole switch:
+        the steps inside the pause do not wait for new backends.  A session a fault broke is
+        opened again.  Each database's session is used by one thread at a time (``_each_db``)."""
+        key = (side.name, db or "")
+        conn = self.sessions.get(key)
+        if conn is None or conn.closed or conn.broken:
+            conn = rw(side, db)
+            self.sessions[key] = conn
+        return conn
+
+    def own_pids(self, side: Side) -> list[int]:
+        """Backend pids of the kept sessions on ``side`` (the freeze must not end them)."""
+        return [c.info.backend_pid for (name, _), c in list(self.sessions.items())
+                if name == side.name and not (c.closed or c.broken)]
+
+    def close_sessions(self) -> None:
+        for conn in self.sessions.values():
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+        self.sessions.clear()
 
     def record(self, action: str, state: str, detail: Any = None) -> None:
         self.catalog.record_step(self.leg.record_prefix + action, state, detail)
@@ -100,11 +137,21 @@ def _leg_records(all_steps: dict[str, tuple[str, Any]], leg: Leg) -> dict[str, t
 
 def _each_db(r: _Run, fn: Callable[[str], T]) -> dict[str, T]:
     """``fn`` for every database at once (one thread and connection each): the clients wait on the
-    slowest database, not on the sum.  Every call ends before this returns; the first error is raised."""
+    slowest database, not on the sum.  Every call ends before this returns; the first error is raised.
+    How long each database took is kept per step (``SwitchResult.db_step_seconds``)."""
+    action = r.action
+
+    def timed(db: str) -> T:
+        began = time.monotonic()
+        try:
+            return fn(db)
+        finally:
+            r.db_seconds.setdefault(db, {})[action] = round(time.monotonic() - began, 4)
+
     if len(r.dbs) == 1:
-        return {r.dbs[0]: fn(r.dbs[0])}
+        return {r.dbs[0]: timed(r.dbs[0])}
     with ThreadPoolExecutor(max_workers=min(len(r.dbs), 16), thread_name_prefix="pgbaton-switch") as pool:
-        futures = {db: pool.submit(fn, db) for db in r.dbs}
+        futures = {db: pool.submit(timed, db) for db in r.dbs}
     return {db: f.result() for db, f in futures.items()}
 
 
@@ -127,30 +174,32 @@ def _end_transactions(r: _Run, dbs: list[str]) -> None:
             s.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
-def _set_read_only(side: Side, dbs: list[str], on: bool) -> None:
-    with rw(side) as s:
-        for db in dbs:
-            stmt = "ALTER DATABASE {} SET default_transaction_read_only = on" if on \
-                else "ALTER DATABASE {} RESET default_transaction_read_only"
-            s.execute(sql.SQL(stmt).format(Ident(db)))
+def _set_read_only(r: _Run, side: Side, dbs: list[str], on: bool) -> None:
+    s = r.session(side)
+    for db in dbs:
+        stmt = "ALTER DATABASE {} SET default_transaction_read_only = on" if on \
+            else "ALTER DATABASE {} RESET default_transaction_read_only"
+        s.execute(sql.SQL(stmt).format(Ident(db)))
 
 
 def _freeze(r: _Run) -> None:
-    """New sessions on ``old`` read-only, then every other client session of these databases ended."""
-    _set_read_only(r.leg.old, r.dbs, True)
-    with rw(r.leg.old) as s:
-        deadline = time.monotonic() + r.cfg.switch.timeout_seconds
-        while True:
-            rows = s.execute(
-                "SELECT pid, application_name, state, wait_event FROM pg_stat_activity WHERE datname = ANY(%s) "
-                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()", (r.dbs,)).fetchall()
-            if not rows:
-                return
-            s.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", ([p[0] for p in rows],))
-            if time.monotonic() > deadline:
-                raise PgbatonError(f"{r.leg.old.name} sessions did not end after pg_terminate_backend: "
-                                   + ", ".join(f"{p} ({app or '-'}, {st}, {we})" for p, app, st, we in rows))
-            time.sleep(0.02)
+    """New sessions on ``old`` read-only, then every other client session of these databases ended
+    (pgbaton's own sessions of this switch excepted: they already run read-write)."""
+    _set_read_only(r, r.leg.old, r.dbs, True)
+    s = r.session(r.leg.old)
+    deadline = time.monotonic() + r.cfg.switch.timeout_seconds
+    while True:
+        rows = s.execute(
+            "SELECT pid, application_name, state, wait_event FROM pg_stat_activity WHERE datname = ANY(%s) "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND pid <> ALL(%s)",
+            (r.dbs, r.own_pids(r.leg.old))).fetchall()
+        if not rows:
+            return
+        s.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", ([p[0] for p in rows],))
+        if time.monotonic() > deadline:
+            raise PgbatonError(f"{r.leg.old.name} sessions did not end after pg_terminate_backend: "
+                               + ", ".join(f"{p} ({app or '-'}, {st}, {we})" for p, app, st, we in rows))
+        time.sleep(0.02)
 
 
 def _read_lsn(r: _Run) -> dict[str, str]:
@@ -160,12 +209,13 @@ def _read_lsn(r: _Run) -> dict[str, str]:
     commit flushes the WAL at once, so the walsender can send it without waiting for the WAL writer.
     """
     def marker(db: str) -> str:
-        with rw(r.leg.old, db) as s:
-            s.execute("SET synchronous_commit = on")
+        s = r.session(r.leg.old, db)
+        with s.transaction():
+            s.execute("SET LOCAL synchronous_commit = on")
             row = s.execute("SELECT pg_logical_emit_message(true, 'pgbaton_switchover', %s)::text",
                             (r.name,)).fetchone()
-            assert row is not None
-            return str(row[0])
+        assert row is not None
+        return str(row[0])
 
     r.lsn = _each_db(r, marker)
     return r.lsn
@@ -177,20 +227,20 @@ def _wait_applied(r: _Run) -> None:
         r.lsn = dict(rec[1]) if rec and rec[1] else {}
     deadline = time.monotonic() + r.cfg.switch.timeout_seconds
     pending = dict(r.lsn)
-    with connect(r.leg.old.cluster, r.leg.old.name) as s:
-        while pending:
-            for db, lsn in list(pending.items()):
-                row = s.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
-                                "WHERE slot_name = %s", (lsn, object_name(r.name, db, r.leg.stream))).fetchone()
-                if row is None:
-                    raise PgbatonError(f"database {db}: the slot of the {r.leg.old.name} is gone")
-                if row[0]:
-                    del pending[db]
-            if pending and time.monotonic() > deadline:
-                raise PgbatonError(f"the {r.leg.new.name} did not apply up to the {r.leg.old.name} position within "
-                                   f"{r.cfg.switch.timeout_seconds:.0f} s: {', '.join(pending)}")
-            if pending:
-                time.sleep(0.01)
+    s = r.session(r.leg.old)
+    while pending:
+        for db, lsn in list(pending.items()):
+            row = s.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                            "WHERE slot_name = %s", (lsn, object_name(r.name, db, r.leg.stream))).fetchone()
+            if row is None:
+                raise PgbatonError(f"database {db}: the slot of the {r.leg.old.name} is gone")
+            if row[0]:
+                del pending[db]
+        if pending and time.monotonic() > deadline:
+            raise PgbatonError(f"the {r.leg.new.name} did not apply up to the {r.leg.old.name} position within "
+                               f"{r.cfg.switch.timeout_seconds:.0f} s: {', '.join(pending)}")
+        if pending:
+            time.sleep(0.01)
 
 
 def _sync_tables(r: _Run) -> dict[str, dict[str, object]]:
@@ -199,13 +249,15 @@ def _sync_tables(r: _Run) -> dict[str, dict[str, object]]:
     every DDL entry is applied; bounded by switch.timeout_seconds, else the switch rolls back."""
     def check(db: str) -> dict[str, object]:
         return tablesync.complete(r.leg.old, r.leg.new, db, object_name(r.name, db, r.leg.stream),
-                                  r.cfg.switch.timeout_seconds)
+                                  r.cfg.switch.timeout_seconds,
+                                  conns=(r.session(r.leg.old, db), r.session(r.leg.new, db)))
 
     return _each_db(r, check)
 
 
 def _copy_sequences(r: _Run) -> dict[str, dict[str, int]]:
-    return {db: moved[db] for db, moved in _each_db(r, lambda db: copy_sequences(r.leg.old, r.leg.new, [db])).items()}
+    return _each_db(r, lambda db: copy_db_sequences(r.session(r.leg.old, db), r.session(r.leg.new, db), db,
+                                                    r.leg.new.name))
 
 
 def _open_stream(r: _Run, pub: Side, sub: Side, suffix: str, frozen: Callable[[str], bool | None]) -> None:
@@ -224,7 +276,8 @@ def _open_stream(r: _Run, pub: Side, sub: Side, suffix: str, frozen: Callable[[s
 def _create_back(r: _Run) -> None:
     """Inside the pause: the publication and slot of the stream back on ``new``, so that the slot
     holds every change clients make there from their first transaction on."""
-    _each_db(r, lambda db: streams.create_publisher_end(r.leg.new, db, object_name(r.name, db, r.leg.back)))
+    _each_db(r, lambda db: streams.create_publisher_end(r.leg.new, db, object_name(r.name, db, r.leg.back),
+                                                        conn=r.session(r.leg.new, db)))
 
 
 def _open_back(r: _Run) -> None:
@@ -246,19 +299,14 @@ def _stop_stream(r: _Run) -> None:
 
     def stop(db: str) -> None:
         obj = object_name(r.name, db, r.leg.stream)
-        with rw(r.leg.new, db) as s:
-            row = s.execute("SELECT oid, subenabled FROM pg_subscription WHERE subname = %s AND subdbid = "
-                            "(SELECT oid FROM pg_database WHERE datname = current_database())", (obj,)).fetchone()
-            if row is None:
-                return
-            if row[1]:
-                s.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(Ident(obj)))
-            deadline = time.monotonic() + timeout
-            while s.execute("SELECT count(*) FROM pg_stat_subscription WHERE subid = %s AND pid IS NOT NULL",
-                            (row[0],)).fetchone() != (0,):
-                if time.monotonic() > deadline:
-                    raise PgbatonError(f"database {db}: the workers of {obj} did not stop within {timeout:.0f} s")
-                time.sleep(0.005)
+        s = r.session(r.leg.new, db)
+        row = s.execute("SELECT oid, subenabled FROM pg_subscription WHERE subname = %s AND subdbid = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database())", (obj,)).fetchone()
+        if row is None:
+            return
+        if row[1]:
+            s.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(Ident(obj)))
+        streams.end_workers(s, int(row[0]), f"database {db}: the workers of {obj}", timeout)
 
     _each_db(r, stop)
 
@@ -268,7 +316,7 @@ def _retire_stream(r: _Run) -> None:
 
 
 def _point(r: _Run) -> None:
-    _set_read_only(r.leg.new, r.dbs, False)  # frozen by an earlier switch the other way
+    _set_read_only(r, r.leg.new, r.dbs, False)  # frozen by an earlier switch the other way
     r.switcher.point_to(r.leg.new.cluster, r.dbs)
 
 
@@ -276,6 +324,9 @@ def _record_state(r: _Run) -> None:
     with r.catalog.conn.transaction():
         r.catalog.transition(r.leg.done)
         r.catalog.clear_steps()
+        if r.history_id is not None:
+            r.catalog.end_switch(r.history_id, "complete", paused_seconds=r.paused_seconds(),
+                                 databases=r.db_seconds)
 
 
 _ACTIONS: dict[Action, Callable[[_Run], object]] = {
@@ -299,10 +350,11 @@ def _resume_on_old(r: _Run) -> None:
     if Action.point_switcher.value in r.recorded:  # it may have rewritten the entries already
         r.switcher.point_to(r.leg.old.cluster, r.dbs)
     r.switcher.resume(r.dbs)
+    r.resumed_at = time.monotonic()
 
 
 def _unfreeze(r: _Run) -> None:
-    _set_read_only(r.leg.old, r.dbs, False)
+    _set_read_only(r, r.leg.old, r.dbs, False)
 
 
 def _drop_back(r: _Run) -> None:
@@ -334,6 +386,10 @@ def _prepare_apply_role(r: _Run) -> None:
         return frozen
 
     r.new_frozen = _each_db(r, prepare)
+    # the sessions the steps inside the pause use, opened now: a new backend costs milliseconds each
+    r.session(r.leg.old)
+    r.session(r.leg.new)
+    _each_db(r, lambda db: (r.session(r.leg.old, db), r.session(r.leg.new, db)))
 
 
 def _tidy_roles(r: _Run) -> list[str]:
@@ -349,12 +405,13 @@ def _tidy_roles(r: _Run) -> list[str]:
     return done
 
 
-def _undo(r: _Run) -> list[str]:
+def _undo(r: _Run, reason: str) -> list[str]:
     """Undo every step begun (a begun point_switcher counts only once done), newest first."""
     begun = [a for a in ORDER if a.value in r.recorded
              and (a is not Action.point_switcher or r.recorded[a.value][0] == "done")]
     undone: list[str] = []
     for u in rollback(begun):
+        r.action = f"undo:{u.value}"
         try:
             _UNDOS[u](r)
             undone.append(u.value)
@@ -368,6 +425,9 @@ def _undo(r: _Run) -> list[str]:
     with r.catalog.conn.transaction():
         r.catalog.clear_steps()
         r.catalog.transition(r.leg.undo)
+        if r.history_id is not None:
+            r.catalog.end_switch(r.history_id, "rolled_back", paused_seconds=r.paused_seconds(),
+                                 databases=r.db_seconds, reason=reason)
     _tidy_roles(r)
     return undone
 
@@ -407,41 +467,54 @@ def _switch(config: Config, name: str, leg_for: Callable[[MigrationConfig], Leg]
             return res
         r = _Run(config, cfg, name, leg, switcher or switcher_for(cfg), catalog,
                  _leg_records(catalog.switch_steps(), leg), cancel_at_deadline=cancel_at_deadline)
-        if r.recorded and state is not leg.during:  # interrupted under an older pgbaton, before the states
-            state = catalog.transition(leg.begin)
-        done = [a for a in ORDER if r.recorded.get(a.value, ("",))[0] == "done"]
-        if state is leg.during and Action.point_switcher in done:  # crashed after the switch: finish
-            log.warning("migration %s: finishing an interrupted %s", name, leg.command)
-            r.switcher.resume(r.dbs)
-            todo = resume_from(done)
-        elif state is leg.during:  # crashed before the switch: undo what was begun
-            log.warning("migration %s: rolling back an interrupted %s", name, leg.command)
-            _prepare_apply_role(r)
-            res.rolled_back = _undo(r)
-            res.reasons = [f"an interrupted {leg.command} was rolled back; run `migrate {leg.command}` again"]
-            return res
-        else:
-            # a stream just (re)created shows `stopped` until its apply worker runs: allow it a moment
-            deadline = time.monotonic() + min(cfg.switch.timeout_seconds, _SETTLE_SECONDS)
-            while True:
-                decision = may_switch(status(config, name), cfg.databases, cfg.switch.max_lag_bytes)
-                if decision.proceed:
-                    decision = _tables_ready(r)
-                if decision.proceed or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            if not decision.proceed:
-                res.reasons = list(decision.reasons)
-                return res
-            with tconn.transaction():
-                catalog.clear_steps()
-                catalog.transition(leg.begin)
-            r.recorded = {}
-            todo = list(ORDER)
+        try:
+            return _carry_out(r, res, state, fail_at)
+        finally:
+            r.close_sessions()
+
+
+def _carry_out(r: _Run, res: SwitchResult, state: State, fail_at: Action | None) -> SwitchResult:
+    config, cfg, leg, catalog, name = r.config, r.cfg, r.leg, r.catalog, r.name
+    if r.recorded and state is not leg.during:  # interrupted under an older pgbaton, before the states
+        state = catalog.transition(leg.begin)
+    done = [a for a in ORDER if r.recorded.get(a.value, ("",))[0] == "done"]
+    if state is leg.during:
+        r.history_id = catalog.open_switch(leg.command)
+    if state is leg.during and Action.point_switcher in done:  # crashed after the switch: finish
+        log.warning("migration %s: finishing an interrupted %s", name, leg.command)
+        r.switcher.resume(r.dbs)
+        todo = resume_from(done)
+    elif state is leg.during:  # crashed before the switch: undo what was begun
+        log.warning("migration %s: rolling back an interrupted %s", name, leg.command)
         _prepare_apply_role(r)
-        _run_steps(r, todo, res, fail_at)
-        res.switched, res.source_lsn = True, r.lsn
-        _tidy_roles(r)
+        msg = f"an interrupted {leg.command} was rolled back; run `migrate {leg.command}` again"
+        res.rolled_back = _undo(r, msg)
+        res.reasons = [msg]
+        return res
+    else:
+        # a stream just (re)created shows `stopped` until its apply worker runs: allow it a moment
+        deadline = time.monotonic() + min(cfg.switch.timeout_seconds, _SETTLE_SECONDS)
+        while True:
+            decision = may_switch(status(config, name), cfg.databases, cfg.switch.max_lag_bytes)
+            if decision.proceed:
+                decision = _tables_ready(r)
+            if decision.proceed or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if not decision.proceed:
+            res.reasons = list(decision.reasons)
+            catalog.cancelled_switch(leg.command, "; ".join(decision.reasons))
+            return res
+        with catalog.conn.transaction():
+            catalog.clear_steps()
+            catalog.transition(leg.begin)
+            r.history_id = catalog.begin_switch(leg.command)
+        r.recorded = {}
+        todo = list(ORDER)
+    _prepare_apply_role(r)
+    _run_steps(r, todo, res, fail_at)
+    res.switched, res.source_lsn = True, r.lsn
+    _tidy_roles(r)
     return res
 
 
@@ -474,8 +547,9 @@ def _fault(point: str) -> None:
 
 
 def _run_steps(r: _Run, todo: list[Action], res: SwitchResult, fail_at: Action | None) -> None:
-    paused_at: float | None = None
+    res.db_step_seconds = r.db_seconds
     for action in todo:
+        r.action = action.value
         r.record(action.value, "started")
         log.info("migration %s: %s %s", r.name, r.leg.command, action.value)
         try:
@@ -484,7 +558,7 @@ def _run_steps(r: _Run, todo: list[Action], res: SwitchResult, fail_at: Action |
                 raise PgbatonError(f"failure injected at {action.value}")
             began = time.monotonic()
             if action is Action.pause_clients:
-                paused_at = began
+                r.paused_at = began
             detail = _ACTIONS[action](r)
             res.step_seconds[action.value] = round(time.monotonic() - began, 3)
             _fault(f"{r.leg.command}:{action.value}:after")
@@ -495,10 +569,11 @@ def _run_steps(r: _Run, todo: list[Action], res: SwitchResult, fail_at: Action |
                        f"clients are on the {r.leg.new.name}: rerun `migrate {r.leg.command}`")
                 res.reasons = [msg]
                 raise SwitchFailed(msg, res) from None
-            undone = _undo(r)
+            failure = f"{r.leg.command} of {r.name} failed at {action.value}: {exc}"
+            undone = _undo(r, failure)
             res.rolled_back = undone
-            msg = (f"{r.leg.command} of {r.name} failed at {action.value}: {exc}; rolled back: "
-                   f"{', '.join(undone) or 'nothing'}")
+            res.paused_seconds = r.paused_seconds()
+            msg = f"{failure}; rolled back: {', '.join(undone) or 'nothing'}"
             res.reasons = [msg]
             raise SwitchFailed(msg, res) from None
         res.steps.append(action.value)
@@ -507,5 +582,7 @@ def _run_steps(r: _Run, todo: list[Action], res: SwitchResult, fail_at: Action |
         r.record(action.value, "done", detail)
         if action is Action.point_switcher:
             r.switcher.resume(r.dbs)  # switched: a failure from here on is finished by a rerun
-            if paused_at is not None:
-                res.paused_seconds = round(time.monotonic() - paused_at, 3)
+            r.resumed_at = time.monotonic()
+            res.paused_seconds = r.paused_seconds()
+            if r.history_id is not None:  # kept should a later step be interrupted
+                r.catalog.note_switch(r.history_id, paused_seconds=res.paused_seconds, databases=r.db_seconds)

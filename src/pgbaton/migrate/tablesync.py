@@ -37,26 +37,36 @@ def _queue(conn: psycopg.Connection) -> set[tuple[str, int]]:
     return {(str(n), int(i)) for n, i in conn.execute(_QUEUE).fetchall()}
 
 
-def observe(pub: Side, sub: Side, db: str, obj: str) -> TableSync:
-    """The tables of publication ``obj`` on ``pub`` against subscription ``obj`` on ``sub``."""
-    with rw(pub, db) as p:
-        published = {str(r[0]) for r in p.execute(_PUBLISHED, (obj,)).fetchall()}
-        old_queue = _queue(p)
-    with rw(sub, db) as s:
-        subscribed = {str(r[0]): str(r[1]) for r in s.execute(_SUBSCRIBED, (obj,)).fetchall()}
-        present = {str(r[0]) for r in s.execute(_PRESENT, (sorted(published),)).fetchall()}
-        new_queue = _queue(s)
+Conns = tuple[psycopg.Connection, psycopg.Connection]
+
+
+def observe(pub: Side, sub: Side, db: str, obj: str, conns: Conns | None = None) -> TableSync:
+    """The tables of publication ``obj`` on ``pub`` against subscription ``obj`` on ``sub``
+    (on ``conns``, sessions of ``db`` on each side, when given)."""
+    if conns is None:
+        with rw(pub, db) as p, rw(sub, db) as s:
+            return observe(pub, sub, db, obj, (p, s))
+    p, s = conns
+    published = {str(r[0]) for r in p.execute(_PUBLISHED, (obj,)).fetchall()}
+    old_queue = _queue(p)
+    subscribed = {str(r[0]): str(r[1]) for r in s.execute(_SUBSCRIBED, (obj,)).fetchall()}
+    present = {str(r[0]) for r in s.execute(_PRESENT, (sorted(published),)).fetchall()}
+    new_queue = _queue(s)
     return table_sync(published, subscribed, present, old_queue, new_queue)
 
 
-def refresh(sub: Side, db: str, obj: str) -> None:
+def refresh(sub: Side, db: str, obj: str, conn: psycopg.Connection | None = None) -> None:
     """Add the published tables the subscription lacks; their rows are copied from now on."""
-    with rw(sub, db) as s:
-        s.execute(sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = true)")
-                  .format(sql.Identifier(obj)))
+    if conn is None:
+        with rw(sub, db) as s:
+            return refresh(sub, db, obj, s)
+    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = true)")
+                 .format(sql.Identifier(obj)))
+    return None
 
 
-def complete(pub: Side, sub: Side, db: str, obj: str, timeout: float, *, poll: float = 0.05) -> dict[str, object]:
+def complete(pub: Side, sub: Side, db: str, obj: str, timeout: float, *, poll: float = 0.05,
+             conns: Conns | None = None) -> dict[str, object]:
     """Until every table ``pub`` publishes is synced on ``sub`` and every DDL entry applied there;
     what was added.  Raises once ``timeout`` passes, or at once when a table is missing on ``sub``
     (the caller rolls the switch back).  Only for a frozen
@@ -64,7 +74,7 @@ def complete(pub: Side, sub: Side, db: str, obj: str, timeout: float, *, poll: f
     deadline = time.monotonic() + timeout
     added: list[str] = []
     while True:
-        state = observe(pub, sub, db, obj)
+        state = observe(pub, sub, db, obj, conns)
         if state.complete:
             if state.ddl_behind:
                 log.warning("%s: %s: %d DDL command(s) of the %s never reached it (run there before this stream "
@@ -78,7 +88,7 @@ def complete(pub: Side, sub: Side, db: str, obj: str, timeout: float, *, poll: f
         if state.refresh:
             log.info("%s: %s: tables not in the subscription yet, copying them now: %s", sub.name, db,
                      ", ".join(state.refresh))
-            refresh(sub, db, obj)
+            refresh(sub, db, obj, conns[1] if conns else None)
             added += state.refresh
             continue
         if time.monotonic() > deadline:

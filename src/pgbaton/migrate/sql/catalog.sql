@@ -43,3 +43,23 @@ CREATE TABLE IF NOT EXISTS {schema}.switchover_step (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (migration, action)
 );
+
+-- every switch (switchover or switchback) of a migration, newest last: when it began and ended,
+-- how long the clients were paused (PAUSE .. RESUME as pgbaton saw it) and how it ended.
+-- outcome: running (under way, or interrupted: the rerun closes it), complete (clients on the
+-- new side), rolled_back (a step failed or the switch was interrupted, and it was undone: clients
+-- on the old side), cancelled (refused before the pause: nothing was changed).
+-- databases: per database, the seconds each step took for it (database -> step -> seconds).
+CREATE TABLE IF NOT EXISTS {schema}.switch_history (
+    migration       text NOT NULL REFERENCES {schema}.migration (name) ON DELETE CASCADE,
+    id              bigint GENERATED ALWAYS AS IDENTITY,
+    direction       text NOT NULL CHECK (direction IN ('switchover', 'switchback')),
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    ended_at        timestamptz,
+    paused_seconds  double precision,
+    outcome         text NOT NULL DEFAULT 'running'
+                    CHECK (outcome IN ('running', 'complete', 'rolled_back', 'cancelled')),
+    reason          text,
+    databases       jsonb NOT NULL DEFAULT jsonb_build_object(),
+    PRIMARY KEY (migration, id)
+);
