@@ -12,6 +12,7 @@ import pymysql
 
 from pgbaton.config import Config
 from pgbaton.mysql import introspect, pgddl, typemap
+from pgbaton.replica.catalog import has_postgis
 from pgbaton.replica.init import add_source, init_replica
 from pgbaton.replica.status import errors, status, table_status
 from pgbaton.replica.verify import verify
@@ -65,8 +66,9 @@ def _expected(cfg: Config, pg_db: str, mariadb: MariaDBServer, my_db: str) -> li
     with psycopg.connect(pg_db) as conn:
         conn.execute("DROP SCHEMA IF EXISTS expect CASCADE")
         conn.execute("CREATE SCHEMA expect")
+        postgis = has_postgis(conn)
         for t in tables:
-            opts = typemap.type_options(src, t.db, t.name, False)
+            opts = typemap.type_options(src, t.db, t.name, postgis)
             for stmt in pgddl.create_table_sql(t, "expect", opts) + pgddl.post_load_sql(t, "expect", opts):
                 conn.execute(stmt)
     return sorted(t.name for t in tables)

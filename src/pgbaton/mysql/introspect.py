@@ -54,6 +54,19 @@ SELECT k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME
  WHERE k.TABLE_SCHEMA IN ({marks}) AND k.REFERENCED_TABLE_NAME IS NOT NULL
  ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"""
 
+# the SRID declared for a geometry column: MariaDB's REF_SYSTEM_ID (not checked by the
+# server), MySQL 8's SRID attribute (checked; NULL when the column has none)
+_SRIDS_SQL = {
+    True: """
+SELECT G_TABLE_SCHEMA, G_TABLE_NAME, G_GEOMETRY_COLUMN, SRID
+  FROM information_schema.GEOMETRY_COLUMNS
+ WHERE G_TABLE_SCHEMA IN ({marks}) AND SRID <> 0""",
+    False: """
+SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, SRS_ID
+  FROM information_schema.COLUMNS
+ WHERE TABLE_SCHEMA IN ({marks}) AND SRS_ID IS NOT NULL""",
+}
+
 # keys of MyTable.extra that replicated DDL keeps up to date (see mysql/ddl/alter.py)
 FOREIGN_KEYS = "foreign_keys"      # names of the table's foreign key constraints
 FK_INDEXES = "fk_indexes"          # indexes InnoDB created by itself for a foreign key
@@ -160,9 +173,16 @@ def fk_generated_indexes(indexes: Sequence[MyIndex], fks: dict[str, list[str]]) 
     return out
 
 
+def _srids(conn: pymysql.connections.Connection, databases: Sequence[str], mariadb: bool
+           ) -> dict[tuple[str, str, str], int]:
+    return {(_text(db), _text(t), _text(c)): int(srid)
+            for db, t, c, srid in _query(conn, _SRIDS_SQL[mariadb], databases)}
+
+
 def _read_columns(conn: pymysql.connections.Connection, databases: Sequence[str], mariadb: bool,
                   json_cols: set[tuple[str, str, str]]) -> dict[Key, list[MyColumn]]:
     out: dict[Key, list[MyColumn]] = defaultdict(list)
+    srids = _srids(conn, databases, mariadb)
     for row in _query(conn, _COLUMNS_SQL, databases):
         (db, table, name, pos, data_type, column_type, nullable, default, extra, char_len,
          num_prec, num_scale, dt_prec, charset, collation, gen_expr, comment) = row
@@ -179,7 +199,7 @@ def _read_columns(conn: pymysql.connections.Connection, databases: Sequence[str]
             nullable=_text(nullable).upper() == "YES", default=default_text, extra=extra,
             char_max_length=_opt_int(char_len), numeric_precision=_opt_int(num_prec),
             numeric_scale=_opt_int(num_scale), datetime_precision=_opt_int(dt_prec),
-            charset=None if charset is None else _text(charset),
+            srid=srids.get((db, table, name)), charset=None if charset is None else _text(charset),
             collation=None if collation is None else _text(collation),
             generation_expression=_text(gen_expr) if gen_expr else None, comment=_text(comment or ""),
         ))
@@ -301,8 +321,6 @@ def warnings_for(table: MyTable) -> list[str]:
         if idx.kind == "FULLTEXT":
             out.append(f"{where}: FULLTEXT index {idx.name} becomes a GIN index on to_tsvector('simple', ...); "
                        "MATCH ... AGAINST queries must be rewritten")
-        if idx.kind == "SPATIAL":
-            out.append(f"{where}: SPATIAL index {idx.name} needs PostGIS (GiST); skipped without it")
     for col in table.columns:
         if col.generated:
             out.append(f"{where}.{col.name}: {col.generated} generated column is copied as a plain column "

@@ -25,6 +25,7 @@ class MyColumn:
     numeric_precision: int | None = None
     numeric_scale: int | None = None
     datetime_precision: int | None = None
+    srid: int | None = None         # spatial reference declared for a geometry column
     charset: str | None = None
     collation: str | None = None
     generation_expression: str | None = None

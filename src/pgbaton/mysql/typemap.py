@@ -69,6 +69,7 @@ class TypeOptions:
     zero_dates: str = "null"                       # "null" or "sentinel"
     zero_date_sentinel: str = "0001-01-01 00:00:00"
     postgis: bool = False                          # target database has PostGIS
+    srid_enforced: bool = False                    # the source checks values against a column's SRID (MySQL 8)
     overrides: Mapping[str, str] = field(default_factory=dict)   # column name -> PostgreSQL type
 
 
@@ -90,6 +91,7 @@ def type_options(cfg: MySQLSourceConfig, db: str, table: str, postgis: bool) -> 
     return TypeOptions(
         tinyint1_as_boolean=cfg.tinyint1_as_boolean, zero_dates=str(cfg.zero_dates.value),
         zero_date_sentinel=cfg.zero_date_sentinel, postgis=postgis, overrides=overrides,
+        srid_enforced=cfg.type == "mysql",
     )
 
 
@@ -141,11 +143,29 @@ def _base_type(col: MyColumn, k: str, opts: TypeOptions) -> str:
             return f"varchar({n})"
         return "text"
     if k == "geometry":
-        return "geometry" if opts.postgis else "bytea"
+        return _geometry_type(col, opts) if opts.postgis else "bytea"
     simple = {"bool": "boolean", "float": "real", "double": "double precision", "year": "smallint",
               "date": "date", "time": "interval", "enum": "text", "set": "text[]", "json": "jsonb",
               "binary": "bytea", "unknown": "text"}
     return simple[k]
+
+
+# MySQL column types whose values are always of that one geometry type.  A GEOMETRYCOLLECTION
+# column also takes MULTIPOINT etc. (OGC subtypes), so it stays an unconstrained geometry.
+_GEOMETRY_SUBTYPES = {"point": "Point", "linestring": "LineString", "polygon": "Polygon",
+                      "multipoint": "MultiPoint", "multilinestring": "MultiLineString",
+                      "multipolygon": "MultiPolygon"}
+
+
+def _geometry_type(col: MyColumn, opts: TypeOptions) -> str:
+    """PostGIS ``geometry(Subtype, srid)``.  The SRID is declared only where the source
+    rejects values of another SRID (MySQL 8 ``SRID n``): MariaDB records ``REF_SYSTEM_ID``
+    but stores any SRID, which a typmod would refuse (or relabel, for SRID 0)."""
+    sub = _GEOMETRY_SUBTYPES.get(col.data_type.lower())
+    srid = col.srid if opts.srid_enforced else None
+    if srid is not None:
+        return f"geometry({sub or 'Geometry'},{srid})"
+    return f"geometry({sub})" if sub else "geometry"
 
 
 def map_column(col: MyColumn, opts: TypeOptions) -> PgColumn:
@@ -156,7 +176,10 @@ def map_column(col: MyColumn, opts: TypeOptions) -> PgColumn:
     if k == "unknown":
         warnings.append(f"unknown MySQL type {col.column_type!r}: copied as text")
     if k == "geometry" and not opts.postgis:
-        warnings.append("spatial column stored as WKB in bytea (PostGIS is not installed)")
+        warnings.append("spatial column stored as WKB in bytea, its SRID lost (no PostGIS in the target database)")
+    elif k == "geometry" and col.srid and not opts.srid_enforced:
+        warnings.append(f"REF_SYSTEM_ID={col.srid} is not checked by MariaDB: the column is {type_sql} and each "
+                        "value keeps its own SRID (column_types can declare the SRID)")
     if col.generated:
         warnings.append(f"{col.generated} generated column: a plain column carrying the source's values")
     identity = col.auto_increment and k == "int" and col.name not in opts.overrides

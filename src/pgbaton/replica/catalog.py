@@ -24,7 +24,11 @@ def catalog_connection(cfg: Config, *, purpose: str = "pgbaton", autocommit: boo
     conn = connect(cfg.target, application_name=purpose)
     schema = cfg.target.catalog_schema
     migrate.ensure(conn, schema)
-    conn.execute(sql.SQL("SET search_path TO {}, pg_catalog").format(sql.Identifier(schema)))
+    # PostGIS's schema too: the type mapping names its type (geometry) unqualified
+    row = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                       "WHERE e.extname = 'postgis'").fetchone()
+    path = [sql.Identifier(schema), sql.SQL("pg_catalog")] + ([sql.Identifier(row[0])] if row else [])
+    conn.execute(sql.SQL("SET search_path TO {}").format(sql.SQL(", ").join(path)))
     conn.commit()
     conn.autocommit = autocommit
     return conn

@@ -23,6 +23,7 @@ from pgbaton.mysql.model import MyTable
 from pgbaton.mysql.readers import ClientReader, PyMySQLReader, SnapshotReader, client_program
 from pgbaton.mysql.snapshot import copy_table, open_snapshot
 from pgbaton.replica import catalog as cat
+from pgbaton.replica import spatial
 from pgbaton.replica.progress import CopyProgress
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ def _init(cfg: Config, name: str, src: MySQLSourceConfig, conn: psycopg.Connecti
         # following DDL from an empty database is a common start: tables created later are replicated
         warnings.append(f"source {name}: no tables yet in databases {', '.join(src.databases)}; "
                         "tables created from now on are replicated")
+    warnings.extend(spatial.postgis_notes(conn, tables))
     for w in warnings:
         log.warning("%s", w)
     postgis = cat.has_postgis(conn)

@@ -327,7 +327,10 @@ def column_body(cur: Cursor, name: str) -> ColumnSpec:
               or cur.accept("WITH", "SYSTEM", "VERSIONING") or cur.accept("WITHOUT", "SYSTEM", "VERSIONING")):
             if cur.accept_type(TokenType.EQ):
                 cur.next()
-        elif cur.accept("COLUMN_FORMAT") or cur.accept("STORAGE") or cur.accept("SRID"):
+        elif cur.accept("SRID") or cur.accept("REF_SYSTEM_ID"):     # MySQL 8 / MariaDB
+            cur.accept_type(TokenType.EQ)
+            col = replace(col, srid=int(cur.expect_type(TokenType.NUMBER, "an SRID").text))
+        elif cur.accept("COLUMN_FORMAT") or cur.accept("STORAGE"):
             cur.next()
         elif cur.accept("ENGINE_ATTRIBUTE") or cur.accept("SECONDARY_ENGINE_ATTRIBUTE"):
             cur.accept_type(TokenType.EQ)
