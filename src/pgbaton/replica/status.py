@@ -20,6 +20,7 @@ from pgbaton.config import Config
 from pgbaton.errors import PgbatonError
 from pgbaton.mysql.snapshot import binlog_head
 from pgbaton.replica import catalog as cat
+from pgbaton.replica import notcarried
 from pgbaton.replica.init import mysql_connect
 
 
@@ -62,11 +63,14 @@ def source_status(cfg: Config, conn: psycopg.Connection, name: str, *, probe_sou
     now = time.time()
     live_head = None
     source_error = None
+    not_carried = None
     if probe_source:
         try:
             my = mysql_connect(src)
             try:
                 live_head = binlog_head(my)
+                if state not in ("new", "initializing"):
+                    not_carried = notcarried.listing(conn, my, src)
             finally:
                 my.close()
         except PgbatonError as exc:
@@ -118,6 +122,8 @@ def source_status(cfg: Config, conn: psycopg.Connection, name: str, *, probe_sou
     }
     if source_error:
         out["source_error"] = source_error
+    if not_carried is not None:     # views, triggers, routines, events the replica does not have
+        out["not_carried"] = not_carried
     return out
 
 
