@@ -10,8 +10,7 @@ import shlex
 import subprocess
 import time
 from pathlib import Path
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from pgbaton.errors import PgbatonError
 from pgbaton.ha import rebuild_state
@@ -19,6 +18,11 @@ from pgbaton.ha.config import NodeConfig
 from pgbaton.ha.controldata import read_controldata
 from pgbaton.ha.model import DataDir, LocalState
 from pgbaton.ha.proc import run as run_in_group
+
+if TYPE_CHECKING:
+    import psycopg
+else:
+    from pgbaton.ha import lazy_psycopg as psycopg
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,15 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from pgbaton.ha.config import NodeConfig
 from pgbaton.ha.model import Position, PrimaryView, ReplicaStat, TimelineFork, parse_lsn
+
+if TYPE_CHECKING:
+    import psycopg
+else:
+    from pgbaton.ha import lazy_psycopg as psycopg
 
 log = logging.getLogger(__name__)
 

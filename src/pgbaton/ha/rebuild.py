@@ -17,14 +17,18 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from pgbaton.ha import decide, instance, rebuild_state
 from pgbaton.ha.config import NodeConfig
 from pgbaton.ha.model import SyncMode
 from pgbaton.ha.proc import forward_sigterm
 from pgbaton.ha.sync import create_slot_remote
+
+if TYPE_CHECKING:
+    import psycopg
+else:
+    from pgbaton.ha import lazy_psycopg as psycopg
 
 log = logging.getLogger(__name__)
 

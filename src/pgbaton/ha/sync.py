@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import psycopg
-from psycopg import sql
+if TYPE_CHECKING:
+    import psycopg
+else:
+    from pgbaton.ha import lazy_psycopg as psycopg
+
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +20,8 @@ def apply_sync_names(conn: psycopg.Connection, wanted: str) -> bool:
     current = str(row[0]) if row else ""
     if current == wanted:
         return False
+    from psycopg import sql  # here, not at the top: the agent loads psycopg only when it talks SQL
+
     conn.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(wanted)))
     conn.execute("SELECT pg_reload_conf()")
     log.info("synchronous_standby_names: %r -> %r", current, wanted)

@@ -7,8 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from pgbaton.ha import decide, instance, probe, rebuild, rebuild_state
 from pgbaton.ha.decide import StartPlan
@@ -29,6 +28,11 @@ from pgbaton.ocf.agent import Agent
 from pgbaton.ocf.attrs import AttrWriteError
 from pgbaton.ocf.codes import Rc, monitor_code
 from pgbaton.ocf.env import notification
+
+if TYPE_CHECKING:
+    import psycopg
+else:
+    from pgbaton.ha import lazy_psycopg as psycopg
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +127,34 @@ def monitor(agent: Agent) -> Rc:
     if role is Role.STANDBY:
         return _monitor_standby(agent)
     if role in (Role.CRASHED_PRIMARY, Role.REBUILDING):
-        agent.attrs.set_score(cfg.node, decide.SCORE_NEVER)
+        dropped = agent.attrs.set_score(cfg.node, decide.SCORE_NEVER)
+        if role is Role.CRASHED_PRIMARY and dropped and agent.attrs.live and not agent.probe:
+            _await_role_move(agent)
     rc = monitor_code(role, agent.probe)
     if rc not in (Rc.SUCCESS, Rc.NOT_RUNNING):
         log.warning("monitor: %s -> %s", role.value, rc.name)
     return rc
+
+
+# how long the monitor of a crashed primary gives the cluster to act on its dropped score
+ROLE_MOVE_WAIT = 10.0
+
+
+def _await_role_move(agent: Agent) -> None:
+    """The primary crashed and its promotion score was just dropped: let the cluster move the
+    promoted role (which cancels this monitor) before reporting the failure.
+
+    The score change alone makes Pacemaker demote this node (demote starts it as a standby
+    at once) and promote the standby: one transition. A failure that reaches the scheduler
+    first makes it recover this node in place: demote, stop, start (a standby start that
+    waits for crash recovery), four more rounds of notifications, and only then promote the
+    standby; with the old score still in the CIB it even promotes this node again. That
+    cost seconds on every failover, more on a loaded machine. If nothing cancels this
+    monitor within ``ROLE_MOVE_WAIT`` seconds it reports the failure after all.
+    """
+    wait = min(ROLE_MOVE_WAIT, agent.remaining(2.0) / 2)
+    log.warning("monitor: the primary crashed; waiting up to %.0f s for the cluster to move the promoted role", wait)
+    time.sleep(wait)
 
 
 def _monitor_primary(agent: Agent) -> Rc:

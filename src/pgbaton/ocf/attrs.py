@@ -35,8 +35,11 @@ class AttrWriteError(PgbatonError):
 
 
 class Attributes(Protocol):
+    # True when a cluster acts on the scores (Pacemaker), False for the files of the tests
+    live: bool
+
     def get_score(self, node: str) -> int | None: ...
-    def set_score(self, node: str, score: int) -> None: ...
+    def set_score(self, node: str, score: int) -> bool: ...
     def get(self, node: str, name: str) -> str | None: ...
     def set(self, node: str, name: str, value: str | None) -> None: ...
     def get_durable(self, node: str, name: str) -> str | None: ...
@@ -54,6 +57,8 @@ def _run(cmd: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[
 class PacemakerAttributes:
     """Transient (reboot lifetime) attributes in the running cluster."""
 
+    live = True
+
     def __init__(self, resource: str, env: Mapping[str, str]) -> None:
         self.resource = resource
         self.env = env
@@ -68,14 +73,16 @@ class PacemakerAttributes:
         except ValueError:
             return None
 
-    def set_score(self, node: str, score: int) -> None:
+    def set_score(self, node: str, score: int) -> bool:
+        """Set the promotion score; True when it changed."""
         if self.get_score(node) == score:
-            return
+            return False
         proc = _run(["crm_attribute", "--promotion", "--node", node, "--update", str(score)], self.env)
         if proc is None or proc.returncode != 0:
             log.warning("could not set the promotion score of %s: %s", node, proc.stderr.strip() if proc else "")
-        else:
-            log.info("promotion score of %s set to %s", node, score)
+            return False
+        log.info("promotion score of %s set to %s", node, score)
+        return True
 
     def _name(self, name: str) -> str:
         return f"{self.resource}-{name}"
@@ -119,6 +126,8 @@ class PacemakerAttributes:
 class FileAttributes:
     """The same attributes as files, for running the agent outside a cluster."""
 
+    live = False
+
     def __init__(self, folder: Path, resource: str) -> None:
         self.path = folder / f"{resource}.json"
         self.durable_path = folder / f"{resource}.durable.json"
@@ -146,8 +155,11 @@ class FileAttributes:
         value = self._load().get(f"{node}/score")
         return int(value) if value is not None else None
 
-    def set_score(self, node: str, score: int) -> None:
+    def set_score(self, node: str, score: int) -> bool:
+        if self.get_score(node) == score:
+            return False
         self._store(f"{node}/score", str(score))
+        return True
 
     def get(self, node: str, name: str) -> str | None:
         return self._load().get(f"{node}/{name}")
