@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--results", type=Path, help="write every outcome to this JSON file")
     parser.add_argument("--max-minutes", type=float, help="start no new fault after this long")
+    parser.add_argument("--faults", help="comma-separated faults to draw from (default: all)")
     args = parser.parse_args()
     # a TERM still tears the cluster down (namespaces, daemons, servers)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -38,10 +39,12 @@ def main() -> int:
 
     def show(o: Outcome) -> None:
         print(f"{o.iteration:3d} {o.fault:18s} {o.target:10s} failover {o.failover_s}s stall {o.stall_s}s "
-              f"steady {o.steady_s}s promotions {o.promotions} lost {o.lost} {o.error}", flush=True)
+              f"steady {o.steady_s}s promotions {o.promotions} lost {o.lost} load {o.load} "
+              f"{o.error or o.detail}", flush=True)
 
     result = run(args.seed, args.iterations, args.results, show,
-                 args.max_minutes * 60 if args.max_minutes else None)
+                 args.max_minutes * 60 if args.max_minutes else None,
+                 tuple(args.faults.split(",")) if args.faults else None)
     print()
     print(table(result))
     return 0 if result.ok else 1

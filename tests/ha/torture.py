@@ -39,6 +39,7 @@ from pgbaton.sandbox.ha_pacemaker import (
     wait,
 )
 from pgbaton.sandbox.ha_writer import parse
+from tests.ha.timeline import Logs, phases
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ FAULTS: dict[str, int] = {
     "pacemaker-restart": 1,
     "full-crash": 1,
     "slots-full": 0,
+    "standby-disk-full": 0,
 }
 STEADY_TIMEOUT = 180.0
 
@@ -66,6 +68,9 @@ class Outcome:
     lost: int = 0
     acked_total: int = 0
     error: str = ""
+    load: float = 0.0                       # the machine's 1-minute load average at the fault
+    detail: str = ""                        # what the fault saw (e.g. the space check's message)
+    steps: dict[str, float] = field(default_factory=dict)   # fault -> each step, from the logs (timeline.py)
 
     @property
     def loop(self) -> bool:
@@ -233,7 +238,72 @@ def fill_slots(c: Cluster, primary: ClusterNode, standby: ClusterNode, hold: flo
                     " WHERE slot_name LIKE 'torture_filler_%'")
 
 
-def inject(c: Cluster, fault: str, rng: random.Random, primary: ClusterNode, standby: ClusterNode) -> str:
+def _in_standby_ns(c: Cluster, node: ClusterNode, cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    return sh(c.in_node(node, cmd), check=False, timeout=30)
+
+
+def _stopped_on(c: Cluster, node: ClusterNode) -> bool:
+    return node.name not in c.roles() and node.postmaster_pid() is None
+
+
+def disk_full(c: Cluster, primary: ClusterNode, standby: ClusterNode) -> str:
+    """The standby's file system is too small for a copy of the primary: its start must fail
+    with the agent's free-space check (before any pg_basebackup), the primary go on alone.
+
+    The standby is stopped (a ban), a tmpfs smaller than the primary's databases and WAL is
+    mounted over its data folder inside its node's mount namespace (the node now sees an
+    empty data directory and rebuilds), and the ban is lifted.  Once the agent's log names
+    the missing space, the standby is stopped again, the tmpfs unmounted (its own data
+    directory is back, shut down cleanly), and the standby rejoins.  Returns the check's
+    message.
+    """
+    row = c.psql(primary, "SELECT (SELECT sum(pg_database_size(oid)) FROM pg_database)"
+                          " + (SELECT coalesce(sum(size), 0) FROM pg_ls_waldir())")
+    size_mb = max(int(row) // 2**20 // 2, 4)
+    log_path = standby.home / "agent.log"
+    seen = log_path.stat().st_size if log_path.exists() else 0
+    crm(c, "--ban", "--node", standby.name)
+    mounted = False
+    try:
+        wait(lambda: _stopped_on(c, standby), 90, f"{standby.name} stopped by the ban")
+        proc = _in_standby_ns(c, standby, ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=1777",
+                                           "pgbaton-torture", str(c.mnt)])
+        if proc.returncode != 0:
+            raise RuntimeError(f"mount tmpfs: {proc.stderr.strip()}")
+        mounted = True
+        crm(c, "--clear")
+
+        def reported() -> str | None:
+            with open(log_path, encoding="utf-8", errors="replace") as fh:
+                fh.seek(seen)
+                return next((line.split("rebuild failed: ", 1)[-1].strip() for line in fh
+                             if "not enough free space" in line), None)
+
+        message = wait(reported, 90, "the free-space check's report in the agent log")
+        assert isinstance(message, str)
+        assert primary_of(c) is primary, "the primary changed while the standby could not be rebuilt"
+    finally:
+        crm(c, "--ban", "--node", standby.name)
+        try:
+            wait(lambda: _stopped_on(c, standby), 90, f"{standby.name} stopped again")
+        finally:
+            if mounted:
+                for _ in range(20):
+                    if _in_standby_ns(c, standby, ["umount", str(c.mnt)]).returncode == 0:
+                        break
+                    time.sleep(0.5)
+                else:
+                    _in_standby_ns(c, standby, ["umount", "-l", str(c.mnt)])
+            crm(c, "--clear")
+            sh(c.in_node(c.nodes[0], ["crm_resource", "--cleanup", "--resource", "pgsql-clone"]), check=False)
+    return message
+
+
+def inject(c: Cluster, fault: str, rng: random.Random, primary: ClusterNode, standby: ClusterNode,
+           outcome: Outcome) -> str:
+    if fault == "standby-disk-full":
+        outcome.detail = disk_full(c, primary, standby)
+        return standby.name
     if fault == "kill9-primary":
         kill_postmaster(primary)
         return primary.name
@@ -265,18 +335,19 @@ def check(c: Cluster, out: Path, primary: ClusterNode) -> tuple[int, int]:
     return len(acked - present), len(acked)
 
 
-def one_iteration(c: Cluster, out: Path, i: int, rng: random.Random) -> Outcome:
+def one_iteration(c: Cluster, out: Path, i: int, rng: random.Random, logs: Logs | None = None,
+                  faults: tuple[str, ...] = tuple(sorted(FAULTS))) -> Outcome:
     primary = wait(lambda: steady(c), STEADY_TIMEOUT, "a steady cluster before the fault")
     assert isinstance(primary, ClusterNode)
     standby = next(n for n in c.nodes if n is not primary)
-    fault = rng.choice(sorted(FAULTS))
+    fault = rng.choice(faults)
     tli = timeline(c, primary)
     time.sleep(rng.uniform(0.5, 3))              # let commits flow for a random while
     at = time.time()
-    outcome = Outcome(i, fault, "")
+    outcome = Outcome(i, fault, "", load=round(os.getloadavg()[0], 1))
     log.warning("iteration %s: %s (primary %s)", i, fault, primary.name)
     try:
-        outcome.target = inject(c, fault, rng, primary, standby)
+        outcome.target = inject(c, fault, rng, primary, standby, outcome)
         now_primary = wait(lambda: steady(c), STEADY_TIMEOUT, f"a steady cluster after {fault}")
         assert isinstance(now_primary, ClusterNode)
         settled = time.time()
@@ -287,6 +358,8 @@ def one_iteration(c: Cluster, out: Path, i: int, rng: random.Random) -> Outcome:
         outcome.stall_s = round(longest_stall(out, at, settled), 2)
         outcome.promotions = timeline(c, now_primary) - tli
         outcome.lost, outcome.acked_total = check(c, out, now_primary)
+        if logs is not None:
+            outcome.steps = phases(logs.read(), at, settled, tli)
     except (AssertionError, RuntimeError, subprocess.TimeoutExpired) as exc:
         outcome.error = str(exc)[:300]
         log.error("iteration %s (%s) failed: %s", i, fault, outcome.error)
@@ -294,8 +367,13 @@ def one_iteration(c: Cluster, out: Path, i: int, rng: random.Random) -> Outcome:
 
 
 def run(seed: int, iterations: int, results: Path | None = None,
-        on_outcome: Callable[[Outcome], None] | None = None, budget_s: float | None = None) -> Run:
-    """``iterations`` faults (fewer when ``budget_s`` seconds run out first)."""
+        on_outcome: Callable[[Outcome], None] | None = None, budget_s: float | None = None,
+        faults: tuple[str, ...] | None = None) -> Run:
+    """``iterations`` faults drawn from ``faults`` (default: all), fewer when ``budget_s`` seconds run out."""
+    chosen = tuple(sorted(faults or FAULTS))
+    unknown = set(chosen) - set(FAULTS)
+    if unknown:
+        raise ValueError(f"unknown faults: {', '.join(sorted(unknown))} (known: {', '.join(sorted(FAULTS))})")
     started = time.monotonic()
     rng = random.Random(seed)
     record = Run(seed, iterations)
@@ -303,13 +381,14 @@ def run(seed: int, iterations: int, results: Path | None = None,
         bring_up(c)
         out = c.root / "writer.out"
         writer = start_writer(c, out)
+        logs = Logs(c.root)
         try:
             wait(lambda: out.read_text().count("ok ") > 50, 30, "writes flowing")
             for i in range(1, iterations + 1):
                 if budget_s is not None and time.monotonic() - started > budget_s:
                     log.warning("time budget used up after %s faults", i - 1)
                     break
-                outcome = one_iteration(c, out, i, rng)
+                outcome = one_iteration(c, out, i, rng, logs, chosen)
                 record.outcomes.append(outcome)
                 if on_outcome:
                     on_outcome(outcome)
@@ -343,5 +422,24 @@ def table(run: Run) -> str:
                      f"| {stat([o.stall_s for o in rows if o.stall_s is not None])} "
                      f"| {stat([o.steady_s for o in rows if o.steady_s is not None])} |")
     total = run.outcomes[-1].acked_total if run.outcomes else 0
+    loads = sorted(o.load for o in run.outcomes)
     lines += ["", f"Acknowledged commits checked at the end: {total}."]
+    if loads:
+        lines.append(f"Load average (1 min) at the faults: {loads[0]:.1f} to {loads[-1]:.1f}, "
+                     f"median {statistics.median(loads):.1f}.")
+    lines += steps_table(run, "kill9-primary")
     return "\n".join(lines)
+
+
+def steps_table(run: Run, fault: str) -> list[str]:
+    """Median seconds from the fault to each step seen in the logs (timeline.py), in order."""
+    rows = [o.steps for o in run.outcomes if o.fault == fault and o.steps]
+    if not rows:
+        return []
+    names = sorted({k for r in rows for k in r}, key=lambda k: statistics.median(r[k] for r in rows if k in r))
+    lines = ["", f"Where the seconds of `{fault}` go (from the logs, median over the runs that had the step):", "",
+             "| step | runs | median s | max s |", "|---|---|---|---|"]
+    for name in names:
+        values = [r[name] for r in rows if name in r]
+        lines.append(f"| {name} | {len(values)} | {statistics.median(values):.2f} | {max(values):.2f} |")
+    return lines

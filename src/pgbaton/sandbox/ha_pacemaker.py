@@ -26,8 +26,11 @@ from pgbaton.sandbox.servers import PostgresServer, free_port
 log = logging.getLogger(__name__)
 
 AGENT = Path("/usr/lib/ocf/resource.d/pgbaton/pgsql")
+# load-threshold=0%: no throttling by the machine's CPU load. Above it Pacemaker runs one
+# action at a time in the whole cluster, and on a shared machine that serialized a failover's
+# notifications on both nodes (docs/ha.md, "Where the seconds go")
 CRM_CONFIG = {"stonith-enabled": "false", "no-quorum-policy": "ignore", "dc-deadtime": "2s",
-              "start-failure-is-fatal": "false", "cluster-recheck-interval": "30s"}
+              "start-failure-is-fatal": "false", "cluster-recheck-interval": "30s", "load-threshold": "0%"}
 VIP = f"{SUBNET}.50"
 TOOLS = ("pacemakerd", "corosync", "ip", "unshare", "psql")
 
@@ -60,9 +63,11 @@ def clone_xml(c: Cluster, params: dict[str, str] | None = None) -> str:
     ops = [("start", "0", "120s", ""), ("stop", "0", "60s", ""), ("promote", "0", "60s", ""),
            ("demote", "0", "60s", ""), ("notify", "0", "30s", ""),
            ("monitor", "2s", "15s", "Promoted"), ("monitor", "3s", "15s", "Unpromoted")]
+    # a failed primary is demoted, not stopped and started again before the standby's promotion (docs/ha.md)
     op_xml = "".join(
         f'<op id="pgsql-{name}-{interval}" name="{name}" interval="{interval}" timeout="{timeout}"'
-        + (f' role="{role}"' if role else "") + "/>" for name, interval, timeout, role in ops)
+        + (f' role="{role}"' if role else "") + (' on-fail="demote"' if role == "Promoted" else "") + "/>"
+        for name, interval, timeout, role in ops)
     return (
         '<clone id="pgsql-clone"><meta_attributes id="pgsql-clone-meta">'
         '<nvpair id="pgsql-clone-promotable" name="promotable" value="true"/>'
