@@ -141,6 +141,10 @@ def test_long_running_commands() -> None:
     assert is_long_running(["serve"]) and is_long_running(["metrics", "serve"])
     assert not is_long_running(["-c", "serve", "status"])
     assert not is_long_running(["replica", "init", "-s", "start"])
+    # in the background or one pass: one-shot commands for the one who typed them, quiet
+    assert not is_long_running(["replica", "start", "-s", "x", "--daemon"])
+    assert not is_long_running(["migrate", "run", "m", "-d"])
+    assert not is_long_running(["migrate", "run", "m", "--once"])
 
 
 def test_progress_lines_throttled() -> None:
@@ -196,3 +200,24 @@ def test_one_shot_warnings_are_short_lines(capsys: pytest.CaptureFixture[str]) -
     setup_logging()
     logging.getLogger("pgbaton.replica.init").warning("x")
     assert " WARNING pgbaton.replica.init: x" in capsys.readouterr().err
+
+
+def test_migrate_wait_progress_line() -> None:
+    from pgbaton.cli.migrate import progress_line
+    from pgbaton.migrate.model import DbState, DbStatus
+
+    rows = [DbStatus("billing", DbState.copying, 1, 3, 4096, None),
+            DbStatus("crm", DbState.streaming, 2, 2, 0, 0.0)]
+    assert progress_line(rows) == "billing copying 1/3 lag 4,096 B, crm streaming 2/2"
+
+
+def test_json_confirmation_refused_even_on_a_terminal(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "pgbaton.yaml"
+    cfg.write_text("migrations: {m: {source: {port: 1}, target: {port: 2}, databases: [a]}}\n")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    for command in ("finish", "abort"):
+        code, out, _ = run(capsys, "-c", str(cfg), "migrate", command, "m", "--json")
+        assert code == 1
+        doc = json.loads(out)
+        assert doc["ok"] is False and "Rerun with --yes to confirm (--json does not ask)" in doc["error"], doc

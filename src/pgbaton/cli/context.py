@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 
 from pgbaton.cli.output import stderr_level
 from pgbaton.config import Config, load_config
+from pgbaton.errors import PgbatonError
 
 
 def _remember_json(value: bool) -> bool:
@@ -43,3 +45,27 @@ class State:
 
 
 state = State()
+
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask ``question`` on the terminal unless ``--yes``; refused (an error naming --yes) with
+    --json, where a prompt would break the JSON on stdout, and without a terminal to ask on."""
+    if yes:
+        return
+    if state.json:
+        raise PgbatonError(f"{question} Rerun with --yes to confirm (--json does not ask).")
+    if not sys.stdin.isatty():
+        raise PgbatonError(f"{question} Rerun with --yes to confirm (no terminal to ask on).")
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(1)
+
+
+def daemon_pid(pid_file: Path) -> int | None:
+    """The pid a daemon wrote into its pid file, None when there is none (yet)."""
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None

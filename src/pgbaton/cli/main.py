@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pgbaton import __version__
-from pgbaton.cli.context import JsonOpt, state
+from pgbaton.cli.context import JsonOpt, YesOpt, confirm, daemon_pid, state
 from pgbaton.cli.output import (
     emit,
     err,
@@ -101,7 +101,7 @@ def catalog_version(as_json: JsonOpt = False) -> None:
 
 @catalog_app.command("drop")
 def catalog_drop(
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove the catalog once no source is left in it (after the last detach or source drop)."""
@@ -110,7 +110,7 @@ def catalog_drop(
 
     cfg = state.config()
     schema = cfg.target.catalog_schema
-    _confirm(f"Remove pgbaton's catalog schema {schema} from database {cfg.target.dbname}?", yes)
+    confirm(f"Remove pgbaton's catalog schema {schema} from database {cfg.target.dbname}?", yes)
     with connect(cfg.target) as conn:
         dropped = migrate.drop(conn, schema)
     if not emit({"ok": True, "schema": schema, "dropped": dropped}, as_json):
@@ -186,25 +186,32 @@ def replica_start(
     = None,
     from_: Annotated[str | None, typer.Option("--from", help="Start at this binlog position (FILE:POS or GTID), "
                                                              "for tables loaded some other way.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Follow the binlog and replay changes until stopped (SIGTERM or `replica stop`)."""
     from pgbaton.replica import daemon as d
 
     cfg = state.config()
     cfg.source(source)
+    started_at: str | None = None
     if from_:
         from pgbaton.replica.position import start_from
 
-        out.print(f"source {source}: starting at {start_from(cfg, source, from_)}")
+        started_at = str(start_from(cfg, source, from_))
+        if not as_json:
+            out.print(f"source {source}: starting at {escape(started_at)}")
+    path = pid_file or d.default_pid_file(source)
     if daemon:
         level = state.file_log_level(cfg)
         d.start_daemon(cfg, source, pid_file, log_file, lambda p: setup_logging(level, path=p))
-        out.print(f"source {source}: replica started in the background "
-                  f"(pid file {pid_file or d.default_pid_file(source)})")
+        if not emit({"ok": True, "source": source, "daemon": True, "pid": daemon_pid(path), "pid_file": str(path),
+                     "log_file": str(log_file or path.with_suffix(".log")), "from": started_at}, as_json):
+            out.print(f"source {source}: replica started in the background (pid file {path})")
         return
     err.print(f"source {escape(source)}: replica running in the foreground until Ctrl-C, SIGTERM or `pgbaton "
               f"replica stop -s {escape(source)}`", soft_wrap=True, highlight=False)
     d.run_foreground(cfg, source, pid_file)
+    emit({"ok": True, "source": source, "daemon": False, "stopped": True, "from": started_at}, as_json)
 
 
 @replica_app.command("stop")
@@ -217,7 +224,9 @@ def replica_stop(
     """Stop a running replica cleanly; it resumes where it stopped on the next start."""
     from pgbaton.replica import daemon as d
 
-    message = d.stop(state.config(), source, pid_file, timeout)
+    cfg = state.config()
+    cfg.source(source)
+    message = d.stop(cfg, source, pid_file, timeout)
     if not emit({"ok": True, "source": source, "message": message}, as_json):
         out.print(escape(message), soft_wrap=True)
 
@@ -306,21 +315,10 @@ def replica_enable_tables(
                                       if res.tables else "no table to enable"))
 
 
-def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise PgbatonError(f"{question} Rerun with --yes to confirm (no terminal to ask on).")
-    if state.json:  # a prompt would break the JSON on stdout
-        raise PgbatonError(f"{question} Rerun with --yes to confirm (--json does not ask).")
-    if not typer.confirm(question, default=False):
-        raise typer.Exit(1)
-
-
 @replica_app.command("detach")
 def replica_detach(
     source: Annotated[str, typer.Option("--source", "-s", help="Source name.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     foreign_keys: Annotated[bool, typer.Option("--foreign-keys/--no-foreign-keys",
                                                help="Create the source's foreign keys (reads the source).")] = True,
     as_json: JsonOpt = False,
@@ -330,7 +328,7 @@ def replica_detach(
 
     cfg = state.config()
     cfg.source(source)
-    _confirm(f"Detach source {source}? Its replica ends for good and pgbaton's objects for it are removed.", yes)
+    confirm(f"Detach source {source}? Its replica ends for good and pgbaton's objects for it are removed.", yes)
     res = detach(cfg, source, foreign_keys=foreign_keys)
     if emit(summary(res), as_json):
         return
@@ -347,7 +345,7 @@ def replica_detach(
 def source_drop(
     name: Annotated[str, typer.Argument(help="Source name.")],
     drop_tables: Annotated[bool, typer.Option("--drop-tables", help="Drop its target tables too.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove a source from the catalog: its log, batches, table list and errors (safe to rerun)."""
@@ -355,7 +353,7 @@ def source_drop(
 
     cfg = state.config()
     cfg.source(name)
-    _confirm(f"Remove source {name} from the catalog{' and drop its target tables' if drop_tables else ''}?", yes)
+    confirm(f"Remove source {name} from the catalog{' and drop its target tables' if drop_tables else ''}?", yes)
     done = drop_source(cfg, name, drop_tables=drop_tables)
     if emit({"ok": True, "source": name, "removed": done, "tables_dropped": drop_tables and done}, as_json):
         return

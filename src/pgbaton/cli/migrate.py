@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from pgbaton.cli.context import JsonOpt, YesOpt, confirm, daemon_pid, state
+from pgbaton.cli.output import err, print_json
 from pgbaton.config import Config
+from pgbaton.migrate.model import DbStatus
 
 app = typer.Typer(no_args_is_help=True, help="PostgreSQL -> PostgreSQL migration by logical replication.")
 
 NameArg = Annotated[str, typer.Argument(help="Migration name from the configuration (migrations: NAME).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _config() -> Config:
-    from pgbaton.cli.main import state  # late: cli.main mounts this module
-
     return state.config()
 
 
 def _json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+    print_json(data)
 
 
 @app.command("check")
@@ -63,12 +63,11 @@ def start_cmd(
 ) -> None:
     """Copy the schema and set up publication, slot and subscription per database (safe to rerun)."""
     from pgbaton.migrate.execute import start
-    from pgbaton.migrate.status import wait_synced
 
     cfg = _config()
     res = start(cfg, name)
     if wait:
-        wait_synced(cfg, name)
+        _wait_with_progress(cfg, name, show=not as_json or state.verbose)
     keep = (f"keep `pgbaton migrate run {name}` running until `migrate finish {name}` (`--daemon` runs it in "
             "the background; `start --follow` in the foreground): it adds the tables that replicated DDL creates "
             "to the subscription (else their rows are not copied until a switch) and repairs the streams")
@@ -81,6 +80,55 @@ def start_cmd(
             typer.echo(f"note: {keep}")
     if follow:
         _keep_running(cfg, name, 2.0)
+
+
+def progress_line(rows: list[DbStatus]) -> str:
+    """One line of ``migrate start --wait``'s progress: per database its state and tables synced."""
+    return ", ".join(f"{r.database} {r.state.value} {r.tables_synced}/{r.tables_total}"
+                     + (f" lag {r.lag_bytes:,} B" if r.lag_bytes else "") for r in rows)
+
+
+def _wait_with_progress(cfg: Config, name: str, show: bool, every: float = 2.0) -> None:
+    """``wait_synced``, with a progress line on stderr every ``every`` seconds when it changed."""
+    import threading
+
+    from pgbaton.errors import PgbatonError
+    from pgbaton.migrate.status import status, wait_synced
+
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def waiter() -> None:
+        try:
+            wait_synced(cfg, name)
+        except BaseException as exc:  # noqa: B036 - handed to the main thread, raised there
+            failure.append(exc)
+        finally:
+            done.set()
+
+    started = time.monotonic()
+    timeout = cfg.migration(name).options.sync_timeout_seconds
+    if show:
+        err.print(f"migration {name}: waiting until every table is synced and caught up (at most {timeout:.0f} s)",
+                  soft_wrap=True, highlight=False)
+    threading.Thread(target=waiter, name=f"wait-synced-{name}", daemon=True).start()
+    last = ""
+    while not done.wait(every):
+        if not show:
+            continue
+        try:
+            line = progress_line(status(cfg, name))
+        except PgbatonError as exc:
+            line = f"status not readable: {exc}"
+        if line != last:
+            err.print(f"  {time.monotonic() - started:5.0f} s  {line}", soft_wrap=True, highlight=False,
+                      markup=False)
+            last = line
+    if failure:
+        raise failure[0]
+    if show:
+        err.print(f"migration {name}: every table synced and caught up after {time.monotonic() - started:.1f} s",
+                  soft_wrap=True, highlight=False)
 
 
 def _keep_running(cfg: Config, name: str, interval: float, pid_file: Path | None = None) -> None:
@@ -128,18 +176,22 @@ def run_cmd(
             typer.echo("\n".join(done) if done else "all well")
         return
     if daemon:
-        import logging
-
-        from pgbaton.cli.main import setup_logging, state
+        from pgbaton.cli.output import setup_logging
         from pgbaton.replica.daemon import detach
 
         pid_path = pid_file or _pid_file(name)
-        level = logging.DEBUG if state.debug else getattr(logging, cfg.log_level.upper())
+        level = state.file_log_level(cfg)
         detach(pid_path, log_file, lambda p: setup_logging(level, path=p),
                lambda p: _keep_running(cfg, name, interval, p), f"migration {name}")
-        typer.echo(f"migration {name}: running in the background (pid file {pid_path})")
+        if as_json:
+            _json({"ok": True, "migration": name, "daemon": True, "pid": daemon_pid(pid_path),
+                   "pid_file": str(pid_path), "log_file": str(log_file or pid_path.with_suffix(".log"))})
+        else:
+            typer.echo(f"migration {name}: running in the background (pid file {pid_path})")
         return
     _keep_running(cfg, name, interval, pid_file)
+    if as_json:
+        _json({"ok": True, "migration": name, "daemon": False, "stopped": True})
 
 
 def _pid_file(name: str) -> Path:
@@ -153,25 +205,35 @@ def stop_cmd(
     name: NameArg,
     pid_file: Annotated[Path | None, typer.Option(help="PID file given to `migrate run`.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Stop a `migrate run` started with --daemon (the streams go on; only the repairs pause)."""
     from pgbaton.replica.daemon import stop_pid
 
     _config().migration(name)
-    typer.echo(stop_pid(pid_file or _pid_file(name), f"migration {name} run", timeout))
+    message = stop_pid(pid_file or _pid_file(name), f"migration {name} run", timeout)
+    if as_json:
+        _json({"ok": True, "migration": name, "message": message})
+    else:
+        typer.echo(message)
 
 
 @app.command("status")
 def status_cmd(name: NameArg, as_json: JsonOpt = False) -> None:
     """Per database: the stream running now (forward; reverse after a switchover), state, tables, lag."""
-    from pgbaton.migrate.status import migration_state, status
+    from pgbaton.migrate.status import migration_state, status, switch_history
 
     rows = [r.as_dict() for r in status(_config(), name)]
-    state = migration_state(_config(), name)
+    current = migration_state(_config(), name)
+    switches = switch_history(_config(), name)
     if as_json:
-        _json({"migration": name, "state": state, "databases": rows})
+        _json({"migration": name, "state": current, "databases": rows, "switches": switches})
         return
-    typer.echo(f"migration {name}: {state}")
+    typer.echo(f"migration {name}: {current}")
+    if switches:
+        last = switches[-1]
+        typer.echo(f"last switch: {last['direction']} {last['outcome']}, ended {last['ended_at'] or '-'}, paused "
+                   + ("-" if last["paused_seconds"] is None else f"{last['paused_seconds']:.3f} s"))
     for r in rows:
         lag_s = "-" if r["lag_seconds"] is None else f"{r['lag_seconds']:.3f} s"
         lag_b = "-" if r["lag_bytes"] is None else f"{r['lag_bytes']} B"
@@ -198,18 +260,20 @@ def _report_switch(name: str, run: Any, direction: str, as_json: bool) -> None:
     from pgbaton.errors import PgbatonError
     from pgbaton.migrate.switch_exec import SwitchFailed, SwitchResult
 
-    error: str | None = None
+    error: PgbatonError | None = None
     try:
         res = run()
     except SwitchFailed as exc:
-        res, error = exc.result, str(exc)
+        res, error = exc.result, exc
     except PgbatonError as exc:
         if not as_json:
             raise
-        res, error = SwitchResult(name, switched=False, direction=direction, reasons=[str(exc)]), str(exc)
+        res, error = SwitchResult(name, switched=False, direction=direction, reasons=[str(exc)]), exc
     done = "switched over" if res.direction == "switchover" else "switched back"
     if as_json:
-        _json({**res.as_dict(), "error": error})
+        # the error document's keys (ok, error, type) beside the switch's outcome
+        _json({"ok": res.switched, **res.as_dict(), "error": str(error) if error else None,
+               "type": type(error).__name__ if error else None})
     elif res.switched:
         typer.echo(f"migration {name}: {done}" + (f" ({', '.join(res.steps)})" if res.steps else "")
                    + (f"; clients paused {res.paused_seconds:.3f} s" if res.paused_seconds is not None else ""))
@@ -247,15 +311,16 @@ def switchback_cmd(name: NameArg, cancel_at_deadline: CancelOpt = False, as_json
 @app.command("finish")
 def finish_cmd(
     name: NameArg,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+    yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """End the migration: drop every slot, publication and subscription on both sides and the catalog rows."""
     from pgbaton.migrate.finish import finish
 
-    if not yes:
-        typer.confirm(f"end migration {name} for good (no replication either way afterwards)?", abort=True)
-    done = finish(_config(), name)
+    cfg = _config()
+    cfg.migration(name)
+    confirm(f"End migration {name} for good (no replication either way afterwards)?", yes)
+    done = finish(cfg, name)
     if as_json:
         _json({"migration": name, "removed": done})
         return
@@ -265,15 +330,16 @@ def finish_cmd(
 @app.command("abort")
 def abort_cmd(
     name: NameArg,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+    yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Undo `start`: drop slots, publications, subscriptions and the target databases pgbaton created."""
     from pgbaton.migrate.execute import abort
 
-    if not yes:
-        typer.confirm(f"drop everything migration {name} created, including target databases?", abort=True)
-    done = abort(_config(), name)
+    cfg = _config()
+    cfg.migration(name)
+    confirm(f"Drop everything migration {name} created, including target databases?", yes)
+    done = abort(cfg, name)
     if as_json:
         _json({"migration": name, "removed": done})
         return

@@ -59,7 +59,9 @@ def metrics_show(as_json: JsonOpt = False) -> None:
     snap = take(cfg)
     if as_json:
         failed = "; ".join(f"{part}: {why}" for part, why in snap.errors.items()) or None
-        emit({"ok": not snap.errors, "error": failed, **snap.as_dict()}, True)
+        # a part not read is a failure document's ok/error/type, with what was read beside it
+        emit({"ok": not snap.errors, "error": failed, "type": "PartsNotRead" if failed else None,
+              **snap.as_dict()}, True)
     else:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(PgbatonCollector(lambda: snap))

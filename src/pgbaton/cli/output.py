@@ -180,9 +180,14 @@ def command_path(argv: list[str]) -> tuple[str, ...]:
 
 
 def is_long_running(argv: list[str]) -> bool:
+    """Whether the command runs in the foreground until stopped (``--daemon`` returns at once,
+    ``--once`` after one pass: both are one-shot commands for the one who typed them)."""
     path = command_path(argv)
     if path[:1] == ("serve",):
         return True
     if path == ("migrate", "start"):
         return "--follow" in argv
+    words = set(argv[:argv.index("--")] if "--" in argv else argv)
+    if words & {"--daemon", "-d", "--once"}:
+        return False
     return path in LONG_RUNNING
