@@ -95,7 +95,9 @@ def test_start_streams_three_databases_then_abort_leaves_nothing(
     writer.start()  # writes from before `start` until after the initial copy
     try:
         first = execute.start(m.config, m.name)
-        assert all(steps[-1] == "create_subscription" for steps in first.steps.values())
+        # a copy that does not fit beside the others (the sandbox's PostgreSQL 18 has 10 origins) is queued
+        assert all(steps[-1] == "create_subscription" or steps[-2:] == ["create_subscription", "queued"]
+                   for steps in first.steps.values()), first.steps
         assert first.steps[m.databases[0]][:2] == ["install_ddl_capture_source", "set_replica_identity"]
         _write(m, 30)
         wait_synced(m.config, m.name, timeout=40)

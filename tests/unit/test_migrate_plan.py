@@ -44,16 +44,22 @@ def test_target_wal_level_only_warns_because_it_serves_the_reverse_stream() -> N
 
 
 def test_slots_are_counted_per_database_plus_those_in_use() -> None:
+    # a stream per database and at least one table copy (its own slot): 2 in use + 1 + 1
     tight = replace(CLUSTER, max_replication_slots=3, used_replication_slots=2)
     v = preflight(facts(source=tight))
-    assert by_item(v, "source.max_replication_slots") is Status.warn  # 3 = 2 in use + 1, no room for sync
-    two_dbs = PreflightFacts(tight, TARGET, (SourceDbFacts("a", True), SourceDbFacts("b", True)),
+    assert by_item(v, "source.max_replication_slots") is Status.fail  # 3 = 2 in use + the stream: no copy
+    v1 = preflight(facts(source=replace(tight, max_replication_slots=4)))
+    assert by_item(v1, "source.max_replication_slots") is Status.warn  # one table copy at a time, not 2
+    two_dbs = PreflightFacts(replace(tight, max_replication_slots=4), TARGET,
+                             (SourceDbFacts("a", True), SourceDbFacts("b", True)),
                              (TargetDbFacts("a", False), TargetDbFacts("b", False)))
-    v2 = preflight(two_dbs)
-    assert by_item(v2, "source.max_replication_slots") is Status.fail
-    # enough for the streams but not for parallel table sync: a warning
-    v3 = preflight(facts(source=replace(CLUSTER, max_replication_slots=2, used_replication_slots=1)))
-    assert by_item(v3, "source.max_replication_slots") is Status.warn
+    assert by_item(preflight(two_dbs), "source.max_replication_slots") is Status.fail
+    # enough for every stream and one database's table copies: start queues the other databases' copies
+    ten = PreflightFacts(replace(CLUSTER, max_replication_slots=12), TARGET,
+                         tuple(SourceDbFacts(f"d{i}", True) for i in range(10)),
+                         tuple(TargetDbFacts(f"d{i}", False) for i in range(10)))
+    (slots,) = [x for x in preflight(ten) if x.item == "source.max_replication_slots"]
+    assert slots.status is Status.ok and "1 of 10 database(s) copy at once" in slots.detail, slots
 
 
 def test_target_workers_fail_but_source_workers_only_warn() -> None:

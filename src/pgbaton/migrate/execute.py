@@ -10,12 +10,20 @@ from psycopg import sql
 
 from pgbaton.config import Config, MigrationConfig
 from pgbaton.errors import PgbatonError
-from pgbaton.migrate import ddl, plan, schema
+from pgbaton.migrate import ddl, pace, plan, schema
 from pgbaton.migrate.catalog import Catalog
 from pgbaton.migrate.lifecycle import Command, Event, State, admit
 from pgbaton.migrate.model import Step
 from pgbaton.migrate.names import object_name, sync_slot_pattern
-from pgbaton.migrate.probe import connect, database_exists, db_progress, preflight_facts, user_tables
+from pgbaton.migrate.probe import (
+    capacity,
+    connect,
+    database_exists,
+    db_progress,
+    preflight_facts,
+    subscription_row,
+    user_tables,
+)
 from pgbaton.migrate.steps import next_steps
 from pgbaton.migrate.streams import Side, drop_slots_on, reconcile_apply_role
 
@@ -60,16 +68,59 @@ def start(config: Config, name: str, *, skip_check: bool = False) -> StartResult
     return result
 
 
+@dataclass
+class _Copies:
+    """The initial copies ``set_up`` may still begin in this pass (``pace``)."""
+
+    free: int
+
+    def take(self) -> bool:
+        if self.free <= 0:
+            return False
+        self.free -= 1
+        return True
+
+
+def _copies(cfg: MigrationConfig, name: str, catalog: Catalog) -> _Copies:
+    allowed = pace.copies_at_once(capacity(cfg, name), len(cfg.databases))
+    copying = 0
+    for db in cfg.databases:
+        if database_exists(catalog.conn, db):
+            with connect(cfg.target, "target", db) as t:
+                row = subscription_row(t, object_name(name, db))
+            if row and row["enabled"] and int(row["synced"]) < int(row["total"]):  # type: ignore[call-overload]
+                copying += 1
+    return _Copies(pace.to_release(allowed, copying, len(cfg.databases)))
+
+
 def set_up(cfg: MigrationConfig, name: str, catalog: Catalog) -> StartResult:
     """What ``start`` does for every database, without the state change (``migrate run`` repairs
-    the forward stream with it in ``switched_back`` too); the caller holds the migration's lock."""
+    the forward stream with it in ``switched_back`` too); the caller holds the migration's lock.
+
+    Initial copies are paced (``pace``): a database whose copy does not fit yet gets its
+    subscription disabled (``queued``); a later pass enables it once others have finished."""
     result = StartResult()
+    copies = _copies(cfg, name, catalog)
     for db in cfg.databases:
         # the capture comes before the schema copy: DDL from then on is either in the dump or queued
         ddl_source = _ensure_capture(cfg, Side(cfg.source, "source"), db)
-        steps = next_steps(db_progress(cfg, name, db, catalog))
+        progress = db_progress(cfg, name, db, catalog)
+        steps = next_steps(progress)
         result.steps[db] = [s.value for s in steps]
         for step in steps:
+            if step is Step.create_subscription and not copies.take():
+                log.info("migration %s, database %s: create_subscription, queued (other copies first)", name, db)
+                _create_subscription(cfg, name, db, catalog, enabled=False)
+                result.steps[db].append("queued")
+                continue
+            if step is Step.enable_subscription and progress.queued:
+                if not copies.take():
+                    result.steps[db].remove(step.value)  # still waiting: nothing done
+                    continue
+                log.info("migration %s, database %s: its turn to copy", name, db)
+                _enable_subscription(cfg, name, db, catalog)
+                catalog.mark(db, queued=False)
+                continue
             log.info("migration %s, database %s: %s", name, db, step.value)
             _STEPS[step](cfg, name, db, catalog)
         if ddl_source and database_exists(catalog.conn, db) and catalog.databases()[db].schema_copied:
@@ -78,6 +129,24 @@ def set_up(cfg: MigrationConfig, name: str, catalog: Catalog) -> StartResult:
         if ddl_source == "installed":
             result.steps[db].insert(0, "install_ddl_capture_source")
     return result
+
+
+def release_queued(config: Config, name: str) -> list[str]:
+    """Begin the initial copies that ``start`` queued, as far as there is room now (``set_up``
+    does it; this is for a waiter without `migrate run`).  Nothing while another command holds
+    the migration (a `migrate run` pass does the same)."""
+    cfg = config.migration(name)
+    with connect(cfg.target, "target") as tconn:
+        catalog = Catalog(tconn, cfg.options.catalog_schema, name)
+        if not catalog.exists() or not catalog.lock():
+            return []
+        try:
+            if catalog.state() not in (State.started, State.streaming) or catalog.switch_steps():
+                return []
+            res = set_up(cfg, name, catalog)
+        finally:
+            catalog.unlock()
+    return [f"{db}: {step}" for db, taken in res.steps.items() for step in taken]
 
 
 def _ensure_capture(cfg: MigrationConfig, side: Side, db: str) -> str | None:
@@ -149,7 +218,7 @@ def _create_slot(cfg: MigrationConfig, name: str, db: str, catalog: Catalog) -> 
 
 
 def _create_subscription(cfg: MigrationConfig, name: str, db: str, catalog: Catalog, *,
-                         copy: bool = True) -> None:
+                         copy: bool = True, enabled: bool = True) -> None:
     obj = object_name(name, db)
     source = cfg.source.conninfo(db, obj, for_peer=True, what="source")
     src, tgt = Side(cfg.source, "source"), Side(cfg.target, "target")
@@ -160,9 +229,12 @@ def _create_subscription(cfg: MigrationConfig, name: str, db: str, catalog: Cata
         try:
             with connect(cfg.target, "target", db) as t:
                 # one statement outside any transaction block (autocommit)
+                if not enabled:
+                    catalog.mark(db, queued=True)  # first: a disabled subscription is then known as queued
                 t.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
-                                  "slot_name = {}, copy_data = {}, synchronous_commit = 'on')")
-                          .format(Ident(obj), sql.Literal(source), Ident(obj), sql.Literal(obj), sql.Literal(copy)))
+                                  "slot_name = {}, copy_data = {}, synchronous_commit = 'on', enabled = {})")
+                          .format(Ident(obj), sql.Literal(source), Ident(obj), sql.Literal(obj), sql.Literal(copy),
+                                  sql.Literal(enabled)))
             break
         except psycopg.errors.UndefinedTable:
             if attempt == 2 or not cfg.options.ddl_replication:

@@ -94,6 +94,7 @@ class DbState(StrEnum):
 
     not_started = "not_started"
     preparing = "preparing"
+    queued = "queued"        # set up; the initial copy waits until other databases' copies leave room
     copying = "copying"
     streaming = "streaming"
     stopped = "stopped"
@@ -116,6 +117,7 @@ class DbProgress:
     tables_total: int = 0
     tables_synced: int = 0
     worker_running: bool = False
+    queued: bool = False  # subscription made disabled by ``start``: its initial copy waits for room (``pace``)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pgbaton.config import NoKeyPolicy
+from pgbaton.migrate import pace
 from pgbaton.migrate.model import ClusterFacts, PreflightFacts, SourceDbFacts, Status, TargetDbFacts, Verdict
 
 OK, WARN, FAIL = Status.ok, Status.warn, Status.fail
@@ -12,8 +13,10 @@ def preflight(facts: PreflightFacts, no_key: NoKeyPolicy = NoKeyPolicy.replica_i
     """Every check of ``migrate check``; the migration may start only if none fails."""
     n = len(facts.source_dbs)
     out = [*_versions(facts.source, facts.target)]
-    out += _cluster("source", facts.source, n, publishes=True)
-    out += _cluster("target", facts.target, n, publishes=False)
+    # the table copies are the target's: its max_sync_workers_per_subscription counts on both sides
+    sync = facts.target.max_sync_workers_per_subscription
+    out += _cluster("source", facts.source, n, sync, publishes=True)
+    out += _cluster("target", facts.target, n, sync, publishes=False)
     for sdb, tdb in zip(facts.source_dbs, facts.target_dbs, strict=True):
         out += _database(sdb, tdb, facts.target, no_key)
     return out
@@ -30,7 +33,7 @@ def _versions(src: ClusterFacts, tgt: ClusterFacts) -> list[Verdict]:
                     + ("" if ok else ": the target must run the same or a newer major version"))]
 
 
-def _cluster(side: str, c: ClusterFacts, n: int, *, publishes: bool) -> list[Verdict]:
+def _cluster(side: str, c: ClusterFacts, n: int, sync: int, *, publishes: bool) -> list[Verdict]:
     """Settings one side needs: forward publishing on the source, and the reverse after switchover."""
     out: list[Verdict] = []
     if c.wal_level == "logical":
@@ -40,23 +43,28 @@ def _cluster(side: str, c: ClusterFacts, n: int, *, publishes: bool) -> list[Ver
         status = FAIL if publishes else WARN
         out.append(Verdict(f"{side}.wal_level", status, f"is {c.wal_level}; set wal_level = logical and restart"
                            + ("" if publishes else " (needed for the reverse stream after switchover)")))
-    sync = c.max_sync_workers_per_subscription
-    # slots and senders: one per database, plus table-sync slots during the initial copy
+    # the side that publishes now (the source): one slot and walsender per database, and the table
+    # copies of the databases copying at once (``pace``: start queues those that do not fit); the
+    # target publishes only the reverse stream after switchover, which copies nothing
     for item, have, used in (("max_replication_slots", c.max_replication_slots, c.used_replication_slots),
                              ("max_wal_senders", c.max_wal_senders, c.used_wal_senders)):
-        need, best = used + n, used + n * (1 + sync)
-        out.append(_enough(f"{side}.{item}", have, need, best, publishes,
-                           f"{used} in use, {n} database(s)"))
-    # workers of the side that subscribes: one apply worker per database (and up to ``sync`` table
-    # copies each); max_worker_processes counts the logical replication launcher on top
-    need_w, best_w = n, n * (1 + sync)
-    out.append(_enough(f"{side}.max_logical_replication_workers", c.max_logical_replication_workers,
-                       need_w, best_w, not publishes, f"{n} subscription(s)"))
-    out.append(_enough(f"{side}.max_worker_processes", c.max_worker_processes, need_w + 1, best_w + 1,
-                       not publishes, f"{n} subscription(s) and the launcher"))
-    if c.max_active_replication_origins is not None:  # 18+: each of those workers holds an origin
-        out.append(_enough(f"{side}.max_active_replication_origins", c.max_active_replication_origins,
-                           need_w, best_w, not publishes, f"{n} subscription(s)"))
+        if publishes:
+            out.append(_copies(f"{side}.{item}", have - used, n, sync, f"{used} in use, {n} database(s)"))
+        else:
+            out.append(_streams(f"{side}.{item}", have - used, n, f"{used} in use, {n} database(s)"))
+    # workers of the side that subscribes: one apply worker per database and the table copies of the
+    # databases copying; max_worker_processes counts the logical replication launcher on top; on
+    # PostgreSQL 18+ each of those workers holds a replication origin
+    limits = [("max_logical_replication_workers", c.max_logical_replication_workers, 0),
+              ("max_worker_processes", c.max_worker_processes, 1)]
+    if c.max_active_replication_origins is not None:
+        limits.append(("max_active_replication_origins", c.max_active_replication_origins, 0))
+    for item, have, extra in limits:
+        why = f"{n} subscription(s)" + (" and the launcher" if extra else "")
+        if publishes:  # the source subscribes only to the reverse stream, after switchover
+            out.append(_streams(f"{side}.{item}", have - extra, n, why, shown=have))
+        else:
+            out.append(_copies(f"{side}.{item}", have - extra, n, sync, why, shown=have, extra=extra))
     if c.is_superuser:
         out.append(Verdict(f"{side}.privileges", OK, "superuser"))
     else:
@@ -66,13 +74,33 @@ def _cluster(side: str, c: ClusterFacts, n: int, *, publishes: bool) -> list[Ver
     return out
 
 
-def _enough(item: str, have: int, need: int, best: int, now: bool, why: str) -> Verdict:
-    when = "" if now else " (for the reverse stream after switchover)"
-    if have >= best:
-        return Verdict(item, OK, f"{have} >= {best} ({why})")
-    if have >= need:
-        return Verdict(item, WARN, f"{have}: enough ({need}), but the initial copy runs faster with {best}{when}")
-    return Verdict(item, FAIL if now else WARN, f"{have} < {need} needed ({why}){when}")
+def _copies(item: str, room: int, n: int, sync: int, why: str, *, shown: int | None = None,
+            extra: int = 0) -> Verdict:
+    """A resource the initial copies share (``room``: the setting less what is in use or reserved):
+    every database's stream and one database's table copies at least; more lets more databases copy
+    at once (``start`` queues the others)."""
+    have = room if shown is None else shown
+    used = have - room
+    least, best = pace.needed(n, sync)
+    if room < n + 1:
+        return Verdict(item, FAIL, f"{have} < {used + n + 1} needed ({why}: a stream each and a table copy)")
+    if room < least:
+        return Verdict(item, WARN, f"{have}: enough for the streams and {room - n} table copy(ies) at a time, "
+                       f"fewer than max_sync_workers_per_subscription ({sync}): copies that find no room fail "
+                       f"and are retried; {used + least} lets a database copy {sync} tables at once")
+    at_once = min(n, (room - n) // max(1, sync))
+    more = "" if at_once >= n else f"; the others are queued by start ({used + best} copies all at once)"
+    return Verdict(item, OK, f"{have} >= {used + least} ({why}): {at_once} of {n} database(s) copy at once"
+                   + more)
+
+
+def _streams(item: str, room: int, n: int, why: str, *, shown: int | None = None) -> Verdict:
+    """A resource the reverse stream needs after switchover: one per database, no copies."""
+    have = room if shown is None else shown
+    used = have - room
+    if room >= n:
+        return Verdict(item, OK, f"{have} >= {used + n} ({why})")
+    return Verdict(item, WARN, f"{have} < {used + n} needed ({why}) (for the reverse stream after switchover)")
 
 
 def _database(sdb: SourceDbFacts, tdb: TargetDbFacts, target: ClusterFacts, no_key: NoKeyPolicy) -> list[Verdict]:

@@ -12,7 +12,8 @@ from pgbaton.errors import PgbatonError
 from pgbaton.migrate import sqlfiles
 from pgbaton.migrate.catalog import Catalog
 from pgbaton.migrate.model import ClusterFacts, DbProgress, PreflightFacts, SourceDbFacts, TargetDbFacts
-from pgbaton.migrate.names import object_name
+from pgbaton.migrate.names import object_name, sync_slot_pattern
+from pgbaton.migrate.pace import Capacity, Limit
 
 NO_CAPTURE = "-c pgbaton.ddl_capture=off"
 
@@ -93,6 +94,37 @@ def preflight_facts(cfg: MigrationConfig, name: str) -> PreflightFacts:
         tuple(target_db_facts(cfg, db, db in records and records[db].created_db) for db in cfg.databases))
 
 
+def capacity(cfg: MigrationConfig, name: str) -> Capacity:
+    """The limits the initial copies share (``pace``), each with what others than this migration use."""
+    objs = [object_name(name, db) for db in cfg.databases]
+    with connect(cfg.target, "target") as t:
+        subids = [int(r[0]) for r in t.execute("SELECT oid FROM pg_subscription WHERE subname = ANY(%s)",
+                                               (objs,)).fetchall()]
+        sync = [sync_slot_pattern(i) for i in subids]
+        row = t.execute(
+            "SELECT current_setting('max_logical_replication_workers')::int, "
+            "current_setting('max_active_replication_origins', true)::int, "
+            "current_setting('max_sync_workers_per_subscription')::int, "
+            "(SELECT count(*) FILTER (WHERE subid <> ALL(%s)) FROM pg_stat_subscription WHERE pid IS NOT NULL)::int",
+            (subids,)).fetchone()
+    with connect(cfg.source, "source") as s:
+        srow = s.execute(
+            "SELECT current_setting('max_replication_slots')::int, "
+            "(SELECT count(*) FROM pg_replication_slots WHERE NOT (slot_name = ANY(%(objs)s) "
+            "   OR slot_name LIKE ANY(%(sync)s)))::int, "
+            "current_setting('max_wal_senders')::int, "
+            "(SELECT count(*) FROM pg_stat_replication WHERE NOT (coalesce(application_name, '') = ANY(%(objs)s) "
+            "   OR coalesce(application_name, '') LIKE ANY(%(sync)s)))::int",
+            {"objs": objs, "sync": sync}).fetchone()
+    assert row is not None and srow is not None
+    limits = [Limit("source.max_replication_slots", srow[0], srow[1]),
+              Limit("source.max_wal_senders", srow[2], srow[3]),
+              Limit("target.max_logical_replication_workers", row[0], row[3])]
+    if row[1] is not None:  # PostgreSQL 18+: each of those workers holds an origin
+        limits.append(Limit("target.max_active_replication_origins", row[1], row[3]))
+    return Capacity(tuple(limits), row[2])
+
+
 def slot_exists(src: psycopg.Connection, slot: str) -> bool:
     return src.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone() is not None
 
@@ -121,4 +153,4 @@ def db_progress(cfg: MigrationConfig, name: str, dbname: str, catalog: Catalog) 
         dbname, tgt_exists, bool(rec and rec.created_db), bool(rec and rec.schema_copied), need, pub, slot,
         sub is not None, bool(sub and sub["enabled"]), bool(rec and rec.subscribed),
         int(sub["total"]) if sub else 0, int(sub["synced"]) if sub else 0,  # type: ignore[call-overload]
-        bool(sub and sub["worker_running"]))
+        bool(sub and sub["worker_running"]), queued=bool(rec and rec.queued))

@@ -26,7 +26,7 @@ def next_steps(p: DbProgress) -> list[Step]:
         steps.append(Step.create_publication)
     if not p.slot_exists and not p.subscription_exists and not p.subscribed:
         steps.append(Step.create_slot)
-    if not p.subscription_exists and p.subscribed:
+    if not p.subscription_exists and p.subscribed and not p.queued:
         # the rows were copied once: copying again would clash; only the slot's stream can resume
         steps.append(Step.reattach_subscription if p.slot_exists else Step.refuse_lost_slot)
     elif not p.subscription_exists:
@@ -42,7 +42,7 @@ def db_state(p: DbProgress) -> DbState:
         return DbState.preparing if (p.target_db_exists and p.created_db) or p.publication_exists \
             else DbState.not_started
     if not p.subscription_enabled:
-        return DbState.stopped
+        return DbState.queued if p.queued else DbState.stopped
     if p.tables_total and p.tables_synced < p.tables_total:
         return DbState.copying
     return DbState.streaming if p.worker_running else DbState.stopped

@@ -22,6 +22,10 @@ CREATE TABLE IF NOT EXISTS {schema}.migration_database (
     PRIMARY KEY (migration, dbname)
 );
 
+-- queued: the subscription was made disabled, its initial copy waits until the copies of other
+-- databases leave room for it (slots, walsenders, workers: pgbaton/migrate/pace.py)
+ALTER TABLE {schema}.migration_database ADD COLUMN IF NOT EXISTS queued boolean NOT NULL DEFAULT false;
+
 -- tables whose replica identity pgbaton changed on the source, to restore on abort
 CREATE TABLE IF NOT EXISTS {schema}.replica_identity (
     migration   text NOT NULL,
