@@ -108,3 +108,47 @@ def test_database_mapped_onto_the_catalog_schema_is_refused() -> None:
                                     "two": {"databases": {"b": "app"}, "server_id": 2}}})
     ok = _parse({**base, "sources": {"one": {"databases": {"a": "app", "b": "app"}}}})
     assert ok.sources["one"].databases == {"a": "app", "b": "app"}
+
+
+def test_example_configuration_loads_and_documents_every_key() -> None:
+    """docs/config.example.yaml loads with the config model, names every key of every section
+    (set or in a comment), and the values it gives the observe: section are the defaults."""
+    import re
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    from pgbaton.config import Config, ObserveConfig
+
+    example = Path(__file__).parents[2] / "docs" / "config.example.yaml"
+    text = example.read_text(encoding="utf-8")
+    cfg = load_config(example)
+
+    def models(tp: object) -> list[type[BaseModel]]:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return [tp]
+        return [m for arg in get_args(tp) for m in models(arg)]
+
+    seen: set[type[BaseModel]] = set()
+    todo: list[type[BaseModel]] = [Config]
+    missing = []
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            if not re.search(rf"(^|[\s{{,#]){name}:", text, re.MULTILINE):
+                missing.append(f"{model.__name__}.{name}")
+            todo += models(field.annotation)
+    assert not missing, f"keys not in docs/config.example.yaml: {missing}"
+
+    defaults = ObserveConfig.model_validate({})
+    for key in ("host", "port", "sample_seconds", "history_seconds"):
+        assert getattr(cfg.observe, key) == getattr(defaults, key), key
+    assert cfg.observe.token_env == "PGBATON_OBSERVE_TOKEN" and cfg.observe.token_file is None
+    assert sorted(cfg.observe.ha_nodes) == ["node1", "node2"] and cfg.observe.ha_resource == "pgsql"
+    assert cfg.observe.ha_nodes["node1"].password_env == "PG_MONITOR_PW"
+    switch = cfg.migrations["to18"].switch
+    for key in ("timeout_seconds", "pause_timeout_seconds", "max_lag_bytes"):
+        assert getattr(switch, key) == type(switch).model_fields[key].default, key
