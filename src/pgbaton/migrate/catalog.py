@@ -20,6 +20,7 @@ class DbRecord:
     created_db: bool
     schema_copied: bool
     subscribed: bool
+    queued: bool = False
 
 
 class Catalog:
@@ -52,10 +53,10 @@ class Catalog:
     def databases(self) -> dict[str, DbRecord]:
         if not self.exists():
             return {}
-        rows = self.conn.execute(sql.SQL("SELECT dbname, created_db, schema_copied, subscribed FROM {} "
+        rows = self.conn.execute(sql.SQL("SELECT dbname, created_db, schema_copied, subscribed, queued FROM {} "
                                          "WHERE migration = %s")
                                  .format(self._t("migration_database")), (self.migration,)).fetchall()
-        return {r[0]: DbRecord(r[0], r[1], r[2], r[3]) for r in rows}
+        return {r[0]: DbRecord(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
     def mark(self, dbname: str, **flags: bool) -> None:
         sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in flags)
@@ -131,11 +132,18 @@ class Catalog:
         return {r[0]: (r[1], r[2]) for r in rows}
 
     def record_step(self, action: str, state: str, detail: Any = None) -> None:
-        self.conn.execute(sql.SQL("INSERT INTO {} (migration, action, state, detail) VALUES (%s, %s, %s, %s) "
+        self.record_steps([(action, state, detail)])
+
+    def record_steps(self, steps: list[tuple[str, str, Any]]) -> None:
+        """Several step records (of different actions) in one statement: together or none."""
+        values = sql.SQL(", ").join(sql.SQL("(%s, %s, %s, %s)") for _ in steps)
+        params: list[Any] = []
+        for action, state, detail in steps:
+            params += [self.migration, action, state, Jsonb(detail) if detail is not None else None]
+        self.conn.execute(sql.SQL("INSERT INTO {} (migration, action, state, detail) VALUES {} "
                                   "ON CONFLICT (migration, action) DO UPDATE SET state = EXCLUDED.state, "
                                   "detail = coalesce(EXCLUDED.detail, {}.detail), updated_at = now()")
-                          .format(self._t("switchover_step"), sql.Identifier("switchover_step")),
-                          (self.migration, action, state, Jsonb(detail) if detail is not None else None))
+                          .format(self._t("switchover_step"), values, sql.Identifier("switchover_step")), params)
 
     def clear_steps(self) -> None:
         self.conn.execute(sql.SQL("DELETE FROM {} WHERE migration = %s").format(self._t("switchover_step")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from psycopg.rows import dict_row
 
@@ -66,8 +67,20 @@ def migration_state(config: Config, name: str) -> str:
         return Catalog(t, cfg.options.catalog_schema, name).state().value
 
 
+def switch_history(config: Config, name: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The migration's last ``limit`` switches, oldest first: direction, started_at, ended_at,
+    paused_seconds, outcome (running, complete, rolled_back, cancelled), reason, and per database
+    the seconds of each step."""
+    cfg = config.migration(name)
+    with connect(cfg.target, "target") as t:
+        catalog = Catalog(t, cfg.options.catalog_schema, name)
+        return catalog.switch_history(limit) if catalog.exists() else []
+
+
 def wait_synced(config: Config, name: str, timeout: float | None = None) -> None:
     """Until every table is synced and the subscriber has applied the publisher's WAL position read now.
+
+    Copies that ``start`` queued (``pace``) are begun here as room frees, as `migrate run` does.
 
     Before a switchover: the target and the source; after it, the reverse stream (source and target).
     """
@@ -76,6 +89,10 @@ def wait_synced(config: Config, name: str, timeout: float | None = None) -> None
     targets: dict[str, str] = {}
     while True:
         rows = status(config, name)
+        if any(r.state is DbState.queued for r in rows):
+            from pgbaton.migrate.execute import release_queued  # their copies, as room frees
+
+            release_queued(config, name)
         pending = [r for r in rows if r.state is not DbState.streaming]
         if not pending:
             for r in rows:

@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -89,6 +89,10 @@ class _Run:
     paused_at: float | None = None   # PAUSE began (monotonic)
     resumed_at: float | None = None  # RESUME, on either side
     history_id: int | None = None  # this switch's row of the switch history
+    pool: ThreadPoolExecutor | None = None  # the threads of ``_each_db``
+    # per database, ``tablesync.signature`` of ``old`` when the check before the pause found every
+    # table synced: the same signature inside the pause spares the full check
+    tables_seen: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def paused_seconds(self) -> float | None:
         if self.paused_at is None or self.resumed_at is None:
@@ -116,6 +120,9 @@ class _Run:
                 if name == side.name and not (c.closed or c.broken)]
 
     def close_sessions(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
         for conn in self.sessions.values():
             try:
                 conn.close()
@@ -124,8 +131,14 @@ class _Run:
         self.sessions.clear()
 
     def record(self, action: str, state: str, detail: Any = None) -> None:
-        self.catalog.record_step(self.leg.record_prefix + action, state, detail)
-        self.recorded[action] = (state, detail)
+        self.record_many([(action, state, detail)])
+
+    def record_many(self, steps: list[tuple[str, str, Any]]) -> None:
+        """Step records in one round trip (a step's ``done`` with the next one's ``started``: nothing
+        happens between the two, so a crash finds both or neither)."""
+        self.catalog.record_steps([(self.leg.record_prefix + a, st, d) for a, st, d in steps])
+        for a, st, d in steps:
+            self.recorded[a] = (st, d)
 
 
 def _leg_records(all_steps: dict[str, tuple[str, Any]], leg: Leg) -> dict[str, tuple[str, Any]]:
@@ -150,8 +163,10 @@ def _each_db(r: _Run, fn: Callable[[str], T]) -> dict[str, T]:
 
     if len(r.dbs) == 1:
         return {r.dbs[0]: timed(r.dbs[0])}
-    with ThreadPoolExecutor(max_workers=min(len(r.dbs), 16), thread_name_prefix="pgbaton-switch") as pool:
-        futures = {db: pool.submit(timed, db) for db in r.dbs}
+    if r.pool is None:  # one pool for the whole switch: no threads to start inside the pause
+        r.pool = ThreadPoolExecutor(max_workers=min(len(r.dbs), 16), thread_name_prefix="pgbaton-switch")
+    futures = {db: r.pool.submit(timed, db) for db in r.dbs}
+    wait(futures.values())
     return {db: f.result() for db, f in futures.items()}
 
 
@@ -229,12 +244,15 @@ def _wait_applied(r: _Run) -> None:
     pending = dict(r.lsn)
     s = r.session(r.leg.old)
     while pending:
-        for db, lsn in list(pending.items()):
-            row = s.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
-                            "WHERE slot_name = %s", (lsn, object_name(r.name, db, r.leg.stream))).fetchone()
-            if row is None:
+        slots = {object_name(r.name, db, r.leg.stream): db for db in pending}
+        applied: dict[str, bool] = dict(s.execute(
+            "SELECT s.slot_name, s.confirmed_flush_lsn >= w.lsn::pg_lsn FROM pg_replication_slots s "
+            "JOIN unnest(%s::text[], %s::text[]) AS w (slot, lsn) ON w.slot = s.slot_name",
+            (list(slots), [pending[db] for db in slots.values()])).fetchall())
+        for slot, db in slots.items():
+            if slot not in applied:
                 raise PgbatonError(f"database {db}: the slot of the {r.leg.old.name} is gone")
-            if row[0]:
+            if applied[slot]:
                 del pending[db]
         if pending and time.monotonic() > deadline:
             raise PgbatonError(f"the {r.leg.new.name} did not apply up to the {r.leg.old.name} position within "
@@ -248,6 +266,10 @@ def _sync_tables(r: _Run) -> dict[str, dict[str, object]]:
     ``new`` (a table created by replicated DDL just before the switch is added and copied now) and
     every DDL entry is applied; bounded by switch.timeout_seconds, else the switch rolls back."""
     def check(db: str) -> dict[str, object]:
+        seen = r.tables_seen.get(db)
+        if seen is not None and seen == tablesync.signature(r.session(r.leg.old, db)):
+            # complete at the check before the pause, and no table came or went on ``old`` since
+            return {"added": [], "unchanged_since_check": True}
         return tablesync.complete(r.leg.old, r.leg.new, db, object_name(r.name, db, r.leg.stream),
                                   r.cfg.switch.timeout_seconds,
                                   conns=(r.session(r.leg.old, db), r.session(r.leg.new, db)))
@@ -280,9 +302,17 @@ def _create_back(r: _Run) -> None:
                                                         conn=r.session(r.leg.new, db)))
 
 
+# after RESUME the clients' first transactions open new server connections on ``new``; the stream
+# back (a walsender and an apply worker per database, started side by side) waits this long so that
+# it does not compete with them for the CPU; its slots hold every change meanwhile
+RESUME_GRACE_SECONDS = float(os.environ.get("PGBATON_RESUME_GRACE", "0.3"))
+
+
 def _open_back(r: _Run) -> None:
     """After the clients resumed: the subscriptions of the stream back on ``old`` (frozen), reading
     the slots from where they were created (nothing is missed; they only start later)."""
+    if r.resumed_at is not None:
+        time.sleep(max(0.0, r.resumed_at + RESUME_GRACE_SECONDS - time.monotonic()))
     origin_none = streams.major(r.leg.old) >= 16
 
     def create(db: str) -> None:
@@ -521,16 +551,23 @@ def _carry_out(r: _Run, res: SwitchResult, state: State, fail_at: Action | None)
 def _tables_ready(r: _Run) -> Decision:
     """Before the pause: tables created by replicated DDL are added to the stream's subscription
     now, so that their copy is done while the clients still run (the pause checks again)."""
-    reasons: list[str] = []
-    for db in r.dbs:
+    def check(db: str) -> str | None:
         obj = object_name(r.name, db, r.leg.stream)
-        state = tablesync.observe(r.leg.old, r.leg.new, db, obj)
+        old, new = r.session(r.leg.old, db), r.session(r.leg.new, db)
+        seen = tablesync.signature(old)  # first: a table made after it changes it
+        state = tablesync.observe(r.leg.old, r.leg.new, db, obj, (old, new))
         if state.refresh:
-            tablesync.refresh(r.leg.new, db, obj)
+            tablesync.refresh(r.leg.new, db, obj, new)
         if state.refresh or state.waiting or state.absent:  # DDL still behind is only lag
-            reasons.append(f"{db}: {state.describe()}"
-                           + ("" if r.cfg.options.ddl_replication or not state.absent else
-                              f" (DDL replication is off: create them on the {r.leg.new.name})"))
+            r.tables_seen.pop(db, None)
+            return (f"{db}: {state.describe()}"
+                    + ("" if r.cfg.options.ddl_replication or not state.absent else
+                       f" (DDL replication is off: create them on the {r.leg.new.name})"))
+        r.tables_seen[db] = seen
+        return None
+
+    r.action = "check_tables"
+    reasons = [why for why in _each_db(r, check).values() if why]
     return Decision(not reasons, tuple(reasons))
 
 
@@ -548,9 +585,11 @@ def _fault(point: str) -> None:
 
 def _run_steps(r: _Run, todo: list[Action], res: SwitchResult, fail_at: Action | None) -> None:
     res.db_step_seconds = r.db_seconds
+    done: list[tuple[str, str, Any]] = []  # the last step's ``done``, recorded with the next ``started``
     for action in todo:
         r.action = action.value
-        r.record(action.value, "started")
+        r.record_many([*done, (action.value, "started", None)])
+        done = []
         log.info("migration %s: %s %s", r.name, r.leg.command, action.value)
         try:
             _fault(f"{r.leg.command}:{action.value}:before")
@@ -579,10 +618,14 @@ def _run_steps(r: _Run, todo: list[Action], res: SwitchResult, fail_at: Action |
         res.steps.append(action.value)
         if action is Action.record_state:
             continue  # recorded with the state itself (the step records were cleared with it)
-        r.record(action.value, "done", detail)
+        done = [(action.value, "done", detail)]
         if action is Action.point_switcher:
+            r.record_many(done)  # before RESUME: once recorded, a rerun finishes the switch, never undoes it
+            done = []
             r.switcher.resume(r.dbs)  # switched: a failure from here on is finished by a rerun
             r.resumed_at = time.monotonic()
             res.paused_seconds = r.paused_seconds()
             if r.history_id is not None:  # kept should a later step be interrupted
                 r.catalog.note_switch(r.history_id, paused_seconds=res.paused_seconds, databases=r.db_seconds)
+    if done:
+        r.record_many(done)

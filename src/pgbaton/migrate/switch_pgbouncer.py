@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -235,8 +236,18 @@ class PgBouncerSwitcher:
         threads = {db: threading.Thread(target=run, args=(db,), daemon=True, name=f"pgbaton-pause-{db}")
                    for db in dbs}
         try:
-            for db in dbs:
-                conns[db] = self._connect()
+            if len(dbs) > 1:  # the admin connections side by side: the clients run meanwhile
+                with ThreadPoolExecutor(max_workers=min(len(dbs), 16)) as pool:
+                    opened = {db: pool.submit(self._connect) for db in dbs}
+                try:
+                    for db, f in opened.items():
+                        conns[db] = f.result()
+                finally:  # one that failed: the others opened are closed below
+                    for db, f in opened.items():
+                        if db not in conns and f.exception() is None:
+                            f.result().close()
+            else:
+                conns.update({db: self._connect() for db in dbs})
             for t in threads.values():
                 t.start()
             _join(threads.values(), deadline)

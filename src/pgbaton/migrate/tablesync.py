@@ -30,6 +30,22 @@ _PRESENT = "SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(t) IS NOT NU
 _QUEUE = "SELECT node, id FROM pgbaton_ddl.queue"
 
 
+# the tables a FOR ALL TABLES publication takes (permanent tables outside the system schemas): a
+# table created, dropped or made logged changes the count or the sum of their oids
+_SIGNATURE = ("SELECT count(*), coalesce(sum(c.oid::int8), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+              "c.relnamespace WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' "
+              "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'")
+
+
+def signature(conn: psycopg.Connection) -> tuple[int, int]:
+    """What a publication FOR ALL TABLES of this database could take, in one cheap query: equal
+    before and after means no table came or went in between (a rename keeps the subscription's
+    table, which is known by its oid)."""
+    row = conn.execute(_SIGNATURE).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
 def _queue(conn: psycopg.Connection) -> set[tuple[str, int]]:
     row = conn.execute("SELECT to_regclass('pgbaton_ddl.queue') IS NOT NULL").fetchone()
     if not (row and row[0]):
