@@ -127,7 +127,20 @@ def _switch(load: Load, fn: Any, config: Config, name: str) -> dict[str, Any]:
     return {"switched": res.switched, "reasons": res.reasons,
             "longest_stall_ms": round(max(load.window, default=0) * 1000, 1),
             "paused_ms": round((res.paused_seconds or 0) * 1000, 1), "failed": len(load.failures) - failed_before,
-            "step_ms": {k: round(v * 1000, 1) for k, v in res.step_seconds.items()}}
+            "step_ms": {k: round(v * 1000, 1) for k, v in res.step_seconds.items()},
+            # per database and step, as the executor timed it: where the pause goes
+            "db_step_ms": {db: {k: round(v * 1000, 1) for k, v in steps.items()}
+                           for db, steps in res.db_step_seconds.items()}}
+
+
+def _profile(label: str, sw: dict[str, Any]) -> str:
+    """One line: each step's wall time, and the slowest / fastest database in it."""
+    parts = []
+    for step, ms in sw["step_ms"].items():
+        per_db = [d[step] for d in sw["db_step_ms"].values() if step in d]
+        spread = f" [{min(per_db):.0f}-{max(per_db):.0f}]" if per_db else ""
+        parts.append(f"{step} {ms:.0f}{spread}")
+    return f"  {label}: stall {sw['longest_stall_ms']:.0f} ms, paused {sw['paused_ms']:.0f} ms: " + ", ".join(parts)
 
 
 def _idle_tables(count: int) -> str:
@@ -201,6 +214,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="switchover + switchback pairs per size")
     ap.add_argument("--sync-workers", type=int, default=4, help="max_sync_workers_per_subscription")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--quiet", action="store_true", help="no JSON on stdout (only the summary lines)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="pgbaton-migbench-"))
     base.chmod(0o1777)
@@ -232,12 +246,16 @@ def main() -> None:
                   f"{r['initial_copy_s']} s: switchover stall {overs} ms (median {r['median_switchover_stall_ms']}), "
                   f"switchback stall {backs} ms (median {r['median_switchback_stall_ms']}), failed "
                   f"{r['failed_total']} of {r['transactions']}, all switched: {r['all_switched']}", flush=True)
+            for i, (o, b) in enumerate(zip(r["switchovers"], r["switchbacks"], strict=True)):
+                print(_profile(f"switchover {i + 1}", o), flush=True)
+                print(_profile(f"switchback {i + 1}", b), flush=True)
     finally:
         tgt.stop()
         src.stop()
         shutil.rmtree(base, ignore_errors=True)
     out = json.dumps(results, indent=2)
-    print(out)
+    if not args.quiet:
+        print(out)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(out)
