@@ -65,7 +65,7 @@ def apply_ddl_batch(conn: psycopg.Connection, cfg: Config, source: str, batch: B
     src = cfg.source(source)
     statement = batch.ddl or ""
     rows = _tracked(conn, source)
-    scope = Scope(frozenset(src.databases), batch.ddl_db, src.tables.wants)
+    scope = Scope(frozenset(src.databases), batch.ddl_db, src.tables.wants, mariadb=src.type == "mariadb")
     actions = translate_text(statement, {k: Tracked(r.table, r.state) for k, r in rows.items()}, scope)
     postgis = cat.has_postgis(conn)
     recopy = False

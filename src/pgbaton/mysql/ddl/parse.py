@@ -40,9 +40,10 @@ _PARTITION_DATA = {"DROP", "TRUNCATE", "EXCHANGE", "DISCARD", "IMPORT", "CONVERT
 _PARTITION_KEEP = {"ADD", "COALESCE", "REORGANIZE", "ANALYZE", "CHECK", "OPTIMIZE", "REBUILD", "REPAIR"}
 
 
-def parse(text: str) -> list[st.Statement]:
-    """Every statement in ``text`` (usually one)."""
-    tokens = tokenize(text)
+def parse(text: str, mariadb: bool | None = None) -> list[st.Statement]:
+    """Every statement in ``text`` (usually one), with the executable comments the
+    source runs (``mariadb``: its flavour, see ``tokens.unwrap_executable_comments``)."""
+    tokens = tokenize(text, mariadb)
     out: list[st.Statement] = []
     cur = Cursor(tokens)
     while cur.peek() is not None:

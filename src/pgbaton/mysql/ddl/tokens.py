@@ -36,8 +36,23 @@ _PUNCT = {TokenType.L_PAREN, TokenType.R_PAREN, TokenType.COMMA, TokenType.DOT, 
 MAX_SERVER_VERSION = 119999
 
 
-def unwrap_executable_comments(text: str) -> str:
-    """Replace ``/*!NNNNN body */`` and ``/*M!NNNNNN body */`` by `` body ``.
+def _runs(version: int, mariadb_only: bool, mariadb: bool | None) -> bool:
+    """Whether the source server runs an executable comment of this version.
+
+    MariaDB (seen on 10.11) skips the five-digit versions of MySQL 5.7 and later,
+    ``/*!50700`` to ``/*!99999`` (sakila's ``/*!50705 location GEOMETRY */``), and runs
+    the rest up to its own version; MySQL skips MariaDB's ``/*M!...*/``.  ``None``: the
+    flavour is not known, everything up to MAX_SERVER_VERSION runs."""
+    if version > MAX_SERVER_VERSION:
+        return False
+    if mariadb is True and not mariadb_only and 50700 <= version <= 99999:
+        return False
+    return not (mariadb is False and mariadb_only)
+
+
+def unwrap_executable_comments(text: str, mariadb: bool | None = None) -> str:
+    """Replace ``/*!NNNNN body */`` and ``/*M!NNNNNN body */`` by `` body `` where the
+    source runs them (``_runs``), else by a space.
 
     A character scan that skips quoted strings and names, so a ``/*!`` inside a
     string literal is left alone.  A comment for a server newer than the versions
@@ -71,7 +86,7 @@ def unwrap_executable_comments(text: str) -> str:
             if end < 0:
                 end = n
             version = int(text[digits:j]) if j > digits else 0
-            out.append(" " + text[j:end] + " " if version <= MAX_SERVER_VERSION else " ")
+            out.append(" " + text[j:end] + " " if _runs(version, text[i + 2] == "M", mariadb) else " ")
             i = end + 2
             continue
         out.append(ch)
@@ -79,10 +94,10 @@ def unwrap_executable_comments(text: str) -> str:
     return "".join(out)
 
 
-def tokenize(text: str) -> list[Token]:
+def tokenize(text: str, mariadb: bool | None = None) -> list[Token]:
     """The tokens of ``text``; raises DDLError for text that cannot be tokenized."""
     try:
-        raw = _TOKENIZER.tokenize(unwrap_executable_comments(text))
+        raw = _TOKENIZER.tokenize(unwrap_executable_comments(text, mariadb))
     except SqlglotError as exc:
         raise DDLError(f"cannot tokenize the statement: {str(exc)[:200]}") from None
     except (ValueError, IndexError, KeyError, RecursionError) as exc:
@@ -97,7 +112,7 @@ def tokenize(text: str) -> list[Token]:
         else:
             out.append(tok)
         if tok.token_type in _COMMANDS and i + 1 < len(raw) and raw[i + 1].token_type == TokenType.STRING:
-            out.extend(tokenize(raw[i + 1].text))
+            out.extend(tokenize(raw[i + 1].text, mariadb))
             i += 2
             continue
         i += 1

@@ -37,6 +37,7 @@ class Scope:
     databases: frozenset[str]                 # replicated MySQL databases
     default_db: str | None = None             # the session's database when the statement ran
     wants: Callable[[str, str], bool] = lambda db, t: True
+    mariadb: bool | None = None               # the source's flavour (which executable comments run)
 
 
 # -- actions -------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ def translate_text(text: str, tables: Mapping[Key, Tracked], scope: Scope) -> li
     """Parse and translate; anything not understood becomes a ``Fail`` naming the table
     when it can be guessed.  Raises nothing."""
     try:
-        stmts = parse(text)
+        stmts = parse(text, scope.mariadb)
     except DDLError as exc:
         return [_unparsed(text, str(exc), tables, scope)]
     except RecursionError:
