@@ -38,7 +38,7 @@ from pgbaton.config import Config, MySQLSourceConfig
 from pgbaton.errors import PgbatonError, SourceError, SourceUnavailable, is_transient
 from pgbaton.mysql.binlog import BinlogReader, ReaderThread
 from pgbaton.replica import catalog as cat
-from pgbaton.replica import fkeys
+from pgbaton.replica import fkeys, spatial
 from pgbaton.replica.ddl import apply_ddl_batch
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,8 @@ class Replica:
             ensure_log_table(conn, schema, name)
             discard_open_batches(conn, schema, name)
             fkeys.refresh(cfg, name, conn)
+            for t in spatial.request_recopies(conn, name):      # PostGIS added since init
+                log.warning("source %s: %s is copied again: PostGIS is in the target database now", name, t)
             cat.set_state(conn, name, "running", reader_pid=os.getpid(), reader_host=socket.gethostname())
             if self.restarts_to_record:
                 conn.execute("UPDATE sources SET restarts = restarts + %s WHERE name = %s",

@@ -42,3 +42,28 @@ def postgis_notes(conn: psycopg.Connection, tables: Sequence[MyTable]) -> list[s
            "install PostGIS on the target server (Debian: postgresql-15-postgis-3), CREATE EXTENSION postgis "
            f"in database {dbname}, then run replica init --force")
     return [f"{lost}; {how}"]
+
+
+def request_recopies(conn: psycopg.Connection, source: str) -> list[str]:
+    """At replica start: tables whose spatial columns were made ``bytea`` because PostGIS was
+    missing, now that the target has it, are re-copied (``replica.resync``) and come back
+    as ``geometry``; their stored values were WKB, the codecs would now write EWKB text.
+    The caller commits; returns the tables, ``db.table``."""
+    if not cat.has_postgis(conn):
+        return []
+    from pgbaton.replica import resync
+
+    found: list[str] = []
+    for e in cat.tables(conn, source, ("replicating",)):
+        spatial = {getattr(c, "target", None) or c.name for c in e.definition.columns
+                   if c.data_type.lower() in GEOMETRY_TYPES}
+        if not spatial:
+            continue
+        row = conn.execute(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = format('%%I.%%I', %s::text, %s::text)::regclass "
+            "AND attname = ANY(%s) AND atttypid = 'bytea'::regtype AND NOT attisdropped",
+            (e.dst_schema, e.dst_table, sorted(spatial))).fetchone()
+        if row and row[0]:
+            resync.request(conn, e.id, "PostGIS is in the target database now: its spatial columns become geometry")
+            found.append(f"{e.definition.db}.{e.definition.name}")
+    return found
