@@ -171,33 +171,53 @@ def test_without_postgis_wkb_in_bytea_and_init_says_so(pg_db: str, my_db: str, m
 
 
 def test_postgis_added_after_init_recopies_the_spatial_tables(pg_db: str, my_db: str, mariadb: MariaDBServer) -> None:
+    """Created while the replica runs: the next reload of the table list (here after a DDL
+    statement) re-copies geo; created while it is stopped: the next start does."""
+    with psycopg.connect(pg_db) as conn:
+        if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'").fetchone():
+            pytest.skip("PostGIS is not installed (scripts/bootstrap.sh installs postgresql-15-postgis-3)")
     my_exec(mariadb, my_db, [_TABLE, *_ROWS, "CREATE TABLE plain (id int PRIMARY KEY, v int)",
-                             "INSERT INTO plain VALUES (1, 1)"])
+                             "CREATE TABLE geo2 (id int PRIMARY KEY, s point)", "INSERT INTO plain VALUES (1, 1)",
+                             "INSERT INTO geo2 VALUES (1, ST_GeomFromText('POINT(1 1)', 4326))"])
     cfg = make_config(pg_db, mariadb, my_db, batch_max_ms=20)
     add_source(cfg, "src")
     init_replica(cfg, "src", show_progress=False)
     assert _types(pg_db, "geo")["p"] == "bytea"
+
+    def settled() -> bool:
+        return caught_up(cfg) and all(t["state"] == "replicating" for t in table_status(cfg, "src"))
+
     with ReplicaThread(cfg) as rt:
         my_exec(mariadb, my_db, ["INSERT INTO geo (id, p) VALUES (10, ST_GeomFromText('POINT(1 2)', 4326))"])
         wait_until(lambda: caught_up(cfg), 60, "replica to catch up")
-        assert rt.error is None, rt.error
-    with psycopg.connect(pg_db, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'").fetchone():
-            pytest.skip("PostGIS is not installed (scripts/bootstrap.sh installs postgresql-15-postgis-3)")
-        conn.execute("CREATE EXTENSION postgis")
-    # written while the replica is stopped: stored after the restart, replayed after the re-copy
-    my_exec(mariadb, my_db, ["INSERT INTO geo (id, p) VALUES (11, ST_GeomFromText('POINT(3 4)', 3857))",
-                             "INSERT INTO plain VALUES (2, 2)"])
-    with ReplicaThread(cfg) as rt:
-        my_exec(mariadb, my_db, ["UPDATE geo SET g = ST_GeomFromText('POINT(5 6)', 2154) WHERE id = 1"])
-        wait_until(lambda: caught_up(cfg) and all(t["state"] == "replicating" for t in table_status(cfg, "src")),
-                   60, "replica to re-copy geo")
+        with psycopg.connect(pg_db, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION postgis")
+        my_exec(mariadb, my_db, ["ALTER TABLE plain ADD COLUMN w int",
+                                 "INSERT INTO geo (id, p) VALUES (11, ST_GeomFromText('POINT(3 4)', 3857))",
+                                 "INSERT INTO plain VALUES (2, 2, 2)"])
+        wait_until(settled, 60, "replica to re-copy geo")
         assert rt.error is None, rt.error
         my_exec(mariadb, my_db, ["UPDATE geo SET p = ST_GeomFromText('POINT(7 8)', 4326) WHERE id = 2"])
-        wait_until(lambda: caught_up(cfg), 60, "replica to catch up")
+        wait_until(settled, 60, "replica to catch up")
         reasons = {t["source_table"].split(".")[1]: t["last_error"] for t in table_status(cfg, "src")}
-    assert "PostGIS" in (reasons["geo"] or "") and reasons["plain"] is None
+    assert "PostGIS" in (reasons["geo"] or "") and "PostGIS" in (reasons["geo2"] or "") and reasons["plain"] is None
     assert _types(pg_db, "geo")["p"] == "geometry(Point)"
     assert _target_values(pg_db, "geo", _COLS) == _source_values(mariadb, my_db, "geo", _COLS)
     _assert_shapes(cfg, pg_db, mariadb, my_db)
     _assert_data(cfg)
+
+    # a table made while PostGIS was missing, PostGIS there at the next start
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("DROP EXTENSION postgis CASCADE")      # geo and geo2 lose their geometry columns
+    my_exec(mariadb, my_db, ["CREATE TABLE geo3 (id int PRIMARY KEY, s linestring)"])
+    with ReplicaThread(cfg) as rt:
+        my_exec(mariadb, my_db, ["INSERT INTO geo3 VALUES (1, ST_GeomFromText('LINESTRING(0 0, 1 1)', 4326))"])
+        wait_until(lambda: caught_up(cfg), 60, "replica to catch up")
+    assert _types(pg_db, "geo3")["s"] == "bytea"
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION postgis")
+    with ReplicaThread(cfg) as rt:
+        wait_until(lambda: settled() and _types(pg_db, "geo3")["s"] != "bytea", 60, "replica to re-copy geo3")
+        assert rt.error is None, rt.error
+    assert _types(pg_db, "geo3")["s"] == "geometry(LineString)"
+    assert _target_values(pg_db, "geo3", ["s"]) == _source_values(mariadb, my_db, "geo3", ["s"])

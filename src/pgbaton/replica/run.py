@@ -169,8 +169,6 @@ class Replica:
             ensure_log_table(conn, schema, name)
             discard_open_batches(conn, schema, name)
             fkeys.refresh(cfg, name, conn)
-            for t in spatial.request_recopies(conn, name):      # PostGIS added since init
-                log.warning("source %s: %s is copied again: PostGIS is in the target database now", name, t)
             cat.set_state(conn, name, "running", reader_pid=os.getpid(), reader_host=socket.gethostname())
             if self.restarts_to_record:
                 conn.execute("UPDATE sources SET restarts = restarts + %s WHERE name = %s",
@@ -222,6 +220,16 @@ class Replica:
         log.info("source %s: replica stopped", name)
 
     def _reload_codecs(self, conn: psycopg.Connection, writer: LogWriter) -> None:
+        # PostGIS created since these tables were made: their spatial columns are bytea, which
+        # the codecs must not fill with EWKB text: they are copied again first (replica/spatial.py)
+        recopy = spatial.request_recopies(conn, self.name)
+        if recopy:
+            conn.commit()
+            log.warning("source %s: copied again, PostGIS is in the target database now: %s",
+                        self.name, ", ".join(recopy))
+            from pgbaton.replica import resync
+
+            resync.schedule(self.cfg, self.name)
         row = conn.execute("SELECT tables_version FROM sources WHERE name = %s", (self.name,)).fetchone()
         version = int(row[0]) if row else 0
         entries = cat.tables(conn, self.name, ("replicating", "copying"))
