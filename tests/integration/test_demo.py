@@ -38,7 +38,12 @@ def test_demo_runs_end_to_end(sandbox_root: Path) -> None:
     assert re.search(r"switched over to PostgreSQL 18: .* 0 failed transactions", out), out[-4000:]
     assert re.search(r"switched back to PostgreSQL 15: .* 0 failed transactions", out), out[-4000:]
     assert re.search(r"client transactions committed through PgBouncer, 0 failed; longest stall \d+ ms", out)
-    assert "both sides equal" in out
+    assert "both sides equal" in out and out.count("every row equal") == 3, out[-3000:]
+    # `migrate start --wait` shows its progress (on stderr) while it waits
+    assert re.search(r"migration upgrade: every table synced and caught up after [\d.]+ s", proc.stderr), proc.stderr
+    # the whole story in under 3 minutes
+    took = re.search(r"demo: done in (\d+) s", out)
+    assert took and int(took.group(1)) < 180, out[-2000:]
     over = json.loads((base / "switchover.json").read_text())
     back = json.loads((base / "switchback.json").read_text())
     assert over["switched"] and back["switched"] and over["client_failed"] == back["client_failed"] == 0

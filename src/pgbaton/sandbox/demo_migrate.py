@@ -192,14 +192,17 @@ def _switch(pgbaton: Callable[..., subprocess.CompletedProcess[str]], cfg: Path,
     return res
 
 
-def _counts(server: PostgresServer) -> dict[str, tuple[int, int]]:
+def _counts(server: PostgresServer) -> dict[str, tuple[int, int, str]]:
+    """Per database: ledger rows, the accounts' balance sum, and a digest of every row of both tables."""
     out = {}
     for db in DATABASES:
         with psycopg.connect(server.dsn(db)) as conn:
-            row = conn.execute("SELECT (SELECT count(*) FROM ledger), (SELECT sum(balance)::bigint FROM accounts)"
-                               ).fetchone()
+            conn.execute("SET TimeZone = 'UTC'")
+            row = conn.execute("SELECT (SELECT count(*) FROM ledger), (SELECT sum(balance)::bigint FROM accounts),"
+                               " md5((SELECT string_agg(a::text, E'\\n' ORDER BY id) FROM accounts a)"
+                               " || (SELECT string_agg(l::text, E'\\n' ORDER BY id) FROM ledger l))").fetchone()
             assert row is not None
-            out[db] = (int(row[0]), int(row[1]))
+            out[db] = (int(row[0]), int(row[1]), str(row[2]))
     return out
 
 
@@ -238,8 +241,10 @@ def run_migration(base: Path, cfg: Path, pg15: PostgresServer, pg18: PostgresSer
     _wait_synced(cfg)
     on15, on18 = _counts(pg15), _counts(pg18)
     for db in DATABASES:
+        same = "every row equal" if on15[db] == on18[db] else "ROWS DIFFER"
         print(f"demo: {db}: {on15[db][0]:,} ledger rows, balance sum {on15[db][1]:,} on PostgreSQL 15; "
-              f"{on18[db][0]:,} / {on18[db][1]:,} on PostgreSQL 18", flush=True)
+              f"{on18[db][0]:,} / {on18[db][1]:,} on PostgreSQL 18; {same} (md5 of all rows {on15[db][2][:12]})",
+              flush=True)
     if on15 != on18:
         raise SystemExit("demo: PostgreSQL 15 and 18 differ after the switchback")
     if run_pid.exists():
