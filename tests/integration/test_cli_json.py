@@ -223,3 +223,22 @@ def test_daemons_and_foreground_runs_print_json(tmp_path: Path, daemon_pids: lis
     stdout, stderr = fg.communicate(timeout=60)
     assert json.loads(stdout) == {"ok": True, "source": "shop", "daemon": False, "stopped": True, "from": None}
     assert "cannot connect to the target" in stderr and SECRET not in stdout + stderr
+
+
+def test_interrupted_while_a_server_does_not_answer(tmp_path: Path) -> None:
+    # a server that takes the connection and never answers (a black hole): Ctrl-C ends the wait
+    import socket
+
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(8)
+        cfg = tmp_path / "pgbaton.yaml"
+        cfg.write_text(f"target: {{host: 127.0.0.1, port: {hole.getsockname()[1]}, connect_timeout: 60}}\n"
+                       "sources: {shop: {type: mariadb, port: 1, databases: {shop: shop}}}\n")
+        proc = subprocess.Popen([sys.executable, "-m", "pgbaton", "-c", str(cfg), "status", "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        time.sleep(4)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert json.loads(stdout) == {"ok": False, "error": "interrupted", "type": "KeyboardInterrupt"}

@@ -481,9 +481,12 @@ def main(argv: list[str] | None = None) -> None:
     as_json = wants_json(args)
     state.long_running = is_long_running(args)
     try:
-        code = app(args=args, prog_name="pgbaton", standalone_mode=False)
-    except typer.Exit as exc:
-        code = exc.exit_code
+        try:
+            code = app(args=args, prog_name="pgbaton", standalone_mode=False)
+        except typer.Exit as exc:
+            if isinstance(exc.__cause__, KeyboardInterrupt):  # typer turns Ctrl-C into Exit(130)
+                raise exc.__cause__ from None
+            code = exc.exit_code
     except typer.TyperException as exc:          # usage errors: unknown option, missing value
         if (as_json or state.json) and not exc.__class__.__name__ == "NoArgsIsHelpError":
             print_json(error_document(exc))
@@ -505,7 +508,10 @@ def main(argv: list[str] | None = None) -> None:
             error_line(str(exc))
         sys.exit(1)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        if as_json or state.json:
+            print_json({"ok": False, "error": "interrupted", "type": "KeyboardInterrupt"})
+        else:
+            err.print("interrupted")
         sys.exit(130)
     except Exception as exc:
         if state.debug:
