@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pgbaton.errors import ReplayError
+from pgbaton.mysql.model import MyTable
 
 CASCADING = ("CASCADE", "SET NULL")
 
@@ -43,15 +44,22 @@ class CascadeKey:
 
 
 def load(conn: psycopg.Connection, source: str) -> list[CascadeKey]:
-    """The cascading foreign keys between tables the catalog knows."""
+    """The cascading foreign keys between tables the catalog knows, with the PostgreSQL
+    column names (the catalog keeps the source's)."""
     rows = conn.execute(
-        """SELECT f.name, c.id, f.child_cols, p.id, f.parent_cols, f.on_delete, f.on_update
+        """SELECT f.name, c.id, f.child_cols, p.id, f.parent_cols, f.on_delete, f.on_update,
+                  c.definition, p.definition
              FROM foreign_keys AS f
              JOIN tables AS c ON c.source = f.source AND c.src_db = f.child_db AND c.src_table = f.child_table
              JOIN tables AS p ON p.source = f.source AND p.src_db = f.parent_db AND p.src_table = f.parent_table
             WHERE f.source = %s AND (f.on_delete IN ('CASCADE', 'SET NULL') OR f.on_update IN ('CASCADE', 'SET NULL'))
             ORDER BY c.id, f.name""", (source,)).fetchall()
-    return [CascadeKey(r[0], r[1], tuple(r[2]), r[3], tuple(r[4]), r[5], r[6]) for r in rows]
+    out = []
+    for r in rows:
+        child, parent = MyTable.from_json(r[7]), MyTable.from_json(r[8])
+        out.append(CascadeKey(r[0], r[1], tuple(child.pg(c) for c in r[2]), r[3],
+                              tuple(parent.pg(c) for c in r[4]), r[5], r[6]))
+    return out
 
 
 class Cascader:

@@ -8,8 +8,10 @@ PostgreSQL catalog.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from pgbaton.mysql import names
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,12 @@ class MyColumn:
     collation: str | None = None
     generation_expression: str | None = None
     comment: str = ""
+    pg_name: str = ""               # the PostgreSQL name chosen for it (mysql/names.py); "" = not yet
+
+    @property
+    def target(self) -> str:
+        """The column's name in PostgreSQL."""
+        return self.pg_name or names.natural_column(self.name)
 
     @property
     def unsigned(self) -> bool:
@@ -94,6 +102,40 @@ class MyTable:
             if c.name == name:
                 return c
         raise KeyError(name)
+
+    @property
+    def target(self) -> str:
+        """The table's PostgreSQL name before collisions in its schema (mysql/names.py)."""
+        return names.natural_table(self.name)
+
+    def pg(self, column: str) -> str:
+        """The PostgreSQL name of one of its columns, by MySQL name (case-insensitive, as
+        MySQL compares column names); a name it does not have maps by the rules alone."""
+        for c in self.columns:
+            if c.name == column:
+                return c.target
+        low = column.lower()
+        for c in self.columns:
+            if c.name.lower() == low:
+                return c.target
+        return names.natural_column(column)
+
+    @property
+    def pg_pk_columns(self) -> tuple[str, ...]:
+        return tuple(self.pg(c) for c in self.pk_columns)
+
+    def named(self, previous: MyTable | None = None) -> MyTable:
+        """This table with every column's PostgreSQL name chosen: names ``previous`` (the
+        table as it was before a DDL statement) or this table already recorded are kept."""
+        recorded = {c.name: c.pg_name for c in self.columns if c.pg_name}
+        if previous is not None:
+            for c in previous.columns:
+                if c.name not in recorded:
+                    recorded[c.name] = c.target
+        chosen = names.column_names([c.name for c in self.columns], recorded)
+        if all(c.pg_name == chosen[c.name] for c in self.columns):
+            return self
+        return replace(self, columns=tuple(replace(c, pg_name=chosen[c.name]) for c in self.columns))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

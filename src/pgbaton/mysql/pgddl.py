@@ -54,7 +54,7 @@ def _column_def(pc: PgColumn) -> sql.Composable:
 def create_table_sql(table: MyTable, schema: str, opts_for: OptsFor, *, name: str | None = None,
                      comments: bool = True) -> list[sql.Composed]:
     """CREATE TABLE (and COMMENT ON) statements, without primary key or indexes."""
-    target = name or table.name
+    target = name or table.target
     cols = [map_column(c, _opts(opts_for, c)) for c in table.columns]
     for pc in cols:
         for w in pc.warnings:
@@ -74,7 +74,7 @@ def create_table_sql(table: MyTable, schema: str, opts_for: OptsFor, *, name: st
 
 
 def _index_part(col: MyColumn | None, name: str, prefix: int | None, opts: TypeOptions) -> sql.Composable:
-    ident = sql.Identifier(name)
+    ident = sql.Identifier(name)        # the PostgreSQL column name
     if prefix is None or col is None:
         return ident
     k = kind(col, opts)
@@ -94,7 +94,7 @@ def _index_sql(table: MyTable, schema: str, target: str, idx: MyIndex,
     any_opts = _opts(opts_for, table.columns[0])
     if idx.kind == "FULLTEXT":
         doc = sql.SQL(" || ' ' || ").join(
-            sql.SQL("coalesce({}::text, '')").format(sql.Identifier(c)) for c, _ in idx.columns)
+            sql.SQL("coalesce({}::text, '')").format(sql.Identifier(table.pg(c))) for c, _ in idx.columns)
         return sql.SQL("CREATE INDEX {} ON {} USING gin (to_tsvector('simple'::regconfig, {}))").format(
             iname, tbl, doc)
     if idx.kind == "SPATIAL":
@@ -102,8 +102,8 @@ def _index_sql(table: MyTable, schema: str, target: str, idx: MyIndex,
             log.warning("%s.%s: SPATIAL index %s skipped (no PostGIS)", table.db, table.name, idx.name)
             return None
         return sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
-            iname, tbl, sql.SQL(", ").join(sql.Identifier(c) for c, _ in idx.columns))
-    parts = [_index_part(cols.get(c), c, p, _opts(opts_for, cols[c]) if c in cols else any_opts)
+            iname, tbl, sql.SQL(", ").join(sql.Identifier(table.pg(c)) for c, _ in idx.columns))
+    parts = [_index_part(cols.get(c), table.pg(c), p, _opts(opts_for, cols[c]) if c in cols else any_opts)
              for c, p in idx.columns]
     if any(p is not None for _, p in idx.columns):
         log.warning("%s.%s: prefix index %s indexes whole columns or prefix expressions",
@@ -116,14 +116,14 @@ def post_load_sql(table: MyTable, schema: str, opts_for: OptsFor, *,
                   name: str | None = None) -> list[sql.Composed]:
     """Primary key, unique and plain indexes, and identity sequences moved past
     max(id) and the source's next AUTO_INCREMENT value."""
-    target = name or table.name
+    target = name or table.target
     tbl = sql.Identifier(schema, target)
     stmts: list[sql.Composed] = []
     pk = table.primary_key
     if pk is not None:
         stmts.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
             tbl, sql.Identifier(pg_name(target, "pkey")),
-            sql.SQL(", ").join(sql.Identifier(c) for c, _ in pk.columns)))
+            sql.SQL(", ").join(sql.Identifier(table.pg(c)) for c, _ in pk.columns)))
     for idx in table.indexes:
         if idx.primary or not table.columns:
             continue
@@ -135,6 +135,6 @@ def post_load_sql(table: MyTable, schema: str, opts_for: OptsFor, *,
             stmts.append(sql.SQL(
                 "SELECT setval(pg_get_serial_sequence(quote_ident({s}) || '.' || quote_ident({t}), {c}), "
                 "GREATEST(COALESCE(MAX({ci}), 0) + 1, {ai}), false) FROM {tbl}"
-            ).format(s=sql.Literal(schema), t=sql.Literal(target), c=sql.Literal(col.name),
-                     ci=sql.Identifier(col.name), ai=sql.Literal(table.auto_increment or 1), tbl=tbl))
+            ).format(s=sql.Literal(schema), t=sql.Literal(target), c=sql.Literal(col.target),
+                     ci=sql.Identifier(col.target), ai=sql.Literal(table.auto_increment or 1), tbl=tbl))
     return stmts

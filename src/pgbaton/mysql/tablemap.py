@@ -58,16 +58,51 @@ def _peek(from_packet: Any, size: int) -> bytes | None:
     return bytes(data[pos:pos + int(size)])
 
 
+def _read_column_names(self: Any, length: int) -> list[str]:
+    """COLUMN_NAME optional metadata: each name is a length-encoded string (MySQL's and
+    MariaDB's ``net_store_length``).  mysql-replication 1.0.17 reads the length as a
+    7-bit varint instead, which misreads every name of 128 bytes or more (a 64-character
+    name in most non-Latin scripts) and breaks the whole stream."""
+    result = []
+    read_until = self.packet.read_bytes + length
+    while self.packet.read_bytes < read_until:
+        n = self.packet.read_length_coded_binary()
+        result.append(self.packet.read(n).decode())
+    return result
+
+
+def _read_type_values(self: Any, length: int) -> list[list[str]] | None:
+    """ENUM_STR_VALUE / SET_STR_VALUE optional metadata: member strings are length-encoded
+    too (the same misreading as above for members of 128 bytes or more)."""
+    result = []
+    read_until = self.packet.read_bytes + length
+    if self.packet.read_bytes >= read_until:
+        return None
+    while self.packet.read_bytes < read_until:
+        values = []
+        for _ in range(self.packet.read_length_coded_binary()):
+            raw = self.packet.read(self.packet.read_length_coded_binary())
+            try:
+                values.append(raw.decode())
+            except UnicodeDecodeError:
+                values.append("")       # as the library does for members it cannot decode
+        result.append(values)
+    return result
+
+
 _installed = False
 
 
 def install() -> bool:
-    """Make table map parsing cache its results (process-wide, transparent to every reader).
+    """Make table map parsing cache its results (process-wide, transparent to every reader),
+    and read long column names and ENUM/SET members correctly.
 
     The class itself is kept, so every reader's event filters keep working; only its
     constructor learns to reuse an earlier parse of identical bytes."""
     global _installed
     if not _installed:
         TableMapEvent.__init__ = _caching_init  # type: ignore[method-assign]
+        TableMapEvent._read_column_names = _read_column_names  # type: ignore[method-assign]
+        TableMapEvent._read_type_values = _read_type_values  # type: ignore[method-assign]
         _installed = True
     return True

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pgbaton.mysql.model import MyColumn
+from pgbaton.mysql.names import natural_column
 
 if TYPE_CHECKING:
     from pgbaton.config import MySQLSourceConfig
@@ -189,7 +190,7 @@ def map_column(col: MyColumn, opts: TypeOptions) -> PgColumn:
         if note:
             warnings.append(note)
     return PgColumn(
-        name=col.name, type_sql=type_sql, nullable=col.nullable and not identity, default_sql=default_sql,
+        name=col.target, type_sql=type_sql, nullable=col.nullable and not identity, default_sql=default_sql,
         identity=identity, comment=col.comment or None, warnings=tuple(warnings),
     )
 
@@ -621,25 +622,28 @@ def row_converter(columns: Sequence[MyColumn],
     """Convert a whole row image: ``conv(row["values"], row["none_sources"])``
     (or before/after values with their none_sources).  Columns absent from a
     MINIMAL row image are left out of the result."""
-    plan = [(c.name, _base_converter(c, _opts(opts, c)), none_values(c, _opts(opts, c))) for c in columns]
+    # read by MySQL name, written by PostgreSQL name (mysql/names.py): the log and the
+    # replay SQL only ever see the target's column names
+    plan = [(c.name, c.target, _base_converter(c, _opts(opts, c)), none_values(c, _opts(opts, c)))
+            for c in columns]
     known = {c.name for c in columns}
 
     def convert(values: Mapping[str, Any], none_sources: Mapping[str, str] | None = None) -> dict[str, Any]:
         sources = none_sources or {}
         out: dict[str, Any] = {}
-        for name, conv, on_none in plan:
+        for name, pg, conv, on_none in plan:
             if name not in values:
                 continue
             v = values[name]
             if v is not None:
-                out[name] = conv(v)
+                out[pg] = conv(v)
                 continue
             src = sources.get(name, "null")
             if src != _ABSENT_SOURCE:
-                out[name] = on_none.get(src)
+                out[pg] = on_none.get(src)
         if keep_unknown and len(values) > len(out):
             for name, v in values.items():
                 if name not in known:
-                    out[name] = None if v is None else str(v)
+                    out[natural_column(name)] = None if v is None else str(v)
         return out
     return convert

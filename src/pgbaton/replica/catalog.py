@@ -8,12 +8,13 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from pgbaton.catalog import migrate
 from pgbaton.cdc.model import Position
 from pgbaton.cdc.store import TableCodec
 from pgbaton.config import Config, MySQLSourceConfig
-from pgbaton.errors import SourceError
+from pgbaton.errors import PgbatonError, SourceError
 from pgbaton.mysql import typemap
 from pgbaton.mysql.model import MyTable
 from pgbaton.pgsql.conn import connect
@@ -120,8 +121,70 @@ def codecs(entries: list[TableEntry], src: MySQLSourceConfig, postgis: bool) -> 
     for e in entries:
         t = e.definition
         opts = typemap.type_options(src, t.db, t.name, postgis)
-        key_cols = [c for c in t.columns if c.name in e.pk] if e.pk else list(t.columns)
+        key_cols = [c for c in t.columns if c.target in e.pk] if e.pk else list(t.columns)
         out[(t.db, t.name)] = TableCodec(e.id, e.pk, typemap.row_converter(t.columns, opts),
                                          typemap.row_converter(key_cols, opts, keep_unknown=not e.pk),
                                          copying=e.state == "copying", sync_until=e.sync_pos)
+    return out
+
+
+# -- table registry: the one place target names are chosen and recorded ---------------------
+
+def registered_names(conn: psycopg.Connection, schema: str, *, except_id: int | None = None) -> set[str]:
+    """Target table names the catalog already holds in ``schema`` (any source)."""
+    rows = conn.execute("SELECT dst_table FROM tables WHERE dst_schema = %s AND id IS DISTINCT FROM %s",
+                        (schema, except_id)).fetchall()
+    return {r[0] for r in rows}
+
+
+def foreign_relations(conn: psycopg.Connection, schema: str) -> set[str]:
+    """Relations in ``schema`` that pgbaton did not register as replicated tables (a user's
+    own tables, views, sequences...)."""
+    rows = conn.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+              AND c.relname NOT IN (SELECT dst_table FROM tables WHERE dst_schema = %s)""",
+        (schema, schema)).fetchall()
+    return {r[0] for r in rows}
+
+
+def refuse_foreign_relation(conn: psycopg.Connection, schema: str, name: str, what: str, key: str) -> None:
+    """``replica init`` never replaces what it did not create."""
+    row = conn.execute(
+        """SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s""", (schema, name)).fetchone()
+    if row is None:
+        return
+    kinds = {"r": "table", "p": "table", "v": "view", "m": "materialized view", "f": "foreign table",
+             "S": "sequence", "i": "index"}
+    raise PgbatonError(
+        f"{what}: the target already has a {kinds.get(row[0], 'relation')} {schema}.{name} that pgbaton did "
+        f"not create; drop or rename it, or map the database to another schema (config key {key})")
+
+
+def register_table(conn: psycopg.Connection, source: str, t: MyTable, schema: str, dst_table: str,
+                   state: str) -> int:
+    """Record a replicated table with its chosen PostgreSQL names; returns its catalog id."""
+    t = t.named()
+    row = conn.execute(
+        """INSERT INTO tables (source, src_db, src_table, dst_schema, dst_table, pk_cols, definition, state)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (source, t.db, t.name, schema, dst_table, list(t.pg_pk_columns), Jsonb(t.to_json()), state),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def renamed_columns(t: MyTable) -> dict[str, str]:
+    """The columns of ``t`` whose PostgreSQL name differs from the MySQL one."""
+    return {c.name: c.target for c in t.columns if c.target != c.name}
+
+
+def column_maps(conn: psycopg.Connection, source: str) -> dict[tuple[str, str], dict[str, str]]:
+    """Per replicated (db, table) of the source: MySQL column name -> PostgreSQL name, as recorded."""
+    rows = conn.execute("SELECT src_db, src_table, definition FROM tables WHERE source = %s", (source,)).fetchall()
+    out = {}
+    for db, table, definition in rows:
+        t = MyTable.from_json(definition)
+        out[(db, table)] = {c.name: c.target for c in t.columns}
     return out

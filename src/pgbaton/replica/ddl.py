@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from pgbaton.cdc.replay import Batch
 from pgbaton.config import Config, MySQLSourceConfig
 from pgbaton.errors import DDLError
-from pgbaton.mysql import typemap
+from pgbaton.mysql import names, typemap
 from pgbaton.mysql.ddl import plan
 from pgbaton.mysql.ddl.translate import (
     Action,
@@ -119,18 +119,23 @@ def _opts(src: MySQLSourceConfig, table: MyTable, postgis: bool) -> typemap.Type
 def _execute(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, action: Action,
              rows: dict[Key, _Row], postgis: bool) -> None:
     if isinstance(action, Create):
-        t = action.table
+        t = action.table.named()
         schema = src.databases[t.db]
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        with ParkedViews(conn, schema, t.name):
-            _run(conn, plan.create_sql(t, schema, _opts(src, t, postgis)))
+        stale = rows.pop((t.db, t.name), None)
+        if stale is not None:         # replaced (CREATE OR REPLACE): only pgbaton's own table goes
+            with ParkedViews(conn, stale.dst_schema, stale.dst_table):
+                _run(conn, plan.drop_sql(stale.dst_schema, stale.dst_table))
         conn.execute("DELETE FROM tables WHERE source = %s AND src_db = %s AND src_table = %s", (source, t.db, t.name))
-        row = conn.execute(
-            """INSERT INTO tables (source, src_db, src_table, dst_schema, dst_table, pk_cols, definition, state)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, 'replicating') RETURNING id""",
-            (source, t.db, t.name, schema, t.name, list(t.pk_columns), Jsonb(t.to_json()))).fetchone()
-        assert row is not None
-        rows[(t.db, t.name)] = _Row(int(row[0]), schema, t.name, t, "replicating")
+        # a name another table (or a user's own object) holds in the schema is not taken over
+        dst = names.table_name(t.name, cat.registered_names(conn, schema) | cat.foreign_relations(conn, schema))
+        if dst != t.target:
+            log.warning("%s.%s: created as %s.%s (the name %s is taken in the target)", t.db, t.name, schema,
+                        dst, t.target)
+        with ParkedViews(conn, schema, dst):
+            _run(conn, plan.create_sql(t, schema, _opts(src, t, postgis), name=dst))
+        row_id = cat.register_table(conn, source, t, schema, dst, "replicating")
+        rows[(t.db, t.name)] = _Row(row_id, schema, dst, t, "replicating")
         for note in action.notes:
             log.info("%s.%s: %s not replicated", t.db, t.name, note)
     elif isinstance(action, Drop):
@@ -152,7 +157,7 @@ def _execute(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, acti
             with ParkedViews(conn, r.dst_schema, r.dst_table):
                 _run(conn, stmts)
         conn.execute("UPDATE tables SET definition = %s, pk_cols = %s WHERE id = %s",
-                     (Jsonb(action.new.to_json()), list(action.new.pk_columns), r.id))
+                     (Jsonb(action.new.to_json()), list(action.new.pg_pk_columns), r.id))
         r.table = action.new
         for note in action.notes:
             log.info("%s.%s: %s", action.new.db, action.new.name, note)
@@ -162,14 +167,14 @@ def _view(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, batch: 
           action: MakeView | DropView) -> None:
     """CREATE / ALTER / DROP VIEW; a view PostgreSQL cannot have is recorded, nothing else stops."""
     schema = src.databases[action.key[0]]
-    ident = sql.Identifier(schema, action.key[1])
+    ident = sql.Identifier(schema, names.natural_table(action.key[1]))
     try:
         with conn.transaction():
             if isinstance(action, DropView):
                 with ParkedViews(conn, schema, action.key[1]):
                     conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(ident))
                 return
-            view = translate_view(action.select, action.key[0], src.databases)
+            view = translate_view(action.select, action.key[0], src.databases, cat.column_maps(conn, source))
             if view.select is None:
                 raise DDLError(view.reason or "not translated")
             exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (ident.as_string(conn),)).fetchone()
@@ -247,12 +252,16 @@ def _rename(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, actio
         _run(conn, plan.drop_sql(stale.dst_schema, stale.dst_table))
         conn.execute("DELETE FROM tables WHERE id = %s", (stale.id,))
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-    _run(conn, plan.rename_sql(action.table, r.dst_schema, r.dst_table, schema, action.new[1]))
+    taken = cat.registered_names(conn, schema, except_id=r.id) | cat.foreign_relations(conn, schema)
+    if r.dst_schema == schema:
+        taken.discard(r.dst_table)
+    dst = names.table_name(action.new[1], taken)
+    _run(conn, plan.rename_sql(action.table, r.dst_schema, r.dst_table, schema, dst))
     conn.execute(
         """UPDATE tables SET src_db = %s, src_table = %s, dst_schema = %s, dst_table = %s, definition = %s
             WHERE id = %s""",
-        (action.new[0], action.new[1], schema, action.new[1], Jsonb(action.table.to_json()), r.id))
-    r.dst_schema, r.dst_table, r.table = schema, action.new[1], action.table
+        (action.new[0], action.new[1], schema, dst, Jsonb(action.table.to_json()), r.id))
+    r.dst_schema, r.dst_table, r.table = schema, dst, action.table
     rows[action.new] = r
 
 

@@ -22,6 +22,7 @@ from pgbaton.cdc.store import log_table_name
 from pgbaton.config import Config, MySQLSourceConfig, OnError
 from pgbaton.errors import PgbatonError
 from pgbaton.mysql.foreignkeys import read_foreign_keys
+from pgbaton.mysql.model import MyTable
 from pgbaton.mysql.pgddl import pg_name
 from pgbaton.replica import catalog as cat
 from pgbaton.replica.ddl import apply_ddl_batch
@@ -85,17 +86,18 @@ def detach(cfg: Config, source: str, *, foreign_keys: bool = True) -> DetachResu
         replayer = Replayer(conn, schema, source, OnError.stop,
                             lambda c, b: _apply_ddl(c, cfg, source, b))
         result.replayed_events = replayer.replay_pending()
-        tables = conn.execute("SELECT src_db, src_table, dst_schema, dst_table FROM tables WHERE source = %s",
-                              (source,)).fetchall()
+        tables = conn.execute("SELECT src_db, src_table, dst_schema, dst_table, definition FROM tables "
+                              "WHERE source = %s", (source,)).fetchall()
         conn.commit()
         mapping = {(r[0], r[1]): (r[2], r[3]) for r in tables}
+        defs = {(r[0], r[1]): MyTable.from_json(r[4]) for r in tables}
         fks: list[ForeignKey] = []
         auto_inc: dict[tuple[str, str], int] = {}
         if foreign_keys:
             fks, auto_inc = _read_source(src)
         result.sequences = _fix_sequences(conn, mapping, auto_inc)
         for fk in fks:
-            done = _create_fk(conn, fk, mapping, result.warnings)
+            done = _create_fk(conn, fk, mapping, defs, result.warnings)
             if done:
                 result.foreign_keys.append(done)
         _remove(conn, schema, source)
@@ -173,7 +175,7 @@ def _fix_sequences(conn: psycopg.Connection, mapping: dict[tuple[str, str], tupl
 
 
 def _create_fk(conn: psycopg.Connection, fk: ForeignKey, mapping: dict[tuple[str, str], tuple[str, str]],
-               warnings: list[str]) -> str | None:
+               defs: dict[tuple[str, str], MyTable], warnings: list[str]) -> str | None:
     label = f"{fk.db}.{fk.table}.{fk.name}"
     child, parent = mapping.get((fk.db, fk.table)), mapping.get((fk.ref_db, fk.ref_table))
     if child is None or parent is None:
@@ -190,8 +192,11 @@ def _create_fk(conn: psycopg.Connection, fk: ForeignKey, mapping: dict[tuple[str
                 conn.execute(sql.SQL(
                     "ALTER TABLE {t} ADD CONSTRAINT {n} FOREIGN KEY ({c}) REFERENCES {p} ({pc}) "
                     "ON UPDATE {u} ON DELETE {d} NOT VALID").format(
-                    t=table, n=sql.Identifier(name), c=sql.SQL(", ").join(map(sql.Identifier, fk.columns)),
-                    p=sql.Identifier(*parent), pc=sql.SQL(", ").join(map(sql.Identifier, fk.ref_columns)),
+                    t=table, n=sql.Identifier(name),
+                    c=sql.SQL(", ").join(sql.Identifier(defs[(fk.db, fk.table)].pg(c)) for c in fk.columns),
+                    p=sql.Identifier(*parent),
+                    pc=sql.SQL(", ").join(sql.Identifier(defs[(fk.ref_db, fk.ref_table)].pg(c))
+                                          for c in fk.ref_columns),
                     u=sql.SQL(fk.on_update), d=sql.SQL(fk.on_delete)))
         if exists is None or not exists[0]:
             with conn.transaction():

@@ -13,12 +13,11 @@ from typing import Any
 import psycopg
 import pymysql
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from pgbaton.cdc.store import ensure_log_table, log_table_name
 from pgbaton.config import Config, MySQLSourceConfig
 from pgbaton.errors import PgbatonError, SourceError
-from pgbaton.mysql import introspect, pgddl, typemap
+from pgbaton.mysql import introspect, names, pgddl, typemap
 from pgbaton.mysql.model import MyTable
 from pgbaton.mysql.readers import ClientReader, PyMySQLReader, SnapshotReader, client_program
 from pgbaton.mysql.snapshot import copy_table, open_snapshot
@@ -45,6 +44,41 @@ def mysql_connect(src: MySQLSourceConfig, *, binary: bool = False, **extra: Any)
                           f"{exc.args[-1] if exc.args else exc}") from None
 
 
+# what the replica needs, and the names servers use for it in SHOW GRANTS (MariaDB 10.5+
+# says BINLOG MONITOR and may say REPLICATION REPLICA; MySQL 8 says REPLICATION CLIENT)
+_GLOBAL_GRANTS = {
+    "REPLICATION SLAVE": ("REPLICATION SLAVE", "REPLICATION REPLICA"),
+    "BINLOG MONITOR": ("BINLOG MONITOR", "REPLICATION CLIENT"),
+    "RELOAD": ("RELOAD",),
+}
+
+
+def _missing_grants(cur: Any, dbs: list[str], user: str) -> tuple[list[str], bool]:
+    """The privileges the source user lacks, each with the GRANT to add (SHOW GRANTS of
+    the current user), and whether roles are granted (then the list may be incomplete)."""
+    try:
+        cur.execute("SHOW GRANTS")
+        lines = [str(r[0]) for r in cur.fetchall()]
+    except pymysql.err.MySQLError:
+        return [], True
+    up = [ln.upper() for ln in lines]
+    on_all = [ln.split(" ON ")[0] for ln in up if " ON *.* " in ln]
+    via_roles = any(ln.startswith(("GRANT `", "GRANT '")) and " ON " not in ln for ln in up)   # a role
+    if any("ALL PRIVILEGES" in g for g in on_all):
+        return [], via_roles
+    out = []
+    for priv, spellings in _GLOBAL_GRANTS.items():
+        if not any(sp in g for g in on_all for sp in spellings):
+            extra = " (MySQL 8: REPLICATION CLIENT)" if priv == "BINLOG MONITOR" else ""
+            out.append(f"user {user} lacks {priv}: GRANT {priv} ON *.* TO '{user}'@'<host>'{extra}")
+    for db in dbs:
+        quoted = f" ON `{db.upper()}`.* "
+        if not any("SELECT" in g for g in on_all) and not any(
+                quoted in ln and ("SELECT" in ln.split(" ON ")[0] or "ALL PRIVILEGES" in ln) for ln in up):
+            out.append(f"user {user} lacks SELECT on {db}: GRANT SELECT ON `{db}`.* TO '{user}'@'<host>'")
+    return out, via_roles
+
+
 def check_source(src: MySQLSourceConfig) -> list[str]:
     """Verify the server settings pgbaton relies on; returns warnings, raises on blockers."""
     conn = mysql_connect(src)
@@ -68,6 +102,8 @@ def check_source(src: MySQLSourceConfig) -> list[str]:
             except pymysql.err.MySQLError:
                 warnings.append(f"server {version} has no binlog_row_metadata; column names come from "
                                 "information_schema")
+            missing, via_roles = _missing_grants(cur, list(src.databases), src.user)
+            (warnings if via_roles else problems).extend(missing)
             cur.execute("SHOW DATABASES")
             present = {r[0] for r in cur.fetchall()}
             for db in src.databases:
@@ -157,7 +193,7 @@ def _discover(src: MySQLSourceConfig, objects: _Objects | None = None) -> list[M
             estimates = {(r[0], r[1]): int(r[2] or 0) for r in cur.fetchall()}
     finally:
         conn.close()
-    return [replace(t, extra={**t.extra, "rows_estimate": estimates.get((t.db, t.name), 0)}) for t in found]
+    return [replace(t, extra={**t.extra, "rows_estimate": estimates.get((t.db, t.name), 0)}).named() for t in found]
 
 
 def _init(cfg: Config, name: str, src: MySQLSourceConfig, conn: psycopg.Connection, started: float,
@@ -180,7 +216,7 @@ def _init(cfg: Config, name: str, src: MySQLSourceConfig, conn: psycopg.Connecti
     point, results = _copy_all(src, cfg.target.conninfo(f"pgbaton-copy-{name}"), tables, ids, postgis,
                                show_progress)
     copy_seconds = time.monotonic() - copy_started
-    warnings.extend(create_views(conn, src, objects.views))
+    warnings.extend(create_views(conn, src, objects.views, name))
     with conn.transaction():
         conn.execute("UPDATE tables SET state = 'replicating' WHERE source = %s", (name,))
         cat.set_state(conn, name, "initialized", read_file=point.pos.file, read_pos=point.pos.pos,
@@ -211,22 +247,25 @@ def _not_carried_warnings(others: list[tuple[str, str, str]]) -> list[str]:
     return out
 
 
-def create_views(conn: psycopg.Connection, src: MySQLSourceConfig, views: list[tuple[str, str, str]]) -> list[str]:
+def create_views(conn: psycopg.Connection, src: MySQLSourceConfig, views: list[tuple[str, str, str]],
+                 source: str | None = None) -> list[str]:
     """Create the source's views, translated by sqlglot, each after the views it reads;
     returns a warning for each view that is not carried, with the reason."""
     from pgbaton.mysql.ddl.views import translate_view, view_order
 
+    maps = cat.column_maps(conn, source) if source else {}
+    conn.commit()
     out: list[str] = []
     for db, name, select in view_order(views):
         where = f"{db}.{name}"
         if not select:
             out.append(f"view {where} not carried: its definition is not visible (grant SHOW VIEW)")
             continue
-        view = translate_view(select, db, src.databases)
+        view = translate_view(select, db, src.databases, maps)
         if view.select is None:
             out.append(f"view {where} not carried: {view.reason}")
             continue
-        ident = sql.Identifier(src.databases[db], name)
+        ident = sql.Identifier(src.databases[db], names.natural_table(name))
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(ident))
@@ -240,10 +279,10 @@ def create_views(conn: psycopg.Connection, src: MySQLSourceConfig, views: list[t
 
 
 def _create_tables(conn: psycopg.Connection, cfg: Config, name: str, src: MySQLSourceConfig,
-                   tables: list[MyTable], postgis: bool) -> dict[tuple[str, str], int]:
+                   tables: list[MyTable], postgis: bool) -> dict[tuple[str, str], tuple[int, str]]:
     """(Re)create every target table and the catalog rows, in one transaction."""
     schema = cfg.target.catalog_schema
-    ids: dict[tuple[str, str], int] = {}
+    ids: dict[tuple[str, str], tuple[int, str]] = {}   # (db, table) -> (catalog id, target name)
     with conn.transaction():
         cat.set_state(conn, name, "initializing")
         ensure_log_table(conn, schema, name)
@@ -255,24 +294,24 @@ def _create_tables(conn: psycopg.Connection, cfg: Config, name: str, src: MySQLS
         conn.execute("DELETE FROM tables WHERE source = %s", (name,))
         for dst in sorted(set(src.databases.values())):
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(dst)))
+        chosen: dict[str, set[str]] = {}
         for t in tables:
             dst_schema = src.databases[t.db]
+            taken = chosen.setdefault(dst_schema, cat.registered_names(conn, dst_schema))
+            dst_table = names.table_name(t.name, taken)
+            taken.add(dst_table)
+            # only tables pgbaton created are ever dropped: its own were dropped above
+            cat.refuse_foreign_relation(conn, dst_schema, dst_table, f"{t.db}.{t.name}",
+                                        f"sources.{name}.databases.{t.db}")
             opts = typemap.type_options(src, t.db, t.name, postgis)
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(dst_schema, t.name)))
-            for stmt in pgddl.create_table_sql(t, dst_schema, opts):
+            for stmt in pgddl.create_table_sql(t, dst_schema, opts, name=dst_table):
                 conn.execute(stmt)
-            row = conn.execute(
-                """INSERT INTO tables (source, src_db, src_table, dst_schema, dst_table, pk_cols, definition, state)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, 'copying') RETURNING id""",
-                (name, t.db, t.name, dst_schema, t.name, list(t.pk_columns), Jsonb(t.to_json())),
-            ).fetchone()
-            assert row is not None
-            ids[(t.db, t.name)] = int(row[0])
+            ids[(t.db, t.name)] = (cat.register_table(conn, name, t, dst_schema, dst_table, "copying"), dst_table)
     return ids
 
 
 def _copy_all(src: MySQLSourceConfig, conninfo: str, tables: list[MyTable],
-              ids: dict[tuple[str, str], int], postgis: bool,
+              ids: dict[tuple[str, str], tuple[int, str]], postgis: bool,
               show_progress: bool | None) -> tuple[Any, list[dict[str, Any]]]:
     workers = min(src.copy_workers, len(tables))
     point, my_conns = open_snapshot(lambda: mysql_connect(src), snapshot_reader_factory(src), workers)
@@ -299,7 +338,7 @@ def _copy_all(src: MySQLSourceConfig, conninfo: str, tables: list[MyTable],
                         t = todo.get_nowait()
                     except queue.Empty:
                         return
-                    results.append(_copy_one(my, pg, src, t, ids[(t.db, t.name)], postgis, progress))
+                    results.append(_copy_one(my, pg, src, t, *ids[(t.db, t.name)], postgis, progress))
             except BaseException as exc:
                 errors.append(exc)
             finally:
@@ -319,16 +358,16 @@ def _copy_all(src: MySQLSourceConfig, conninfo: str, tables: list[MyTable],
 
 
 def _copy_one(my: SnapshotReader, pg: psycopg.Connection, src: MySQLSourceConfig, t: MyTable,
-              table_id: int, postgis: bool, progress: CopyProgress) -> dict[str, Any]:
+              table_id: int, dst_table: str, postgis: bool, progress: CopyProgress) -> dict[str, Any]:
     dst_schema = src.databases[t.db]
     opts = typemap.type_options(src, t.db, t.name, postgis)
     t0 = time.monotonic()
-    rows, size = copy_table(my, pg, t, dst_schema, t.name, opts, [c.name for c in t.columns], progress.advance)
+    rows, size = copy_table(my, pg, t, dst_schema, dst_table, opts, [c.target for c in t.columns], progress.advance)
     t1 = time.monotonic()
     with pg.transaction():
-        for stmt in pgddl.post_load_sql(t, dst_schema, opts):
+        for stmt in pgddl.post_load_sql(t, dst_schema, opts, name=dst_table):
             pg.execute(stmt)
-    pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(dst_schema, t.name)))
+    pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(dst_schema, dst_table)))
     pg.commit()
     t2 = time.monotonic()
     progress.table_done()

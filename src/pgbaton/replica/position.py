@@ -74,8 +74,9 @@ def start_from(cfg: Config, source: str, position: str) -> Position:
             tables = introspect.introspect(my, list(src.databases), src.tables.wants)
         finally:
             my.close()
-        missing = [f"{src.databases[t.db]}.{t.name}" for t in tables
-                   if not _exists(conn, src.databases[t.db], t.name)]
+        tables = [t.named() for t in tables]
+        missing = [f"{src.databases[t.db]}.{t.target}" for t in tables
+                   if not _exists(conn, src.databases[t.db], t.target)]
         if missing:
             raise SourceError(f"source {source}: the target has no table {', '.join(missing)}; load them first "
                               "(or use `replica init`)")
@@ -87,7 +88,8 @@ def start_from(cfg: Config, source: str, position: str) -> Position:
                     """INSERT INTO tables (source, src_db, src_table, dst_schema, dst_table, pk_cols, definition,
                                            state) VALUES (%s, %s, %s, %s, %s, %s, %s, 'replicating')
                        ON CONFLICT (source, src_db, src_table) DO NOTHING""",
-                    (source, t.db, t.name, src.databases[t.db], t.name, list(t.pk_columns), Jsonb(t.to_json())))
+                    (source, t.db, t.name, src.databases[t.db], t.target, list(t.pg_pk_columns),
+                     Jsonb(t.to_json())))
             dropped = conn.execute("DELETE FROM batches WHERE source = %s AND status IN ('open', 'closed') "
                                    "RETURNING batch_id", (source,)).fetchall()
             if dropped:

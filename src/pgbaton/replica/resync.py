@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from pgbaton.cdc.model import position_key
 from pgbaton.config import Config, MySQLSourceConfig
 from pgbaton.errors import PgbatonError
-from pgbaton.mysql import pgddl, typemap
+from pgbaton.mysql import names, pgddl, typemap
 from pgbaton.mysql.ddl.translate import Scope, guess_table
 from pgbaton.mysql.model import MyTable
 from pgbaton.replica import catalog as cat
@@ -58,7 +58,8 @@ def request_new(conn: psycopg.Connection, source: str, db: str, table: str, sche
                                disabled_reason, disabled_at)
            VALUES (%s, %s, %s, %s, %s, '{}', %s, 'disabled', %s, clock_timestamp())
            ON CONFLICT (source, src_db, src_table) DO NOTHING""",
-        (source, db, table, schema, table, Jsonb(MyTable(db, table, ()).to_json()), (PENDING + reason)[:1000]))
+        (source, db, table, schema, names.table_name(table, cat.registered_names(conn, schema)),
+         Jsonb(MyTable(db, table, ()).to_json()), (PENDING + reason)[:1000]))
 
 
 _PENDING_SQL = """
@@ -256,28 +257,29 @@ def _recreate(conn: psycopg.Connection, src: MySQLSourceConfig, source: str, tab
             t = replace(t, extra={k: v for k, v in t.extra.items() if k != "rows_estimate"})
             schema = src.databases[t.db]
             row = conn.execute(
-                "SELECT id, dst_schema, dst_table, disabled_reason FROM tables "
+                "SELECT id, dst_schema, dst_table, disabled_reason, definition FROM tables "
                 "WHERE source = %s AND src_db = %s AND src_table = %s FOR UPDATE", (source, t.db, t.name)).fetchone()
             if row is None:
                 raise PgbatonError(f"{t.db}.{t.name} is not a table of source {source}")
             reason = _bare_reason(str(row[3] or ""))
+            t = t.named(previous=MyTable.from_json(row[4]))     # columns keep their PostgreSQL names
             from pgbaton.replica.ddl import ParkedViews  # (ddl imports this module)
             with ParkedViews(conn, row[1], row[2]):
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(row[1], row[2])))
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-                exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                                      (sql.Identifier(schema, t.name).as_string(conn),)).fetchone()
-                if exists and exists[0]:
-                    raise PgbatonError(f"{schema}.{t.name} exists in the target but is not a table of source "
-                                       f"{source}; drop or rename it first")
-                for stmt in pgddl.create_table_sql(t, schema, typemap.type_options(src, t.db, t.name, postgis)):
+                dst = row[2] if row[1] == schema else names.table_name(
+                    t.name, cat.registered_names(conn, schema, except_id=row[0]))
+                cat.refuse_foreign_relation(conn, schema, dst, f"{t.db}.{t.name}",
+                                            f"sources.{source}.databases.{t.db}")
+                for stmt in pgddl.create_table_sql(t, schema, typemap.type_options(src, t.db, t.name, postgis),
+                                                   name=dst):
                     conn.execute(stmt)
             conn.execute(
                 """UPDATE tables SET state = 'copying', dst_schema = %s, dst_table = %s, definition = %s,
                           pk_cols = %s, disabled_reason = %s, sync_file = NULL, sync_pos = NULL, sync_gtid = NULL
                     WHERE id = %s""",
-                (schema, t.name, Jsonb(t.to_json()), list(t.pk_columns), (COPYING + reason)[:1000], row[0]))
-            targets.append(sync._Target(row[0], t, schema, t.name, tuple(t.pk_columns), True))
+                (schema, dst, Jsonb(t.to_json()), list(t.pg_pk_columns), (COPYING + reason)[:1000], row[0]))
+            targets.append(sync._Target(row[0], t, schema, dst, t.pg_pk_columns, True))
         v = conn.execute("UPDATE sources SET tables_version = tables_version + 1 WHERE name = %s "
                          "RETURNING tables_version", (source,)).fetchone()
     assert v is not None

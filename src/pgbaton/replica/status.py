@@ -18,6 +18,7 @@ import psycopg
 
 from pgbaton.config import Config
 from pgbaton.errors import PgbatonError
+from pgbaton.mysql.model import MyTable
 from pgbaton.mysql.snapshot import binlog_head
 from pgbaton.replica import catalog as cat
 from pgbaton.replica import notcarried
@@ -143,13 +144,16 @@ def table_status(cfg: Config, source: str) -> list[dict[str, Any]]:
     try:
         rows = conn.execute(
             """SELECT src_db, src_table, dst_schema, dst_table, state, rows_copied, disabled_reason,
-                      cardinality(pk_cols) = 0, sync_file || ':' || sync_pos, synced_at, rows_replayed
+                      cardinality(pk_cols) = 0, sync_file || ':' || sync_pos, synced_at, rows_replayed,
+                      definition
                  FROM tables WHERE source = %s ORDER BY src_db, src_table""", (source,)).fetchall()
     finally:
         conn.close()
+    # renamed_columns: MySQL name -> PostgreSQL name where they differ (mysql/names.py)
     return [{"source_table": f"{r[0]}.{r[1]}", "target_table": f"{r[2]}.{r[3]}", "state": r[4],
              "rows_copied": r[5], "last_error": r[6], "row_match": bool(r[7]), "sync_position": r[8],
-             "synced_at": _iso(r[9]), "rows_replayed": int(r[10])} for r in rows]
+             "synced_at": _iso(r[9]), "rows_replayed": int(r[10]),
+             "renamed_columns": cat.renamed_columns(MyTable.from_json(r[11]))} for r in rows]
 
 
 def errors(cfg: Config, source: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

@@ -28,14 +28,13 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from pgbaton.cdc.model import Position, position_key
 from pgbaton.cdc.replay import ReplayTable, _statements, range_params, replay_lock_key
 from pgbaton.cdc.store import log_table_name
 from pgbaton.config import Config, MySQLSourceConfig
 from pgbaton.errors import PgbatonError, SourceError
-from pgbaton.mysql import introspect, pgddl, typemap
+from pgbaton.mysql import introspect, names, pgddl, typemap
 from pgbaton.mysql.model import MyTable
 from pgbaton.mysql.snapshot import copy_table, open_snapshot
 from pgbaton.replica import catalog as cat
@@ -152,20 +151,16 @@ def _mark_copying(conn: psycopg.Connection, src: MySQLSourceConfig, source: str,
                 targets.append(_Target(row[0], MyTable.from_json(row[1]), row[2], row[3], tuple(row[4]), False))
                 continue
             schema = src.databases[t.db]
-            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                                  (sql.Identifier(schema, t.name).as_string(conn),)).fetchone()
-            if exists and exists[0]:
-                raise PgbatonError(f"{schema}.{t.name} exists in the target but is not a table of source "
-                                   f"{source}; drop or rename it first")
+            t = t.named()
+            dst_table = names.table_name(t.name, cat.registered_names(conn, schema))
+            cat.refuse_foreign_relation(conn, schema, dst_table, f"{t.db}.{t.name}",
+                                        f"sources.{source}.databases.{t.db}")
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-            for stmt in pgddl.create_table_sql(t, schema, typemap.type_options(src, t.db, t.name, postgis)):
+            for stmt in pgddl.create_table_sql(t, schema, typemap.type_options(src, t.db, t.name, postgis),
+                                               name=dst_table):
                 conn.execute(stmt)
-            new = conn.execute(
-                """INSERT INTO tables (source, src_db, src_table, dst_schema, dst_table, pk_cols, definition, state)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, 'copying') RETURNING id""",
-                (source, t.db, t.name, schema, t.name, list(t.pk_columns), Jsonb(t.to_json()))).fetchone()
-            assert new is not None
-            targets.append(_Target(new[0], t, schema, t.name, tuple(t.pk_columns), True))
+            new_id = cat.register_table(conn, source, t, schema, dst_table, "copying")
+            targets.append(_Target(new_id, t, schema, dst_table, t.pg_pk_columns, True))
         v = conn.execute("UPDATE sources SET tables_version = tables_version + 1 WHERE name = %s "
                          "RETURNING tables_version", (source,)).fetchone()
     assert v is not None
@@ -200,10 +195,10 @@ def _copy(src: MySQLSourceConfig, cfg: Config, source: str, targets: list[_Targe
                 opts = typemap.type_options(src, t.table.db, t.table.name, postgis)
                 t0 = time.monotonic()
                 rows, size = copy_table(reader, pg, t.table, t.schema, t.name, opts,
-                                        [c.name for c in t.table.columns], lambda _r, _b: None)
+                                        [c.target for c in t.table.columns], lambda _r, _b: None)
                 if t.created:
                     with pg.transaction():
-                        for stmt in pgddl.post_load_sql(t.table, t.schema, opts):
+                        for stmt in pgddl.post_load_sql(t.table, t.schema, opts, name=t.name):
                             pg.execute(stmt)
                 pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t.schema, t.name)))
                 pg.commit()

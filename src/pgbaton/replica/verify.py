@@ -25,8 +25,9 @@ from pgbaton.replica.init import mysql_connect, snapshot_reader_factory
 
 log = logging.getLogger(__name__)
 
-_CHECKSUM = """SELECT count(*), coalesce(md5(string_agg(md5(x::text), '' ORDER BY md5(x::text))), md5(''))
-               FROM {} AS x"""
+# ROW(x.*): a user's column named x must not stand in for the row
+_CHECKSUM = """SELECT count(*), coalesce(md5(string_agg(md5(ROW(x.*)::text), '' ORDER BY md5(ROW(x.*)::text))),
+                      md5('')) FROM {} AS x"""
 _DIFF = "SELECT count(*) FROM (SELECT * FROM {} AS a EXCEPT ALL SELECT * FROM {} AS b) AS d"
 
 
@@ -65,8 +66,8 @@ def _verify_table(conn: psycopg.Connection, my: Any, src: Any, e: cat.TableEntry
     conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.pgbaton_verify"))
     conn.execute(sql.SQL("CREATE TEMP TABLE pgbaton_verify (LIKE {})").format(target))
     conn.commit()
-    copy_table(my, conn, t, "pg_temp", "pgbaton_verify", opts, [c.name for c in t.columns], lambda r, b: None)
-    cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in t.columns)
+    copy_table(my, conn, t, "pg_temp", "pgbaton_verify", opts, [c.target for c in t.columns], lambda r, b: None)
+    cols = sql.SQL(", ").join(sql.Identifier(c.target) for c in t.columns)
     src_sel = sql.SQL("(SELECT {} FROM pg_temp.{})").format(cols, temp)
     dst_sel = sql.SQL("(SELECT {} FROM {})").format(cols, target)
     s_rows, s_sum = conn.execute(sql.SQL(_CHECKSUM).format(src_sel)).fetchone() or (0, "")
@@ -92,6 +93,7 @@ def _count(conn: psycopg.Connection, query: sql.Composed) -> int:
 
 
 def _examples(conn: psycopg.Connection, a: sql.Composable, b: sql.Composable, n: int) -> list[str]:
-    query = sql.SQL("SELECT d::text FROM (SELECT * FROM {} AS a EXCEPT ALL SELECT * FROM {} AS b) AS d LIMIT {}")
+    query = sql.SQL("SELECT ROW(d.*)::text FROM (SELECT * FROM {} AS a EXCEPT ALL SELECT * FROM {} AS b) AS d "
+                    "LIMIT {}")
     rows = conn.execute(query.format(a, b, sql.Literal(n))).fetchall()
     return [r[0] for r in rows]

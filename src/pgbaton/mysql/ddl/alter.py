@@ -338,7 +338,7 @@ def rename_column(work: Work, clause: st.RenameColumn) -> None:
         work.need_col(clause.old)
         return
     old = work.columns[i]
-    work.columns[i] = replace(old, name=clause.new)
+    work.columns[i] = replace(old, name=clause.new, pg_name="")   # named anew, as init would
 
 
 def set_default(work: Work, clause: st.SetDefault) -> None:

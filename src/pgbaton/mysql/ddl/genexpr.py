@@ -64,7 +64,7 @@ def _node(node: exp.Expression, cols: Mapping[str, MyColumn]) -> tuple[sql.Compo
         fam = _family(col) if col is not None else None
         if col is None or fam is None:
             return None
-        return sql.Identifier(col.name), fam
+        return sql.Identifier(col.target), fam
     if isinstance(node, exp.Literal):
         if node.is_string:
             return sql.Literal(str(node.this)), _TEXT

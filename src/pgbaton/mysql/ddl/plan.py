@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 OptsFor = Callable[[MyTable], TypeOptions]
 
 
-def create_sql(table: MyTable, schema: str, opts: TypeOptions) -> list[sql.Composed]:
-    """A new table, complete with keys and indexes (it is empty: no separate load step)."""
-    return [sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, table.name)),
-            *pgddl.create_table_sql(table, schema, opts),
-            *pgddl.post_load_sql(table, schema, opts)]
+def create_sql(table: MyTable, schema: str, opts: TypeOptions, name: str | None = None) -> list[sql.Composed]:
+    """A new table, complete with keys and indexes (it is empty: no separate load step).
+    ``name`` is its PostgreSQL name, chosen by the caller where nothing else stands."""
+    return [*pgddl.create_table_sql(table, schema, opts, name=name),
+            *pgddl.post_load_sql(table, schema, opts, name=name)]
 
 
 def drop_sql(schema: str, name: str) -> list[sql.Composed]:
@@ -271,12 +271,14 @@ def alter_sql(a: Alter, schema: str, target: str, opts_old: TypeOptions, opts_ne
             out.append(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, _pg_index(target, idx))))
     for old_name, new_name in keep:
         out.append(_rename_index(schema, pgddl.pg_name(target, old_name), pgddl.pg_name(target, new_name)))
-    out.extend(_column_renames(tbl, a.column_renames))
+    # PostgreSQL names: a renamed column takes the name the new definition gives it
+    pg_ren = tuple((old.pg(o), new.pg(n)) for o, n in a.column_renames)
+    out.extend(_column_renames(tbl, pg_ren))
     for c in old.columns:
         if ren.get(c.name, c.name).lower() not in new_names:
-            out.append(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
-                tbl, sql.Identifier(ren.get(c.name, c.name))))
-    order = [ren.get(c, c) for c in old.pk_columns]
+            gone = new.pg(ren[c.name]) if c.name in ren else c.target
+            out.append(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(tbl, sql.Identifier(gone)))
+    order = [new.pg(ren.get(c, c)) for c in old.pk_columns]
     for c in new.columns:
         oc = old_by_new.get(c.name.lower())
         if oc is None:
@@ -302,7 +304,7 @@ def _generated_fill(tbl: sql.Identifier, new: MyTable, old: MyColumn | None, col
     value = to_postgres(expr, {c.name: c for c in new.columns if c.name != col.name}, col)
     if value is None:
         return []
-    return [sql.SQL("UPDATE {} SET {} = ({})::{}").format(tbl, sql.Identifier(col.name), value,
+    return [sql.SQL("UPDATE {} SET {} = ({})::{}").format(tbl, sql.Identifier(col.target), value,
                                                          sql.SQL(map_column(col, opts).type_sql))]
 
 
@@ -374,9 +376,9 @@ def _add_column(tbl: sql.Identifier, schema: str, target: str, col: MyColumn,
         fill = _fill_sql(col, opts)
     out = [sql.SQL("ALTER TABLE {} ADD COLUMN {}").format(tbl, _column_def(pc, pc.default_sql or fill))]
     if fill is not None:
-        out.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(tbl, sql.Identifier(col.name)))
+        out.append(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(tbl, sql.Identifier(col.target)))
     if pc.comment:
-        out.append(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(schema, target, col.name),
+        out.append(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(schema, target, col.target),
                                                                  sql.Literal(pc.comment)))
     return out
 
@@ -385,7 +387,7 @@ def _add_identity(tbl: sql.Identifier, col: MyColumn, pc: PgColumn, order: list[
     """An AUTO_INCREMENT column added to a table with rows: MySQL numbers the rows in
     the order of the table's clustered index (primary key, else the first unique NOT
     NULL index); without one, PostgreSQL's physical order is the best guess."""
-    ident = sql.Identifier(col.name)
+    ident = sql.Identifier(col.target)
     by = sql.SQL(", ").join(sql.Identifier(c) for c in order) if order else sql.SQL("ctid")
     return [
         sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(tbl, ident, sql.SQL(pc.type_sql)),
@@ -399,7 +401,7 @@ def _add_identity(tbl: sql.Identifier, col: MyColumn, pc: PgColumn, order: list[
 def _change_column(tbl: sql.Identifier, schema: str, target: str, old: MyColumn, new: MyColumn,
                    opts_old: TypeOptions, opts_new: TypeOptions) -> list[sql.Composed]:
     po, pn = map_column(old, opts_old), map_column(new, opts_new)
-    ident = sql.Identifier(new.name)
+    ident = sql.Identifier(new.target)
 
     def alter(action: str, *args: sql.Composable) -> sql.Composed:
         return sql.SQL("ALTER TABLE {} ALTER COLUMN {} " + action).format(tbl, ident, *args)
@@ -430,10 +432,10 @@ def _change_column(tbl: sql.Identifier, schema: str, target: str, old: MyColumn,
         out.append(sql.SQL(
             "SELECT setval(pg_get_serial_sequence(quote_ident({s}) || '.' || quote_ident({t}), {c}), "
             "GREATEST(COALESCE(MAX({ci}), 0) + 1, 1), false) FROM {tbl}").format(
-            s=sql.Literal(schema), t=sql.Literal(target), c=sql.Literal(new.name), ci=ident, tbl=tbl))
+            s=sql.Literal(schema), t=sql.Literal(target), c=sql.Literal(new.target), ci=ident, tbl=tbl))
     if pn.default_sql is not None and (type_changed or default_changed or pn.identity is False and po.identity):
         out.append(alter("SET DEFAULT {}", sql.SQL(pn.default_sql)))
     if po.comment != pn.comment:
-        out.append(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(schema, target, new.name),
+        out.append(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(schema, target, new.target),
                                                                  sql.Literal(pn.comment)))
     return out

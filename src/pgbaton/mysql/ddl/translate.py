@@ -274,7 +274,7 @@ def build_table(stmt: st.CreateTable, db: str) -> MyTable:
         if spec.references:
             add_index(work, st.IndexSpec(None, ((spec.column.name, None),), kind="FOREIGN"))
     table_options(work, stmt.options)
-    return work.result()
+    return work.result().named()
 
 
 def _create(stmt: st.CreateTable, tables: dict[Key, Tracked], scope: Scope) -> list[Action]:
@@ -381,7 +381,7 @@ def _alter(stmt: st.AlterTable, tables: dict[Key, Tracked], scope: Scope) -> lis
                     *_other_tables(stmt, key, scope)]
         return _rename(st.RenameTables(((stmt.name, renames[-1].new),)), tables, scope)
     work = alter_table(tracked.table, stmt.clauses)
-    new = work.result()
+    new = work.result().named(previous=tracked.table)
     out: list[Action] = []
     if new != tracked.table:
         tables[key] = Tracked(new, tracked.state)
