@@ -101,7 +101,8 @@ def timeline(c: Cluster, node: ClusterNode) -> int:
 
 
 def steady(c: Cluster) -> ClusterNode | None:
-    """The primary when the cluster is settled: roles, a synchronous standby, the VIP."""
+    """The primary when the cluster is settled: roles, a synchronous standby recorded as one
+    (promotion score 1000), the VIP."""
     roles = c.roles()
     if sorted(roles.values()) != ["Promoted", "Unpromoted"]:
         return None
@@ -113,7 +114,18 @@ def steady(c: Cluster) -> ClusterNode | None:
         return None
     if vip_node(c) != primary.name:
         return None
+    if promotion_score(c, other) != 1000:     # recorded in sync: the next failover is prepared
+        return None
     return primary
+
+
+def promotion_score(c: Cluster, node: ClusterNode) -> int | None:
+    proc = sh(c.in_node(c.nodes[0], ["crm_attribute", "--node", node.name, "--name", "master-pgsql",
+                                     "--lifetime", "reboot", "--query", "--quiet"]), check=False, timeout=20)
+    try:
+        return int(proc.stdout.strip())
+    except ValueError:
+        return None
 
 
 def acks(out: Path) -> list[tuple[float, int]]:

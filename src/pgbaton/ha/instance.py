@@ -110,8 +110,40 @@ def clear_stale_lock(cfg: NodeConfig, wait: float = 15) -> None:
         time.sleep(0.2)
     if left:
         raise InstanceError(f"processes {left} still run in {cfg.pgdata} after the postmaster died")
+    _clear_socket_lock(cfg)
     lock.unlink(missing_ok=True)
     log.info("removed the stale postmaster.pid of a dead postmaster")
+
+
+def _lock_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _clear_socket_lock(cfg: NodeConfig) -> None:
+    """Remove the socket's lock file a dead postmaster left, also while its PID is a zombie.
+
+    PostgreSQL removes a stale socket lock file itself when its PID is gone, but a zombie
+    PID still exists: the server then refuses to start ("lock file ... already exists")
+    until something reaps the zombie, which can take seconds.
+    """
+    lock = cfg.socketdir / f".s.PGSQL.{cfg.port}.lock"
+    pid = _lock_pid(lock)
+    if pid is None or _live(pid):
+        return
+    lock.unlink(missing_ok=True)
+    log.info("removed the socket lock file of the dead postmaster %s", pid)
+
+
+def _live(pid: int) -> bool:
+    """A process that runs (not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def observe(cfg: NodeConfig) -> LocalState:
@@ -259,8 +291,11 @@ def start(cfg: NodeConfig, timeout: float = 60, wait: bool = True) -> None:
         proc = run_as(cfg, [cfg.tool("pg_ctl"), "-D", str(cfg.pgdata), "-l", str(logfile), "-o",
                             _server_options(cfg), *how, "start"], timeout=left + 10)
         if not wait and proc.returncode == 0:
+            # the postmaster runs, or it has already given up (its last words in the log)
             until = time.monotonic() + min(5.0, left)
             while postmaster_pid(cfg) is None and time.monotonic() < until:
+                if "database system is shut down" in _log_since(logfile, size):
+                    break
                 time.sleep(0.05)
         if (proc.returncode == 0 and wait) or postmaster_pid(cfg) is not None:
             log.info("PostgreSQL started in %s", cfg.pgdata)
@@ -271,6 +306,7 @@ def start(cfg: NodeConfig, timeout: float = 60, wait: bool = True) -> None:
         if attempt < 3 and any(m in tail for m in ("already in use", "lock file", "still in use")):
             log.warning("start: %s; retrying", tail.strip().splitlines()[-1] if tail.strip() else "busy")
             clear_stale_lock(cfg)
+            _clear_socket_lock(cfg)
             time.sleep(1.0)
             continue
         break

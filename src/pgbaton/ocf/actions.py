@@ -123,7 +123,13 @@ def monitor(agent: Agent) -> Rc:
     cfg = agent.cfg
     role = decide.classify(instance.observe(cfg))
     if role is Role.PRIMARY:
-        return _monitor_primary(agent)
+        rc = _monitor_primary(agent)
+        if rc is not Rc.FAILED_PROMOTED:
+            return rc
+        # killed between the look at its process and the connection: a crash like any other
+        role = decide.classify(instance.observe(cfg))
+        if role is not Role.CRASHED_PRIMARY:
+            return rc
     if role is Role.STANDBY:
         return _monitor_standby(agent)
     if role in (Role.CRASHED_PRIMARY, Role.REBUILDING):
@@ -164,7 +170,7 @@ def _monitor_primary(agent: Agent) -> Rc:
         with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
             replicas = probe.replicas(conn)
             position = probe.local_position(conn, cfg.pgdata)
-            problems = _primary_housekeeping(agent, conn, replicas, members)
+            problems, replicas = _primary_housekeeping(agent, conn, replicas, members)
     except psycopg.Error as exc:
         log.error("monitor: the primary does not answer: %s", str(exc).strip())
         return Rc.FAILED_PROMOTED
@@ -179,11 +185,13 @@ def _monitor_primary(agent: Agent) -> Rc:
 
 
 def _primary_housekeeping(agent: Agent, conn: psycopg.Connection, replicas: list[ReplicaStat],
-                          members: dict[str, str]) -> list[str]:
-    """Records, synchronous_standby_names and slots; returns the problems met (each logged here)."""
+                          members: dict[str, str]) -> tuple[list[str], list[ReplicaStat]]:
+    """Records, synchronous_standby_names and slots; returns the problems met (each logged here)
+    and the standbys as they are afterwards."""
     cfg = agent.cfg
     problems: list[str] = []
-    plan = decide.plan_sync(cfg.mode, replicas, members, {node: _holds_all(agent, node) for node in members.values()})
+    recorded = {node: _holds_all(agent, node) for node in members.values()}
+    plan = decide.plan_sync(cfg.mode, replicas, members, recorded)
     try:
         # before synchronous_standby_names drops a standby, it is recorded as not holding everything
         for node in plan.lose:
@@ -194,7 +202,11 @@ def _primary_housekeeping(agent: Agent, conn: psycopg.Connection, replicas: list
         log.error("monitor: %s", problems[-1])
     else:
         try:
-            apply_sync_names(conn, plan.names)
+            if apply_sync_names(conn, plan.names) and plan.names:
+                # a standby just named is synchronous within moments: record it now, not a monitor later
+                replicas = _await_sync_state(conn, replicas)
+                plan = decide.SyncPlan(plan.names, plan.lose,
+                                       decide.plan_sync(cfg.mode, replicas, members, recorded).gain)
         except psycopg.Error as exc:
             problems.append(f"synchronous_standby_names not changed: {str(exc).strip()}")
             log.error("monitor: %s", problems[-1])
@@ -215,7 +227,19 @@ def _primary_housekeeping(agent: Agent, conn: psycopg.Connection, replicas: list
     except psycopg.Error as exc:
         problems.append(f"pg_stat_archiver: {str(exc).strip()}")
         log.error("monitor: %s", problems[-1])
-    return problems
+    return problems, replicas
+
+
+def _await_sync_state(conn: psycopg.Connection, before: list[ReplicaStat], wait: float = 1.0) -> list[ReplicaStat]:
+    """pg_stat_replication once a streaming standby reports itself synchronous (or after ``wait`` s)."""
+    deadline = time.monotonic() + wait
+    replicas = before
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        replicas = probe.replicas(conn)
+        if any(r.state == "streaming" and r.sync_state in ("sync", "quorum") for r in replicas):
+            break
+    return replicas
 
 
 def _report_archiving(agent: Agent, conn: psycopg.Connection) -> None:

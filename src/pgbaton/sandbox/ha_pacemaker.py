@@ -63,11 +63,9 @@ def clone_xml(c: Cluster, params: dict[str, str] | None = None) -> str:
     ops = [("start", "0", "120s", ""), ("stop", "0", "60s", ""), ("promote", "0", "60s", ""),
            ("demote", "0", "60s", ""), ("notify", "0", "30s", ""),
            ("monitor", "2s", "15s", "Promoted"), ("monitor", "3s", "15s", "Unpromoted")]
-    # a failed primary is demoted, not stopped and started again before the standby's promotion (docs/ha.md)
     op_xml = "".join(
         f'<op id="pgsql-{name}-{interval}" name="{name}" interval="{interval}" timeout="{timeout}"'
-        + (f' role="{role}"' if role else "") + (' on-fail="demote"' if role == "Promoted" else "") + "/>"
-        for name, interval, timeout, role in ops)
+        + (f' role="{role}"' if role else "") + "/>" for name, interval, timeout, role in ops)
     return (
         '<clone id="pgsql-clone"><meta_attributes id="pgsql-clone-meta">'
         '<nvpair id="pgsql-clone-promotable" name="promotable" value="true"/>'
