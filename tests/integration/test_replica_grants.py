@@ -14,7 +14,6 @@ import yaml
 from pydantic import SecretStr
 
 from pgbaton.config import Config
-
 from pgbaton.replica.detach import detach
 from pgbaton.replica.init import add_source, init_replica
 from pgbaton.replica.status import status

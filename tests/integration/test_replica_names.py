@@ -20,6 +20,7 @@ import pytest
 from psycopg import sql
 
 from pgbaton.config import Config
+from pgbaton.errors import PgbatonError
 from pgbaton.mysql import names
 from pgbaton.replica.detach import detach
 from pgbaton.replica.init import add_source, init_replica
@@ -194,7 +195,8 @@ def test_hostile_names_through_every_command(pg_db: str, my_db: str, mariadb: Ma
     with ReplicaThread(cfg) as rt:
         my_exec(mariadb, my_db, [w for t, (c, k) in plan.items() for w in _writes(rnd, t, c, k, ids[t], 8)])
         my_exec(mariadb, my_db, [f"DELETE FROM {q('p' * 64)} WHERE {q('ctid')} = 1",
-                                 f"INSERT INTO en VALUES (3, '{'ü' * 70}')", "UPDATE en SET e = 'a' WHERE e <> 'a' LIMIT 1"])
+                                 f"INSERT INTO en VALUES (3, '{'ü' * 70}')",
+                                 "UPDATE en SET e = 'a' WHERE e <> 'a' LIMIT 1"])
         # DDL with hostile names: add, rename, drop columns; create and rename tables
         t0 = HOSTILE_TABLES[0]
         c = _key_ident(mariadb, my_db)
@@ -275,3 +277,26 @@ def test_random_identifiers_and_values(seed: int, pg_db: str, my_db: str, mariad
     assert_same(cfg, mariadb, my_db, pg_db, list(plan))
     st = status(cfg, "src")[0]
     assert st["errors"] == 0 and st["tables_disabled"] == 0, st
+
+
+def test_init_never_drops_what_it_did_not_create(pg_db: str, my_db: str, mariadb: MariaDBServer) -> None:
+    my_exec(mariadb, my_db, ["CREATE TABLE orders (id int PRIMARY KEY)", "INSERT INTO orders VALUES (1)"])
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app")
+        conn.execute("CREATE TABLE app.orders (mine text)")
+        conn.execute("INSERT INTO app.orders VALUES ('keep me')")
+    cfg = make_config(pg_db, mariadb, my_db)
+    add_source(cfg, "src")
+    with pytest.raises(PgbatonError) as err:
+        init_replica(cfg, "src", show_progress=False)
+    assert "app.orders that pgbaton did not create" in str(err.value)
+    assert f"sources.src.databases.{my_db}" in str(err.value)
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT mine FROM app.orders").fetchall() == [("keep me",)]
+        conn.execute("DROP TABLE app.orders")
+        conn.commit()
+    # once it is out of the way, init works, and a re-init replaces only its own table
+    init_replica(cfg, "src", show_progress=False)
+    init_replica(cfg, "src", force=True, show_progress=False)
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT id FROM app.orders").fetchall() == [(1,)]
