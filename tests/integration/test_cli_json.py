@@ -237,8 +237,11 @@ def test_interrupted_while_a_server_does_not_answer(tmp_path: Path) -> None:
                        "sources: {shop: {type: mariadb, port: 1, databases: {shop: shop}}}\n")
         proc = subprocess.Popen([sys.executable, "-m", "pgbaton", "-c", str(cfg), "status", "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-        time.sleep(4)
+        hole.settimeout(60)
+        conn, _ = hole.accept()             # pgbaton waits for the server's answer now
+        time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
+        conn.close()
     assert proc.returncode == 130, (stdout, stderr)
     assert json.loads(stdout) == {"ok": False, "error": "interrupted", "type": "KeyboardInterrupt"}

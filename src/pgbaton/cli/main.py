@@ -27,7 +27,7 @@ from pgbaton.cli.output import (
     wants_json,
     warn,
 )
-from pgbaton.errors import PgbatonError, explain_privilege
+from pgbaton.errors import PgbatonError
 
 __all__ = ["app", "main", "setup_logging", "state"]
 
@@ -481,12 +481,11 @@ def main(argv: list[str] | None = None) -> None:
     as_json = wants_json(args)
     state.long_running = is_long_running(args)
     try:
-        try:
-            code = app(args=args, prog_name="pgbaton", standalone_mode=False)
-        except typer.Exit as exc:
-            if isinstance(exc.__cause__, KeyboardInterrupt):  # typer turns Ctrl-C into Exit(130)
-                raise exc.__cause__ from None
-            code = exc.exit_code
+        code = app(args=args, prog_name="pgbaton", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into this exit code, silently
+            raise KeyboardInterrupt
+    except typer.Exit as exc:
+        code = exc.exit_code
     except typer.TyperException as exc:          # usage errors: unknown option, missing value
         if (as_json or state.json) and not exc.__class__.__name__ == "NoArgsIsHelpError":
             print_json(error_document(exc))
@@ -516,14 +515,6 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if state.debug:
             raise
-        # a permission error names the user, the object and the grant to add
-        exc = explain_privilege(exc, state._config) or exc
-        if isinstance(exc, PgbatonError):
-            if as_json or state.json:
-                print_json(error_document(exc))
-            else:
-                error_line(str(exc))
-            sys.exit(1)
         if as_json or state.json:
             print_json(error_document(exc))
         else:
