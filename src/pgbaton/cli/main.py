@@ -27,7 +27,7 @@ from pgbaton.cli.output import (
     wants_json,
     warn,
 )
-from pgbaton.errors import PgbatonError
+from pgbaton.errors import PgbatonError, explain_privilege
 
 __all__ = ["app", "main", "setup_logging", "state"]
 
@@ -515,6 +515,14 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if state.debug:
             raise
+        # a permission error names the user, the object and the grant to add
+        exc = explain_privilege(exc, state._config) or exc
+        if isinstance(exc, PgbatonError):
+            if as_json or state.json:
+                print_json(error_document(exc))
+            else:
+                error_line(str(exc))
+            sys.exit(1)
         if as_json or state.json:
             print_json(error_document(exc))
         else:
