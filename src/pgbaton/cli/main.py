@@ -62,6 +62,7 @@ def main_options(
     state.config_path = config
     state.debug = debug
     state.verbose = verbose
+    state.json = False  # set again by the command's --json (a CLI called twice in one process)
     setup_logging(stderr_level(debug, verbose, long_running=state.long_running),
                   short=not (debug or verbose or state.long_running))
 
