@@ -159,6 +159,15 @@ def observe(cfg: NodeConfig) -> LocalState:
     )
 
 
+def starting_up(cfg: NodeConfig) -> bool:
+    """Whether the postmaster says "starting" in its lock file: it takes no connection yet."""
+    try:
+        lines = (cfg.pgdata / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) >= 8 and lines[7].strip() == "starting"
+
+
 # a replay before consistency whose startup process reads nothing more for this long is stuck
 REPLAY_STALL_SECONDS = 300.0
 

@@ -345,9 +345,7 @@ def promote(agent: Agent) -> Rc:
     log.info("promote: %s (at %s)", verdict.reason, mine.encode())
     try:
         # from now on only this node holds every acknowledged commit, until a standby is in sync
-        agent.attrs.set_durable(cfg.node, HOLDS_ALL, "1")
-        for node in cfg.peers:
-            agent.attrs.set_durable(node, HOLDS_ALL, "0")
+        agent.attrs.set_durable_all(HOLDS_ALL, {cfg.node: "1", **{node: "0" for node in cfg.peers}})
     except AttrWriteError as exc:
         log.error("promote refused: %s", exc)
         return Rc.ERR_GENERIC
@@ -420,7 +418,10 @@ def notify(agent: Agent) -> Rc:
     note = notification(agent.call.env)
     cfg = agent.cfg
     if note.kind == "pre" and note.operation == "promote":
-        if decide.classify(instance.observe(cfg)) is Role.STANDBY:
+        if decide.classify(instance.observe(cfg)) is Role.STANDBY and instance.starting_up(cfg):
+            # still in crash recovery (a primary just killed, demoted): it takes no connection yet
+            log.info("notify pre-promote: no position, the server is still starting up")
+        elif decide.classify(instance.observe(cfg)) is Role.STANDBY:
             try:
                 with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
                     position = probe.local_position(conn, cfg.pgdata)

@@ -44,6 +44,7 @@ class Attributes(Protocol):
     def set(self, node: str, name: str, value: str | None) -> None: ...
     def get_durable(self, node: str, name: str) -> str | None: ...
     def set_durable(self, node: str, name: str, value: str | None) -> None: ...
+    def set_durable_all(self, name: str, values: Mapping[str, str]) -> None: ...
 
 
 def _run(cmd: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str] | None:
@@ -122,6 +123,31 @@ class PacemakerAttributes:
                                  f"{proc.stderr.strip() if proc else 'crm_attribute did not run'}")
         log.info("recorded %s=%s for %s", self._name(name), value, node)
 
+    def set_durable_all(self, name: str, values: Mapping[str, str]) -> None:
+        """Write one durable attribute for several nodes at once (concurrent ``crm_attribute``
+        calls, no read first: a promotion waits for these); raises AttrWriteError if one failed."""
+        try:
+            procs = {node: subprocess.Popen(["crm_attribute", "--type", "nodes", "--node", node, "--name",
+                                             self._name(name), "--lifetime", "forever", "--update", value],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                            env=dict(self.env))
+                     for node, value in values.items()}
+        except OSError as exc:
+            raise AttrWriteError(f"could not record {self._name(name)}: {exc}") from exc
+        failed = []
+        for node, proc in procs.items():
+            try:
+                _, err = proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+            if proc.returncode != 0:
+                failed.append(f"{node}: {err.strip() or proc.returncode}")
+            else:
+                log.info("recorded %s=%s for %s", self._name(name), values[node], node)
+        if failed:
+            raise AttrWriteError(f"could not record {self._name(name)} for {'; '.join(failed)}")
+
 
 class FileAttributes:
     """The same attributes as files, for running the agent outside a cluster."""
@@ -177,6 +203,10 @@ class FileAttributes:
             self._store(f"{node}/{name}", value, self.durable_path)
         except OSError as exc:
             raise AttrWriteError(f"could not record {name}={value} for {node}: {exc}") from exc
+
+    def set_durable_all(self, name: str, values: Mapping[str, str]) -> None:
+        for node, value in values.items():
+            self.set_durable(node, name, value)
 
 
 def attributes_for(resource: str, env: Mapping[str, str]) -> Attributes:
