@@ -245,3 +245,27 @@ def test_interrupted_while_a_server_does_not_answer(tmp_path: Path) -> None:
         conn.close()
     assert proc.returncode == 130, (stdout, stderr)
     assert json.loads(stdout) == {"ok": False, "error": "interrupted", "type": "KeyboardInterrupt"}
+
+
+def test_serve_never_logs_its_token(tmp_path: Path, daemon_pids: list[int]) -> None:
+    # with --debug every request is logged: the token a client passes as ?token= is not
+    import urllib.request
+
+    token = "tok-" + SECRET
+    cfg = down_config(tmp_path, free_port())
+    (tmp_path / "token").write_text(token + "\n")
+    cfg.write_text(cfg.read_text() + f"observe: {{token_file: {tmp_path}/token, sample_seconds: 60}}\n")
+    serve = subprocess.Popen([sys.executable, "-m", "pgbaton", "--debug", "-c", str(cfg), "serve", "--port", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    daemon_pids.append(serve.pid)
+    assert serve.stdout is not None
+    line = serve.stdout.readline()
+    url = line.split("status page", 1)[1].split()[0]
+    with urllib.request.urlopen(f"{url}healthz?token={token}", timeout=30) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(f"{url}metrics?a=1&token={token}", timeout=60) as resp:
+        assert b"pgbaton_" in resp.read()
+    serve.send_signal(signal.SIGTERM)
+    stdout, stderr = serve.communicate(timeout=60)
+    assert "GET /metrics?a=1&token=***" in stderr, stderr[-3000:]
+    assert token not in line + stdout + stderr and SECRET not in stderr

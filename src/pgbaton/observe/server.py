@@ -16,6 +16,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +72,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_TOKEN_IN_QUERY = re.compile(r"([?&])token=[^&\s]*")
+
+
 def _handler(observer: Observer, registry: CollectorRegistry, token: str | None) -> type[BaseHTTPRequestHandler]:
     refresh = min(observer.cfg.observe.sample_seconds, 5.0)
 
@@ -78,7 +82,9 @@ def _handler(observer: Observer, registry: CollectorRegistry, token: str | None)
         server_version = "pgbaton"
 
         def log_message(self, format: str, *args: Any) -> None:
-            log.debug("serve: " + format, *args)
+            # the request line may carry ?token=...: never into a log line
+            log.debug("serve: " + format, *(_TOKEN_IN_QUERY.sub(r"\1token=***", a) if isinstance(a, str) else a
+                                            for a in args))
 
         def _send(self, code: int, body: bytes, ctype: str) -> None:
             self.send_response(code)
