@@ -83,7 +83,7 @@ def test_kill_at_every_switchover_step_then_rerun(migration: BouncedMigration, t
         assert load.done >= done + 50  # clients carry on, on the target
         _wait_reverse_applied(m)
         # the switchback is the same procedure the other way: killed at a few steps, rolled back
-        for point in ("freeze_source:after", "create_reverse:after", "retire_forward:after",
+        for point in ("freeze_source:after", "copy_sequences:after", "create_reverse:after",
                       "point_switcher:after"):
             load.phase = f"back:{point}"
             _killed(m, cfg_file, f"switchback:{point}")

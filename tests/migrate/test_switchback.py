@@ -47,9 +47,9 @@ def test_switchback_under_load_through_pgbouncer(
         load.phase = "on target"
         wait_synced(m.config, m.name, timeout=30)  # now the reverse stream: its workers running, caught up
         # a failed switchback is rolled back like a failed switchover: clients stay on the target
-        with pytest.raises(PgbatonError, match="switchback of .* failed at retire_forward.*restore_forward, "
+        with pytest.raises(PgbatonError, match="switchback of .* failed at point_switcher.*"
                                                "drop_reverse, unfreeze_source, resume_clients"):
-            switchback(m.config, m.name, fail_at=Action.retire_forward)
+            switchback(m.config, m.name, fail_at=Action.point_switcher)
         assert f"port={m.target.port}" in m.bouncer.ini.read_text()
         assert _objects(m, "fwd") == [] and len(_objects(m, "rev")) == 3 * len(m.databases)
         for db in m.databases:

@@ -314,9 +314,9 @@ def test_failed_and_crashed_switchover_roll_back_then_switch(
         wait_synced(m.config, m.name, timeout=40)
 
         # a step fails: everything begun is undone at once
-        with pytest.raises(PgbatonError, match="failed at retire_forward.*restore_forward, drop_reverse, "
+        with pytest.raises(PgbatonError, match="failed at point_switcher.*drop_reverse, "
                                                "unfreeze_source, resume_clients"):
-            switchover(m.config, m.name, fail_at=Action.retire_forward)
+            switchover(m.config, m.name, fail_at=Action.point_switcher)
         _assert_back_on_source(m, load)
 
         # the process dies after PgBouncer was pointed at the target, clients still paused
@@ -328,7 +328,7 @@ def test_failed_and_crashed_switchover_roll_back_then_switch(
         assert res.exit_code == 1, res.output
         out = json.loads(res.output)
         assert not out["switched"] and "rolled back" in out["reasons"][0]
-        assert out["rolled_back"] == ["restore_forward", "drop_reverse", "unfreeze_source", "resume_clients"]
+        assert out["rolled_back"] == ["drop_reverse", "unfreeze_source", "resume_clients"]
         _assert_back_on_source(m, load)
 
         res = run_cli("switchover", m.name)  # and now for real

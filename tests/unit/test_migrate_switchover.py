@@ -39,7 +39,8 @@ def test_missing_errors_and_lag_are_refused() -> None:
 def test_order_follows_the_issue() -> None:
     assert ORDER.index(Action.pause_clients) < ORDER.index(Action.freeze_source) < ORDER.index(
         Action.read_source_lsn) < ORDER.index(Action.wait_applied) < ORDER.index(Action.copy_sequences) < ORDER.index(
-        Action.create_reverse) < ORDER.index(Action.retire_forward) < ORDER.index(Action.point_switcher)
+        Action.create_reverse) < ORDER.index(Action.point_switcher) < ORDER.index(Action.retire_forward) < ORDER.index(
+        Action.open_reverse)  # the forward stream stops after RESUME but before the stream back starts
 
 
 def test_rollback_undoes_newest_first_and_nothing_after_the_switch() -> None:

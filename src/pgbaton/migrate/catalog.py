@@ -28,6 +28,11 @@ class Catalog:
 
     def __init__(self, conn: psycopg.Connection, schema: str, migration: str) -> None:
         self.conn, self.schema, self.migration = conn, schema, migration
+        # a record announces a step before it acts (an intent a rerun after a crash reads): it must
+        # be on disk before the step acts, also where the server commits asynchronously (a kill -9
+        # of the target after a switch step once lost "point_switcher started", and the rerun
+        # resumed the clients without pointing PgBouncer back: rows written on the target)
+        conn.execute("SET synchronous_commit = on")
 
     def _t(self, table: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))

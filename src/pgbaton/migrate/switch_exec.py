@@ -111,6 +111,7 @@ class _Run:
         conn = self.sessions.get(key)
         if conn is None or conn.closed or conn.broken:
             conn = rw(side, db)
+            conn.execute("SET synchronous_commit = on")  # a freeze, a slot, a setval: durable before the next step
             self.sessions[key] = conn
         return conn
 
@@ -191,10 +192,11 @@ def _end_transactions(r: _Run, dbs: list[str]) -> None:
 
 def _set_read_only(r: _Run, side: Side, dbs: list[str], on: bool) -> None:
     s = r.session(side)
-    for db in dbs:
-        stmt = "ALTER DATABASE {} SET default_transaction_read_only = on" if on \
-            else "ALTER DATABASE {} RESET default_transaction_read_only"
-        s.execute(sql.SQL(stmt).format(Ident(db)))
+    with s.transaction():  # one commit (one WAL flush) for all databases
+        for db in dbs:
+            stmt = "ALTER DATABASE {} SET default_transaction_read_only = on" if on \
+                else "ALTER DATABASE {} RESET default_transaction_read_only"
+            s.execute(sql.SQL(stmt).format(Ident(db)))
 
 
 def _freeze(r: _Run) -> None:
@@ -323,8 +325,9 @@ def _open_back(r: _Run) -> None:
 
 
 def _stop_stream(r: _Run) -> None:
-    """Inside the pause: the subscriptions old -> new disabled and their workers gone, so nothing more
-    is applied into ``new`` (a change the stream back applies into ``old`` must never echo back)."""
+    """Right after RESUME, before the stream back starts: the subscriptions old -> new disabled and
+    their workers gone, so that a change the stream back applies into ``old`` never echoes back.
+    They had nothing left to apply (``old`` frozen and applied up to its marker)."""
     timeout = r.cfg.switch.timeout_seconds
 
     def stop(db: str) -> None:

@@ -21,9 +21,12 @@ class Action(StrEnum):
     sync_tables = "sync_tables"                # every published table copied, every DDL entry applied
     copy_sequences = "copy_sequences"
     create_reverse = "create_reverse"          # target -> source: publications and slots
-    retire_forward = "retire_forward"          # forward subscriptions disabled, their workers gone
     point_switcher = "point_switcher"          # switcher at the target, RESUME
-    # after the clients resumed: nothing here may be undone, a failure is finished by a rerun
+    # after the clients resumed: nothing here may be undone, a failure is finished by a rerun.
+    # The forward stream has nothing left to carry (the source is frozen and applied up to its
+    # marker), so it is stopped out of the pause, but before the stream back starts: a change that
+    # stream applies into the source must never echo back to the target.
+    retire_forward = "retire_forward"          # forward subscriptions disabled, their workers gone
     open_reverse = "open_reverse"              # target -> source subscriptions, no copy (from the slots)
     drop_forward = "drop_forward"              # forward slots, subscriptions, publications
     record_state = "record_state"
@@ -38,7 +41,8 @@ class Undo(StrEnum):
     restore_forward = "restore_forward"
 
 
-# what undoes each step, applied newest first when a later step fails (before point_switcher)
+# what undoes each step, applied newest first when a later step fails (before point_switcher);
+# retire_forward comes after it now, its undo serves a switch a pgbaton of the older order began
 _UNDO: dict[Action, Undo] = {
     Action.pause_clients: Undo.resume_clients,
     Action.freeze_source: Undo.unfreeze_source,
