@@ -1,11 +1,18 @@
 """Faults of the servers themselves: kill -9 of the source PostgreSQL, of the target PostgreSQL or
-of PgBouncer right after a switchover step did its work, then restart it and rerun the switch.
+of PgBouncer right after a switchover or switchback step did its work, then restart it and rerun
+the switch.
 
 Servers of this module's own (a kill must not hit the session's shared ones), clients through
-PgBouncer recording every transaction they saw committed.  After each round: the migration
-settles (switched over, or rolled back to streaming) and every committed row is on the primary;
-at the end both sides hold every committed row.  ``PGBATON_SERVER_KILL_STEPS`` = steps per server
-(seeded by ``PGBATON_SEED``; all steps with ``all``).
+PgBouncer recording every transaction they saw committed; each transaction writes three tables
+(a ledger row, an audit row, its client's counter).  After each round: the migration settles
+(switched, or rolled back to where the switch began) and every committed row of every table is on
+the primary, checked row by row against the clients' record; at the end both sides hold every
+committed row and nothing that was never sent.
+
+``PGBATON_SERVER_KILL_STEPS`` = steps per server and direction, drawn with ``PGBATON_SEED``
+(default 2); the full sweep, every step of both directions for each server:
+
+    PGBATON_SERVER_KILL_STEPS=all .venv/bin/pytest tests/migrate/test_server_kill.py
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from tests.migrate.test_switchover import PGBOUNCER, Bouncer, _start_bouncer, _s
 
 pytestmark = pytest.mark.skipif(not os.path.exists(PGBOUNCER), reason="pgbouncer is not installed")
 SEED = int(os.environ.get("PGBATON_SEED", "20261202"))
-_STEPS = os.environ.get("PGBATON_SERVER_KILL_STEPS", "3")
+_STEPS = os.environ.get("PGBATON_SERVER_KILL_STEPS", "2")
 STEPS = [a.value for a in ORDER]
 
 
@@ -173,6 +180,9 @@ class Recorder:
                 with conn.transaction():  # flushed at commit (the sandbox runs synchronous_commit = off)
                     conn.execute("SET LOCAL synchronous_commit = on")
                     conn.execute("INSERT INTO ledger (k) VALUES (%s)", (key,))
+                    conn.execute("INSERT INTO audit (k, seq) VALUES (%s, %s)", (key, seq))
+                    conn.execute("INSERT INTO counter (client, n) VALUES ('c', 1) "
+                                 "ON CONFLICT (client) DO UPDATE SET n = counter.n + 1")
                 self.committed[db].add(key)
             except psycopg.Error:
                 self.failures += 1
@@ -201,8 +211,16 @@ class Recorder:
 
 
 def _keys(s: PostgresServer, db: str) -> set[str]:
+    """The ledger's keys, after checking that the audit table holds the same ones (same seq) and the
+    counter counts them: each transaction wrote all three or none."""
     with psycopg.connect(s.dsn(db)) as c:
-        return {r[0] for r in c.execute("SELECT k FROM ledger").fetchall()}
+        c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # one snapshot: the clients go on writing
+        ledger = {r[0] for r in c.execute("SELECT k FROM ledger").fetchall()}
+        audit = {r[0] for r in c.execute("SELECT k FROM audit WHERE k = %s || '-' || seq", (db,)).fetchall()}
+        row = c.execute("SELECT coalesce(sum(n), 0), (SELECT count(*) FROM audit) FROM counter").fetchone()
+    assert audit == ledger, (db, sorted(audit ^ ledger)[:5])
+    assert row is not None and row[0] == row[1] == len(ledger), (db, row, len(ledger))
+    return ledger
 
 
 def _state(m: Migration) -> State:
@@ -210,16 +228,19 @@ def _state(m: Migration) -> State:
         return Catalog(t, "pgbaton_migrate", m.name).state()
 
 
-def _points(server: str) -> list[str]:
+def _points(server: str, direction: str) -> list[str]:
     if _STEPS == "all":
         return STEPS
-    rng = random.Random(f"{SEED}-{server}")
+    if not _STEPS.isdigit():  # named steps, to replay a failure: PGBATON_SERVER_KILL_STEPS=point_switcher,...
+        return [step for step in _STEPS.split(",") if step in STEPS]
+    rng = random.Random(f"{SEED}-{server}" if direction == "switchover" else f"{SEED}-{server}-{direction}")
     return rng.sample(STEPS, min(int(_STEPS), len(STEPS)))
 
 
+@pytest.mark.parametrize("direction", ["switchover", "switchback"])
 @pytest.mark.parametrize("victim", ["source", "target", "pgbouncer"])
-def test_kill_a_server_at_switchover_steps_then_rerun(own_servers: tuple[PostgresServer, PostgresServer],
-                                                      victim: str) -> None:
+def test_kill_a_server_at_switch_steps_then_rerun(own_servers: tuple[PostgresServer, PostgresServer],
+                                                  victim: str, direction: str) -> None:
     src, tgt = own_servers
     tag = uuid.uuid4().hex[:6]
     dbs = [f"kill_{tag}_{i}" for i in range(2)]
@@ -228,7 +249,10 @@ def test_kill_a_server_at_switchover_steps_then_rerun(own_servers: tuple[Postgre
             c.execute(f'CREATE DATABASE "{db}"')
     for db in dbs:
         with psycopg.connect(src.dsn(db), autocommit=True) as c:
-            c.execute("CREATE TABLE ledger (k text PRIMARY KEY, at timestamptz DEFAULT now())")
+            c.execute("CREATE TABLE ledger (k text PRIMARY KEY, at timestamptz DEFAULT now());"
+                      "CREATE TABLE audit (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, k text NOT NULL "
+                      "UNIQUE, seq int NOT NULL);"
+                      "CREATE TABLE counter (client text PRIMARY KEY, n bigint NOT NULL)")
     name = f"k{tag}"
     raw = {"migrations": {name: {"source": {"port": src.port}, "target": {"port": tgt.port}, "databases": dbs,
                                  "options": {"bin_dir": str(pg18_bin())}}}}
@@ -247,8 +271,12 @@ def test_kill_a_server_at_switchover_steps_then_rerun(own_servers: tuple[Postgre
         with Recorder({db: bouncer.dsn(db) for db in dbs}) as rec:
             execute.start(m.config, m.name)
             wait_synced(m.config, m.name, timeout=60)
-            for step in _points(victim):
-                point = f"switchover:{step}:after"
+            switch, other = (switchover, switchback) if direction == "switchover" else (switchback, switchover)
+            for step in _points(victim, direction):
+                if direction == "switchback" and _state(m) is not State.switched:
+                    assert switchover(m.config, m.name).switched, log  # the switchback begins switched over
+                    wait_synced(m.config, m.name, timeout=60)
+                point = f"{direction}:{step}:after"
 
                 def fault(at: str, point: str = point) -> None:
                     if at == point:
@@ -257,31 +285,41 @@ def test_kill_a_server_at_switchover_steps_then_rerun(own_servers: tuple[Postgre
                 with pytest.MonkeyPatch.context() as mp:
                     mp.setattr(switch_exec, "_fault", fault)
                     try:
-                        res = switchover(m.config, m.name)
+                        res = switch(m.config, m.name)
                         first = f"switched={res.switched}"
                     except (PgbatonError, psycopg.Error) as exc:
                         first = f"failed: {str(exc).splitlines()[0][:160]}"
                 restart()
                 for _ in range(3):  # a rerun settles it (the first may still meet a recovering server)
                     try:
-                        switchover(m.config, m.name)
+                        switch(m.config, m.name)
                         break
                     except (PgbatonError, psycopg.Error) as exc:
                         log.append(f"  rerun failed: {str(exc).splitlines()[0][:160]}")
                         time.sleep(1)
                 state = _state(m)
-                log.append(f"{victim} killed after {step}: {first}; rerun -> {state.value}")
-                assert state in (State.switched, State.streaming, State.switched_back), log
+                log.append(f"{victim} killed after {direction} {step}: {first}; rerun -> {state.value}")
+                settled = (State.switched, State.streaming, State.switched_back) if direction == "switchover" \
+                    else (State.switched_back, State.switched)
+                assert state in settled, log
                 primary = tgt if state is State.switched else src
                 time.sleep(0.5)
                 for db in dbs:
                     seen = set(rec.committed[db])  # before reading the server: the clients go on
                     missing = seen - _keys(primary, db)
-                    assert not missing, (log, db, sorted(missing)[:5])  # 0 committed rows lost
-                if state is State.switched:
-                    wait_synced(m.config, m.name, timeout=60)
-                    assert switchback(m.config, m.name).switched, log
+                    if missing:  # where are they? (the side that is not the primary, or nowhere)
+                        elsewhere = missing & _keys(src if primary is tgt else tgt, db)
+                        raise AssertionError(f"{db}: {len(missing)} committed row(s) not on the primary, "
+                                             f"{len(elsewhere)} of them on the other side: {sorted(missing)[:5]}; "
+                                             + "; ".join(log))
                 wait_synced(m.config, m.name, timeout=60)
+                if direction == "switchover" and state is State.switched:
+                    assert other(m.config, m.name).switched, log
+                    wait_synced(m.config, m.name, timeout=60)
+            if _state(m) is State.switched:  # a switchback rolled back last: back to the source
+                assert switchback(m.config, m.name).switched, log
+                wait_synced(m.config, m.name, timeout=60)
+        wait_synced(m.config, m.name, timeout=60)  # the clients' last transactions on both sides
         for db in dbs:
             on_source, on_target = _keys(src, db), _keys(tgt, db)
             assert rec.committed[db] <= on_source and on_source == on_target, (log, db)
