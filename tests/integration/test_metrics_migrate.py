@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pgbaton.config import Config, parse_config
 from pgbaton.migrate.execute import abort, start
 from pgbaton.migrate.status import wait_synced
+from pgbaton.migrate.switch_exec import SwitchFailed, switchover
+from pgbaton.migrate.switchover import Action
 from pgbaton.observe.server import StatusServer
 from pgbaton.sandbox.servers import PostgresServer, pg18_bin
 
@@ -74,6 +77,33 @@ def test_migration_metrics_match_migrate_status(migration: tuple[Config, str, li
                                                            ("migration", name), ("state", "streaming")))] == 1.0
             assert ("pgbaton_migration_lag_bytes", key) in m and m[("pgbaton_migration_stream_errors", key)] == 0.0
         assert {d["database"] for d in st["databases"]} == set(dbs)
+        assert st["switches"] == [] and not any(k[0].startswith("pgbaton_migration_last_switch") for k in m)
+
+        # a switch that fails inside the pause and is rolled back: its outcome and pause, as recorded
+        with pytest.raises(SwitchFailed):
+            switchover(cfg, name, fail_at=Action.copy_sequences)
+        proc = subprocess.run([sys.executable, "-m", "pgbaton", "-c", str(path), "migrate", "status", name, "--json"],
+                              capture_output=True, text=True, timeout=120)
+        last = json.loads(proc.stdout)["switches"][-1]
+        assert last["direction"] == "switchover" and last["outcome"] == "rolled_back", last
+        assert last["paused_seconds"] > 0 and "copy_sequences" in last["reason"]
+        assert set(last["databases"]) == set(dbs) and all("read_source_lsn" in s for s in last["databases"].values())
+        deadline = time.monotonic() + 30  # the exporter serves a look up to sample_seconds old
+        while True:
+            with urllib.request.urlopen(server.url + "metrics", timeout=60) as resp:
+                m = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                     for f in text_string_to_metric_families(resp.read().decode()) for s in f.samples}
+            if m.get(("pgbaton_migration_last_switch_outcome", (("migration", name), ("outcome", "rolled_back")))):
+                break
+            assert time.monotonic() < deadline, "the rolled back switch never reached the metrics"
+            time.sleep(0.3)
+        assert m[("pgbaton_migration_last_switch_outcome", (("migration", name), ("outcome", "complete")))] == 0.0
+        assert m[("pgbaton_migration_last_switch_direction", (("direction", "switchover"), ("migration", name)))] == 1
+        assert m[("pgbaton_migration_last_switch_pause_seconds", (("migration", name),))] == last["paused_seconds"]
+        assert ("pgbaton_migration_last_switch_end_timestamp_seconds", (("migration", name),)) in m
+        for db in dbs:
+            assert m[("pgbaton_migration_last_switch_database_pause_seconds",
+                      (("database", db), ("migration", name)))] > 0
 
         if CHROMIUM is None:
             return

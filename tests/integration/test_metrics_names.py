@@ -25,7 +25,11 @@ def _snapshot() -> Snapshot:
         sources=[SourceView("s", status, [TableView("db.t", "app.t", "replicating", 7)], 4, {"replay": 1}, 99)],
         migrations=[MigrationView("m", "streaming", [{"database": "d", "direction": "forward", "state": "streaming",
                                                       "tables_synced": 2, "tables_total": 2, "lag_bytes": 0,
-                                                      "lag_seconds": 0.0, "errors": []}])],
+                                                      "lag_seconds": 0.0, "errors": []}],
+                                  last_switch={"direction": "switchover", "outcome": "complete",
+                                               "started_at": "2026-12-02T04:00:00+00:00",
+                                               "ended_at": "2026-12-02T04:00:02+00:00", "paused_seconds": 0.25,
+                                               "databases": {"d": {"pause_clients": 0.01, "open_reverse": 0.2}}})],
         ha_nodes=[NodeView("n1", True, "primary", 2, 1000, "0/3E8", 0, None, 1000),
                   NodeView("n2", True, "standby", 2, 900, "0/384", 100, "sync", 900)],
         errors={}, seconds={"replica": 0.01, "migrate": 0.01, "ha": 0.01})

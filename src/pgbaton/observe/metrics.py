@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from pgbaton.migrate.lifecycle import State
 from pgbaton.migrate.model import DbState
+from pgbaton.migrate.switchover import ORDER, Action
 from pgbaton.observe.snapshot import MigrationView, NodeView, Snapshot, SourceView
 
 # as the catalog's CHECK constraints and the migration's enums name them
@@ -23,6 +24,9 @@ TABLE_STATES = ("copying", "replicating", "disabled")
 MIGRATION_STATES = tuple(s.value for s in State)
 DATABASE_STATES = tuple(s.value for s in DbState)
 ROLES = ("primary", "standby")
+SWITCH_OUTCOMES = ("running", "complete", "rolled_back", "cancelled")  # catalog switch_history.outcome
+SWITCH_DIRECTIONS = ("switchover", "switchback")
+PAUSED_STEPS = frozenset(a.value for a in ORDER[:ORDER.index(Action.point_switcher) + 1])
 
 
 def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
@@ -102,6 +106,16 @@ def migration_metrics(migrations: list[MigrationView]) -> Iterator[Metric]:
     total = _gauge("migration_tables", "Tables in the migrated database.", ["migration", "database"])
     errs = _gauge("migration_stream_errors", "1 when the subscription reports apply or sync errors.",
                   ["migration", "database"])
+    sw_pause = _gauge("migration_last_switch_pause_seconds", "How long the last switch held the clients "
+                      "(PAUSE .. RESUME).", ["migration"])
+    sw_outcome = _gauge("migration_last_switch_outcome", "How the last switch ended (1 for its outcome).",
+                        ["migration", "outcome"])
+    sw_direction = _gauge("migration_last_switch_direction", "The last switch's direction (1 for it).",
+                          ["migration", "direction"])
+    sw_end = _gauge("migration_last_switch_end_timestamp_seconds", "When the last switch ended.", ["migration"])
+    sw_db = _gauge("migration_last_switch_database_pause_seconds", "How long the last switch's steps inside the "
+                   "pause took for one database (summed; the steps of all databases run side by side).",
+                   ["migration", "database"])
     for m in migrations:
         known = MIGRATION_STATES if m.state in MIGRATION_STATES else (*MIGRATION_STATES, m.state)
         for name in known:
@@ -117,7 +131,28 @@ def migration_metrics(migrations: list[MigrationView]) -> Iterator[Metric]:
             synced.add_metric(key, float(d["tables_synced"]))
             total.add_metric(key, float(d["tables_total"]))
             errs.add_metric(key, 1.0 if d.get("errors") else 0.0)
-    yield from (state, db_state, lag_b, lag_s, synced, total, errs)
+        _last_switch(m, sw_pause, sw_outcome, sw_direction, sw_end, sw_db)
+    yield from (state, db_state, lag_b, lag_s, synced, total, errs, sw_pause, sw_outcome, sw_direction, sw_end, sw_db)
+
+
+def _last_switch(m: MigrationView, pause: GaugeMetricFamily, outcome: GaugeMetricFamily,
+                 direction: GaugeMetricFamily, end: GaugeMetricFamily, per_db: GaugeMetricFamily) -> None:
+    sw = m.last_switch
+    if not sw:
+        return
+    if sw.get("paused_seconds") is not None:
+        pause.add_metric([m.name], float(sw["paused_seconds"]))
+    known = SWITCH_OUTCOMES if sw["outcome"] in SWITCH_OUTCOMES else (*SWITCH_OUTCOMES, sw["outcome"])
+    for name in known:
+        outcome.add_metric([m.name, name], 1.0 if sw["outcome"] == name else 0.0)
+    for name in SWITCH_DIRECTIONS:
+        direction.add_metric([m.name, name], 1.0 if sw["direction"] == name else 0.0)
+    if sw.get("ended_at"):
+        from datetime import datetime
+
+        end.add_metric([m.name], datetime.fromisoformat(sw["ended_at"]).timestamp())
+    for db, steps in (sw.get("databases") or {}).items():
+        per_db.add_metric([m.name, db], float(sum(v for k, v in steps.items() if k in PAUSED_STEPS)))
 
 
 def ha_metrics(nodes: list[NodeView]) -> Iterator[Metric]:

@@ -48,6 +48,7 @@ class MigrationView:
     state: str
     databases: list[dict[str, Any]]  # as `pgbaton migrate status --json`
     note: str | None = None
+    last_switch: dict[str, Any] | None = None  # the newest entry of `migrate status --json`'s "switches"
 
 
 @dataclass(frozen=True)
@@ -114,16 +115,17 @@ def read_sources(cfg: Config) -> list[SourceView]:
 
 # -- migrations -----------------------------------------------------------------------------
 def read_migrations(cfg: Config) -> list[MigrationView]:
-    from pgbaton.migrate.status import migration_state, status
+    from pgbaton.migrate.status import migration_state, status, switch_history
 
     out = []
     for name in sorted(cfg.migrations):
         state = migration_state(cfg, name)
+        last = next(iter(switch_history(cfg, name, limit=1)), None)
         try:
             dbs = [r.as_dict() for r in status(cfg, name)]
-            out.append(MigrationView(name, state, dbs))
+            out.append(MigrationView(name, state, dbs, last_switch=last))
         except PgbatonError as exc:   # e.g. not started yet: nothing to measure
-            out.append(MigrationView(name, state, [], str(exc)))
+            out.append(MigrationView(name, state, [], str(exc), last_switch=last))
     return out
 
 
