@@ -22,7 +22,7 @@ import yaml
 
 from pgbaton.migrate import execute
 from pgbaton.migrate.finish import finish
-from pgbaton.migrate.status import wait_synced
+from pgbaton.migrate.status import switch_history, wait_synced
 from pgbaton.migrate.switch_exec import FAULT_ENV, switchback, switchover
 from pgbaton.migrate.switchover import ORDER, Action
 from tests.migrate.conftest import Migration
@@ -103,5 +103,9 @@ def test_kill_at_every_switchover_step_then_rerun(migration: BouncedMigration, t
         with psycopg.connect(m.target.dsn(db)) as t:
             phases = {r[0] for r in t.execute("SELECT DISTINCT note FROM orders")}
         assert {"before", "after"} <= phases  # rows from before the kills and after the switch both kept
+    # every interrupted switch is closed in the history by its rerun: rolled back, or finished
+    outcomes = [(h["direction"], h["outcome"]) for h in switch_history(m.config, m.name, limit=100)]
+    assert outcomes == [("switchover", "rolled_back")] * len(points) + [("switchover", "complete")] + [
+        ("switchback", "rolled_back")] * 4, outcomes
     finish(m.config, m.name)
     assert _leftovers(m) == []

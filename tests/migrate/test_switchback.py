@@ -13,7 +13,7 @@ from typer.testing import Result
 
 from pgbaton.errors import PgbatonError
 from pgbaton.migrate import execute, tend
-from pgbaton.migrate.status import wait_synced
+from pgbaton.migrate.status import switch_history, wait_synced
 from pgbaton.migrate.switch_exec import switchback, switchover
 from pgbaton.migrate.switchover import Action
 from tests.migrate.conftest import Migration
@@ -68,6 +68,15 @@ def test_switchback_under_load_through_pgbouncer(
     assert load.failures == []
     assert out["switched"] and out["direction"] == "switchback" and out["steps"] == [a.value for a in Action]
     assert f"port={m.source.port}" in m.bouncer.ini.read_text()
+    # the switch history: the switchover, the failed switchback, the switchback, each with its pause
+    history = switch_history(m.config, m.name)
+    assert [(h["direction"], h["outcome"]) for h in history] == [
+        ("switchover", "complete"), ("switchback", "rolled_back"), ("switchback", "complete")], history
+    assert history[-1]["paused_seconds"] == out["paused_seconds"] and history[-1]["ended_at"]
+    assert "failed at point_switcher" in history[1]["reason"] and history[1]["paused_seconds"] > 0
+    assert set(history[-1]["databases"]) == set(m.databases)
+    assert all({"read_source_lsn", "create_reverse", "open_reverse"} <= set(steps)
+               for steps in history[-1]["databases"].values()), history[-1]
     assert _objects(m, "rev") == []
     assert len(_objects(m, "fwd")) == 3 * len(m.databases)  # forward stream re-established
     rows = json.loads(run_cli("status", m.name, "--json").output)["databases"]
