@@ -95,7 +95,8 @@ def translate_view(select: str, view_db: str, schemas: Mapping[str, str],
                 return ViewSql(None, f"it reads {name}.{col.table}, a database that is not replicated")
             col.set("db", exp.to_identifier(schemas[name], quoted=True))
     try:
-        return ViewSql(viewfix.adapt(tree).sql(dialect="postgres", identify=True))     # MySQL rules, PostgreSQL spelling
+        # MySQL rules, PostgreSQL spelling
+        return ViewSql(viewfix.adapt(tree).sql(dialect="postgres", identify=True))
     except (SqlglotError, ValueError) as exc:
         return ViewSql(None, f"sqlglot cannot write it for PostgreSQL: {str(exc)[:200]}")
 
