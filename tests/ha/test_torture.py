@@ -17,7 +17,8 @@ pytestmark = [
 
 
 def test_seeded_faults_lose_no_acknowledged_commit() -> None:
-    seed = int(os.environ.get("PGBATON_TORTURE_SEED", "3"))
+    # seed 12 draws pacemaker-restart, kill9-primary, kill9-standby and standby-disk-full
+    seed = int(os.environ.get("PGBATON_TORTURE_SEED", "12"))
     iterations = int(os.environ.get("PGBATON_TORTURE_ITERATIONS", "4"))
     result = run(seed, iterations)
     print(table(result))
@@ -26,3 +27,5 @@ def test_seeded_faults_lose_no_acknowledged_commit() -> None:
         assert not o.error, f"seed {seed}, iteration {o.iteration} ({o.fault}): {o.error}"
         assert o.lost == 0, f"seed {seed}, iteration {o.iteration} ({o.fault}): {o.lost} commits lost"
         assert not o.loop, f"seed {seed}, iteration {o.iteration} ({o.fault}): {o.promotions} promotions"
+        if o.fault == "standby-disk-full":
+            assert "not enough free space" in o.detail

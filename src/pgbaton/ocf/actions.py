@@ -418,10 +418,11 @@ def notify(agent: Agent) -> Rc:
     note = notification(agent.call.env)
     cfg = agent.cfg
     if note.kind == "pre" and note.operation == "promote":
-        if decide.classify(instance.observe(cfg)) is Role.STANDBY and instance.starting_up(cfg):
+        standby = decide.classify(instance.observe(cfg)) is Role.STANDBY
+        if standby and instance.starting_up(cfg):
             # still in crash recovery (a primary just killed, demoted): it takes no connection yet
             log.info("notify pre-promote: no position, the server is still starting up")
-        elif decide.classify(instance.observe(cfg)) is Role.STANDBY:
+        elif standby:
             try:
                 with psycopg.connect(cfg.local_dsn(), autocommit=True) as conn:
                     position = probe.local_position(conn, cfg.pgdata)

@@ -73,6 +73,9 @@ def clone_xml(c: Cluster, params: dict[str, str] | None = None) -> str:
         '<nvpair id="pgsql-clone-max" name="clone-max" value="2"/>'
         '<nvpair id="pgsql-clone-node-max" name="clone-node-max" value="1"/>'
         '<nvpair id="pgsql-clone-promoted-max" name="promoted-max" value="1"/>'
+        # old failures expire: a stale monitor failure made Pacemaker restart a healthy
+        # standby after the next role change (docs/ha.md, "Where the seconds go")
+        '<nvpair id="pgsql-clone-failure-timeout" name="failure-timeout" value="30s"/>'
         '</meta_attributes>'
         f'<primitive id="pgsql" class="ocf" provider="pgbaton" type="pgsql">'
         f'<instance_attributes id="pgsql-ia">{nvs}</instance_attributes>'
