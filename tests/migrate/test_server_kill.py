@@ -228,6 +228,20 @@ def _state(m: Migration) -> State:
         return Catalog(t, "pgbaton_migrate", m.name).state()
 
 
+def _caught_up(m: Migration, log: list[str]) -> None:
+    """``wait_synced``, failing with what happened so far."""
+    try:
+        wait_synced(m.config, m.name, timeout=60)
+    except PgbatonError as exc:
+        subs = {}
+        for side, server in (("source", m.source), ("target", m.target)):
+            with psycopg.connect(server.dsn()) as c:
+                subs[side] = c.execute("SELECT subname, subenabled, (SELECT datname FROM pg_database d "
+                                       "WHERE d.oid = subdbid) FROM pg_subscription").fetchall()
+                subs[side + " slots"] = c.execute("SELECT slot_name, active FROM pg_replication_slots").fetchall()
+        raise AssertionError(f"{exc}; state {_state(m).value}; {subs}; " + "; ".join(log)) from None
+
+
 def _points(server: str, direction: str) -> list[str]:
     if _STEPS == "all":
         return STEPS
@@ -270,12 +284,12 @@ def test_kill_a_server_at_switch_steps_then_rerun(own_servers: tuple[PostgresSer
     try:
         with Recorder({db: bouncer.dsn(db) for db in dbs}) as rec:
             execute.start(m.config, m.name)
-            wait_synced(m.config, m.name, timeout=60)
+            _caught_up(m, log)
             switch, other = (switchover, switchback) if direction == "switchover" else (switchback, switchover)
             for step in _points(victim, direction):
                 if direction == "switchback" and _state(m) is not State.switched:
                     assert switchover(m.config, m.name).switched, log  # the switchback begins switched over
-                    wait_synced(m.config, m.name, timeout=60)
+                    _caught_up(m, log)
                 point = f"{direction}:{step}:after"
 
                 def fault(at: str, point: str = point) -> None:
@@ -312,14 +326,14 @@ def test_kill_a_server_at_switch_steps_then_rerun(own_servers: tuple[PostgresSer
                         raise AssertionError(f"{db}: {len(missing)} committed row(s) not on the primary, "
                                              f"{len(elsewhere)} of them on the other side: {sorted(missing)[:5]}; "
                                              + "; ".join(log))
-                wait_synced(m.config, m.name, timeout=60)
+                _caught_up(m, log)
                 if direction == "switchover" and state is State.switched:
                     assert other(m.config, m.name).switched, log
-                    wait_synced(m.config, m.name, timeout=60)
+                    _caught_up(m, log)
             if _state(m) is State.switched:  # a switchback rolled back last: back to the source
                 assert switchback(m.config, m.name).switched, log
-                wait_synced(m.config, m.name, timeout=60)
-        wait_synced(m.config, m.name, timeout=60)  # the clients' last transactions on both sides
+                _caught_up(m, log)
+        _caught_up(m, log)  # the clients' last transactions on both sides
         for db in dbs:
             on_source, on_target = _keys(src, db), _keys(tgt, db)
             assert rec.committed[db] <= on_source and on_source == on_target, (log, db)

@@ -16,6 +16,11 @@ from pgbaton.migrate.names import object_name, sync_slot_pattern
 from pgbaton.migrate.pace import Capacity, Limit
 
 NO_CAPTURE = "-c pgbaton.ddl_capture=off"
+# every step records its progress in the catalog and a rerun trusts it: what a step did on a server
+# must be on disk before it is recorded done, also where the server commits asynchronously (a
+# kill -9 of the source right after open_reverse lost its CREATE SUBSCRIPTION, recorded done: the
+# rerun finished the switch with no stream back; found by tests/migrate/test_server_kill.py)
+DURABLE = "-c synchronous_commit=on"
 
 
 def connect(cluster: ClusterConfig, side: str, dbname: str | None = None, *,
@@ -24,7 +29,7 @@ def connect(cluster: ClusterConfig, side: str, dbname: str | None = None, *,
     try:
         # pgbaton's own DDL (replica identities, installing the capture) is never queued for the other side
         return psycopg.connect(cluster.conninfo(dbname, "pgbaton-migrate", what=side), autocommit=autocommit,
-                               options=NO_CAPTURE)
+                               options=f"{NO_CAPTURE} {DURABLE}")
     except psycopg.OperationalError as exc:
         detail = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise PgbatonError(f"cannot connect to the {side} PostgreSQL at {cluster.host}:{cluster.port} "

@@ -110,8 +110,7 @@ class _Run:
         key = (side.name, db or "")
         conn = self.sessions.get(key)
         if conn is None or conn.closed or conn.broken:
-            conn = rw(side, db)
-            conn.execute("SET synchronous_commit = on")  # a freeze, a slot, a setval: durable before the next step
+            conn = rw(side, db)  # commits synchronously (``probe.connect``): durable before the step is recorded
             self.sessions[key] = conn
         return conn
 
