@@ -439,8 +439,27 @@ def table(run: Run) -> str:
     if loads:
         lines.append(f"Load average (1 min) at the faults: {loads[0]:.1f} to {loads[-1]:.1f}, "
                      f"median {statistics.median(loads):.1f}.")
+    lines += by_load(run, "kill9-primary")
     lines += steps_table(run, "kill9-primary")
     return "\n".join(lines)
+
+
+def by_load(run: Run, fault: str) -> list[str]:
+    """Median first commit and steady-again times of one fault by the load average at the fault."""
+    rows = [o for o in run.outcomes if o.fault == fault and o.failover_s is not None and o.steady_s is not None]
+    if not rows:
+        return []
+    lines = ["", f"`{fault}` by the load average (1 min) at the fault:", "",
+             "| load | runs | first commit, median (max) s | steady again, median (max) s |", "|---|---|---|---|"]
+    for low, high in ((0, 5), (5, 10), (10, 1000)):
+        part = [o for o in rows if low <= o.load < high]
+        if part:
+            fail = [o.failover_s for o in part if o.failover_s is not None]
+            back = [o.steady_s for o in part if o.steady_s is not None]
+            lines.append(f"| {low} to {high if high < 1000 else 'more'} | {len(part)} "
+                         f"| {statistics.median(fail):.1f} ({max(fail):.1f}) "
+                         f"| {statistics.median(back):.1f} ({max(back):.1f}) |")
+    return lines
 
 
 def steps_table(run: Run, fault: str) -> list[str]:
