@@ -131,6 +131,8 @@ def test_generated_identity_and_charset_changes_keep_rows(pg_db: str, my_db: str
         "INSERT INTO k VALUES (1, 'd')",
         "CREATE TABLE cs (id int PRIMARY KEY, t varchar(20)) DEFAULT CHARSET=utf8mb4",
         "INSERT INTO cs VALUES (1, 'plain'), (2, 'snow ☃ man')",
+        "CREATE TABLE tsd (id int PRIMARY KEY)",
+        "INSERT INTO tsd VALUES (1), (2), (3)",
     ])
     cfg = make_config(pg_db, mariadb, my_db, batch_max_ms=20)
     add_source(cfg, "src")
@@ -144,6 +146,10 @@ def test_generated_identity_and_charset_changes_keep_rows(pg_db: str, my_db: str
             "INSERT INTO g (id, a, b, f) VALUES (5, 1, 'w', 9)",
             "ALTER TABLE k ADD COLUMN id int AUTO_INCREMENT PRIMARY KEY",    # numbered in InnoDB's order
             "INSERT INTO k (v, w) VALUES (7, 'e')",
+            # the source's clock fills the existing rows (no row events), not the replica's
+            "ALTER TABLE tsd ADD COLUMN at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), "
+            "ADD COLUMN u char(36) DEFAULT (uuid())",
+            "INSERT INTO tsd (id) VALUES (4)",
         ])
         # not strict: the snowman becomes '?' on the source, without a row event
         my_exec(mariadb, my_db, ["SET SESSION sql_mode = ''", "ALTER TABLE cs CONVERT TO CHARACTER SET latin1"])
@@ -152,6 +158,6 @@ def test_generated_identity_and_charset_changes_keep_rows(pg_db: str, my_db: str
         assert rt.error is None, rt.error
         history = errors(cfg, "src")
         recopied = sorted(e["table"].split(".")[1] for e in history if "re-copied" in e["message"])
-        assert recopied == ["cs", "g", "k"], history
+        assert recopied == ["cs", "g", "k", "tsd"], history
     _assert_shapes(cfg, pg_db, mariadb, my_db)
     _assert_data(cfg)

@@ -11,16 +11,20 @@ import psycopg
 import pytest
 from typer.testing import Result
 
+from pgbaton.config import ClusterConfig
 from pgbaton.errors import PgbatonError
 from pgbaton.migrate import execute, tend
 from pgbaton.migrate.status import switch_history, wait_synced
 from pgbaton.migrate.switch_exec import switchback, switchover
+from pgbaton.migrate.switchers import switcher_for
 from pgbaton.migrate.switchover import Action
 from tests.migrate.conftest import Migration
 from tests.migrate.test_finish import _leftovers
 from tests.migrate.test_switchover import (
     PGBOUNCER,
     BouncedMigration,
+    Crash,
+    CrashAfterPointing,
     Load,
     _fingerprint,
     _objects,
@@ -105,3 +109,55 @@ def test_switchback_under_load_through_pgbouncer(
     for db in m.databases:
         with psycopg.connect(m.source.dsn(db), autocommit=True) as s:
             s.execute("INSERT INTO orders (amount, note) VALUES (1, 'after finish')")  # the primary writes
+
+
+class FailAfterPointing(CrashAfterPointing):
+    def point_to(self, cluster: ClusterConfig, dbs: list[str]) -> None:
+        self.inner.point_to(cluster, dbs)
+        raise PgbatonError("the switcher failed after rewriting its entries")
+
+
+def _frozen(dsn: str) -> bool:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        try:
+            c.execute("INSERT INTO orders (amount, note) VALUES (1, 'probe')")
+        except psycopg.errors.ReadOnlySqlTransaction:
+            return True
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists(PGBOUNCER), reason="pgbouncer is not installed")
+def test_switchback_rolled_back_inside_point_keeps_the_source_frozen(migration: BouncedMigration,
+                                                                    run_cli: Callable[..., Result]) -> None:
+    """point_switcher of a switchback unfreezes the source before it rewrites the entries; a
+    rollback from inside it (a failing switcher, or a crash and a rerun) must freeze it again,
+    or it takes writes that the target, where the clients stay, never sees."""
+    m = migration
+    assert m.bouncer is not None
+    execute.start(m.config, m.name)
+    wait_synced(m.config, m.name, timeout=40)
+    assert switchover(m.config, m.name).switched
+    wait_synced(m.config, m.name, timeout=30)
+    assert all(_frozen(m.source.dsn(db)) for db in m.databases)
+    cfg = m.config.migration(m.name)
+
+    with pytest.raises(PgbatonError, match="failed at point_switcher.*rolled back"):
+        switchback(m.config, m.name, switcher=FailAfterPointing(switcher_for(cfg)))
+    assert f"port={m.target.port}" in m.bouncer.ini.read_text()
+    assert [db for db in m.databases if not _frozen(m.source.dsn(db))] == []
+    assert [db for db in m.databases if _frozen(m.target.dsn(db))] == []
+
+    with pytest.raises(Crash):  # the process dies there: the rerun rolls back
+        switchback(m.config, m.name, switcher=CrashAfterPointing(switcher_for(cfg)))
+    res = run_cli("switchback", m.name, "--json")
+    assert res.exit_code == 1, res.output
+    assert "resume_clients" in json.loads(res.output)["rolled_back"]
+    assert f"port={m.target.port}" in m.bouncer.ini.read_text()
+    assert [db for db in m.databases if not _frozen(m.source.dsn(db))] == []
+    assert [db for db in m.databases if _frozen(m.target.dsn(db))] == []
+
+    wait_synced(m.config, m.name, timeout=30)  # the reverse stream still carries the target's writes
+    res = run_cli("switchback", m.name, "--json")
+    assert res.exit_code == 0, res.output
+    assert f"port={m.source.port}" in m.bouncer.ini.read_text()
+    assert [db for db in m.databases if _frozen(m.source.dsn(db))] == []

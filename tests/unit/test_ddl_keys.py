@@ -165,3 +165,21 @@ def test_like_a_table_being_recopied_is_recopied_too() -> None:
     s.tables[("app", "a")] = Tracked(s.t("a"), "disabled")
     acts = s.run("CREATE TABLE b LIKE a")
     assert [type(x).__name__ for x in acts] == ["Create", "Resync"]
+
+
+def test_column_added_with_a_computed_default_recopies() -> None:
+    # MySQL fills the existing rows with its own clock / UUIDs / expression values, no row events
+    s = Session("CREATE TABLE t (id int PRIMARY KEY)")
+    for ddl, why in [("ALTER TABLE t ADD COLUMN ts datetime DEFAULT CURRENT_TIMESTAMP", "current_timestamp"),
+                     ("ALTER TABLE t ADD COLUMN ts2 timestamp(3) NOT NULL DEFAULT now(3)", "current_timestamp(3)"),
+                     ("ALTER TABLE t ADD COLUMN u char(36) DEFAULT (uuid())", "uuid"),
+                     ("ALTER TABLE t ADD COLUMN e int DEFAULT (1 + 1)", "1 + 1")]:
+        acts = s.run(ddl)
+        assert [type(x).__name__ for x in acts] == ["Alter", "Resync"], (ddl, acts)
+        assert why in acts[1].reason.lower(), acts[1].reason
+    for ddl in ["ALTER TABLE t ADD COLUMN a int DEFAULT 5", "ALTER TABLE t ADD COLUMN b varchar(5) DEFAULT 'x'",
+                "ALTER TABLE t ADD COLUMN c int DEFAULT NULL", "ALTER TABLE t ADD COLUMN d bit(3) DEFAULT b'101'",
+                "ALTER TABLE t ADD COLUMN f boolean DEFAULT true", "ALTER TABLE t ADD COLUMN g int DEFAULT (7)",
+                "ALTER TABLE t ADD COLUMN h decimal(5,2) DEFAULT -1.5",
+                "ALTER TABLE t ADD COLUMN i int AS (id + 1) STORED"]:
+        assert [type(x).__name__ for x in s.run(ddl)] == ["Alter"], ddl

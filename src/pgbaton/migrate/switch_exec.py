@@ -199,21 +199,27 @@ def _set_read_only(r: _Run, side: Side, dbs: list[str], on: bool) -> None:
 
 
 def _freeze(r: _Run) -> None:
-    """New sessions on ``old`` read-only, then every other client session of these databases ended
-    (pgbaton's own sessions of this switch excepted: they already run read-write)."""
-    _set_read_only(r, r.leg.old, r.dbs, True)
-    s = r.session(r.leg.old)
+    _freeze_side(r, r.leg.old, r.dbs)
+
+
+def _freeze_side(r: _Run, side: Side, dbs: list[str]) -> None:
+    """New sessions of ``dbs`` on ``side`` read-only, then every other client session of these
+    databases ended (pgbaton's own sessions of this switch excepted: they already run read-write)."""
+    if not dbs:
+        return
+    _set_read_only(r, side, dbs, True)
+    s = r.session(side)
     deadline = time.monotonic() + r.cfg.switch.timeout_seconds
     while True:
         rows = s.execute(
             "SELECT pid, application_name, state, wait_event FROM pg_stat_activity WHERE datname = ANY(%s) "
             "AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND pid <> ALL(%s)",
-            (r.dbs, r.own_pids(r.leg.old))).fetchall()
+            (dbs, r.own_pids(side))).fetchall()
         if not rows:
             return
         s.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", ([p[0] for p in rows],))
         if time.monotonic() > deadline:
-            raise PgbatonError(f"{r.leg.old.name} sessions did not end after pg_terminate_backend: "
+            raise PgbatonError(f"{side.name} sessions did not end after pg_terminate_backend: "
                                + ", ".join(f"{p} ({app or '-'}, {st}, {we})" for p, app, st, we in rows))
         time.sleep(0.02)
 
@@ -379,7 +385,14 @@ _ACTIONS: dict[Action, Callable[[_Run], object]] = {
 
 # -- undo -------------------------------------------------------------------------------------------
 def _resume_on_old(r: _Run) -> None:
-    if Action.point_switcher.value in r.recorded:  # it may have rewritten the entries already
+    if Action.point_switcher.value in r.recorded:
+        # it may have unfrozen ``new`` (frozen by the switch the other way) and rewritten the
+        # entries already: ``new`` frozen again first, as it was, then the entries back on ``old``
+        detail = r.recorded[Action.point_switcher.value][1]
+        frozen = detail.get("frozen") if isinstance(detail, dict) else None
+        if frozen is None:
+            frozen = [db for db in r.dbs if r.new_frozen.get(db)]
+        _freeze_side(r, r.leg.new, [db for db in r.dbs if db in frozen])
         r.switcher.point_to(r.leg.old.cluster, r.dbs)
     r.switcher.resume(r.dbs)
     r.resumed_at = time.monotonic()
@@ -590,7 +603,10 @@ def _run_steps(r: _Run, todo: list[Action], res: SwitchResult, fail_at: Action |
     done: list[tuple[str, str, Any]] = []  # the last step's ``done``, recorded with the next ``started``
     for action in todo:
         r.action = action.value
-        r.record_many([*done, (action.value, "started", None)])
+        # point_switcher unfreezes ``new``: which databases were frozen, for a rollback after a crash
+        started = {"frozen": [db for db in r.dbs if r.new_frozen.get(db)]} \
+            if action is Action.point_switcher else None
+        r.record_many([*done, (action.value, "started", started)])
         done = []
         log.info("migration %s: %s %s", r.name, r.leg.command, action.value)
         try:

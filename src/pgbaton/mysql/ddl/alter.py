@@ -263,10 +263,36 @@ def add_column(work: Work, clause: st.AddColumn) -> None:
     place(work, spec.column, spec, None)
     _inline_keys(work, spec)
     _generated_values(work, spec.column, None)
+    if _computed_default(spec.column):
+        # MySQL evaluates it once per existing row (CURRENT_TIMESTAMP, UUID(), an expression) and
+        # writes no row events: PostgreSQL's own evaluation would differ (its clock, its UUIDs)
+        work.resync.append(f"column {spec.column.name} added with DEFAULT {spec.column.default}: "
+                           "the values the source gave the existing rows are read")
     if spec.column.auto_increment and not work.table.pk_columns:
         # InnoDB numbers the rows in the order of its hidden row id: PostgreSQL cannot know it
         work.resync.append(f"AUTO_INCREMENT column {spec.column.name} added to a table without a key: "
                            "the source's numbering is read")
+
+
+def _computed_default(col: MyColumn) -> bool:
+    """A default the server computes (a function or an expression), not a literal."""
+    if col.default is None or col.generation_expression is not None:
+        return False
+    text = col.default.strip()
+    low = text.lower()
+    if low in ("null", "true", "false") or _is_number(text):
+        return False
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return False
+    return not (low[:2] in ("b'", "x'") and text.endswith("'"))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _generated_values(work: Work, col: MyColumn, old: MyColumn | None) -> None:
