@@ -112,9 +112,14 @@ def test_switchback_under_load_through_pgbouncer(
 
 
 class FailAfterPointing(CrashAfterPointing):
+    """The first point_to rewrites the entries, then fails; the rollback's point_to works."""
+    failed = False
+
     def point_to(self, cluster: ClusterConfig, dbs: list[str]) -> None:
         self.inner.point_to(cluster, dbs)
-        raise PgbatonError("the switcher failed after rewriting its entries")
+        if not self.failed:
+            self.failed = True
+            raise PgbatonError("the switcher failed after rewriting its entries")
 
 
 def _frozen(dsn: str) -> bool:
