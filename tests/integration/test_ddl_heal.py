@@ -86,6 +86,8 @@ def test_rows_changed_without_row_events_are_recopied(pg_db: str, my_db: str, ma
         "INSERT INTO other VALUES (7, 'x')",
         "CREATE TABLE js (id int PRIMARY KEY, j longtext, CONSTRAINT cj CHECK (json_valid(j)))",
         "INSERT INTO js VALUES (1, '{\"b\": 1,   \"a\": 2}')",
+        "CREATE TABLE dup (id int PRIMARY KEY, c int)",
+        "INSERT INTO dup VALUES (1, 5), (2, 5), (3, 6), (4, 5)",
     ])
     cfg = make_config(pg_db, mariadb, my_db, batch_max_ms=20)
     add_source(cfg, "src")
@@ -107,6 +109,8 @@ def test_rows_changed_without_row_events_are_recopied(pg_db: str, my_db: str, ma
             "INSERT INTO other VALUES (8, 'y')",
             "ALTER TABLE js DROP CONSTRAINT cj",                 # jsonb does not keep the text: re-read
             "INSERT INTO js VALUES (2, 'not json')",
+            "ALTER IGNORE TABLE dup ADD UNIQUE KEY uc (c)",      # rows 2 and 4 deleted, no row events
+            "INSERT INTO dup VALUES (5, 7)",
         ])
         wait_until(lambda: _settled(cfg), 90, "tables to be re-copied")
         assert rt.error is None, rt.error
@@ -115,6 +119,7 @@ def test_rows_changed_without_row_events_are_recopied(pg_db: str, my_db: str, ma
         assert status(cfg, "src")[0]["tables_disabled"] == 0
         history = errors(cfg, "src")
         assert any("re-copied" in e["message"] and e["table"].endswith(".pt") for e in history), history
+        assert any("IGNORE" in e["message"] and e["table"].endswith(".dup") for e in history), history
         _run(mariadb, my_db, ["INSERT INTO pt VALUES (4, 'g')", "UPDATE other SET v = 'z'"])
         wait_until(lambda: _settled(cfg), 60, "replica to catch up")
     _assert_shapes(cfg, pg_db, mariadb, my_db)

@@ -183,3 +183,13 @@ def test_column_added_with_a_computed_default_recopies() -> None:
                 "ALTER TABLE t ADD COLUMN h decimal(5,2) DEFAULT -1.5",
                 "ALTER TABLE t ADD COLUMN i int AS (id + 1) STORED"]:
         assert [type(x).__name__ for x in s.run(ddl)] == ["Alter"], ddl
+
+
+def test_alter_ignore_recopies() -> None:
+    # MariaDB's ALTER IGNORE deletes the duplicates of a new unique key without row events
+    s = Session("CREATE TABLE t (id int PRIMARY KEY, c int)")
+    acts = s.run("ALTER IGNORE TABLE t ADD UNIQUE KEY uc (c)")
+    assert [type(x).__name__ for x in acts] == ["Alter", "Resync"] and "IGNORE" in acts[1].reason
+    acts = s.run("ALTER ONLINE IGNORE TABLE t MODIFY c smallint")
+    assert [type(x).__name__ for x in acts] == ["Alter", "Resync"]
+    assert [type(x).__name__ for x in s.run("ALTER TABLE t ADD KEY kc (c)")] == ["Alter"]

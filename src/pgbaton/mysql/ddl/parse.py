@@ -443,7 +443,7 @@ def _rename(cur: Cursor) -> st.Statement:
 
 def _alter(cur: Cursor) -> st.Statement:
     cur.accept("ONLINE")
-    cur.accept("IGNORE")
+    ignore = cur.accept("IGNORE")
     start = cur.i
     _view_prefixes(cur)
     if cur.accept("VIEW"):
@@ -466,7 +466,7 @@ def _alter(cur: Cursor) -> st.Statement:
         clauses.extend(_alter_clause(cur))
         if not cur.accept_type(TokenType.COMMA) and not cur.at_end() and not _starts_option(cur):
             raise cur.error("expected , between ALTER TABLE clauses")
-    return st.AlterTable(name, tuple(clauses), if_exists)
+    return st.AlterTable(name, tuple(clauses), if_exists, ignore=bool(ignore))
 
 
 def _starts_option(cur: Cursor) -> bool:

@@ -159,6 +159,7 @@ class AlterTable:
     name: Name
     clauses: tuple[Clause, ...]
     if_exists: bool = False
+    ignore: bool = False  # ALTER IGNORE TABLE (MariaDB): duplicates deleted, bad values cut, no row events
 
 
 @dataclass(frozen=True)

@@ -381,6 +381,11 @@ def _alter(stmt: st.AlterTable, tables: dict[Key, Tracked], scope: Scope) -> lis
                     *_other_tables(stmt, key, scope)]
         return _rename(st.RenameTables(((stmt.name, renames[-1].new),)), tables, scope)
     work = alter_table(tracked.table, stmt.clauses)
+    if stmt.ignore and any(not isinstance(c, st.Ignored | st.RenameTo) for c in stmt.clauses):
+        # the copy MariaDB makes keeps the first row of each duplicate key and turns values that
+        # do not fit into warnings: rows deleted and changed without a row event
+        work.resync.append("ALTER IGNORE TABLE may delete rows with duplicate keys and change values "
+                           "that do not fit, without row events")
     new = work.result().named(previous=tracked.table)
     out: list[Action] = []
     if new != tracked.table:
