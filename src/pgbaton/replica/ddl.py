@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from pgbaton.cdc.model import position_key
 from pgbaton.cdc.replay import Batch
 from pgbaton.config import Config, MySQLSourceConfig
 from pgbaton.errors import DDLError
@@ -50,15 +51,33 @@ log = logging.getLogger(__name__)
 
 
 class _Row:
-    def __init__(self, id: int, dst_schema: str, dst_table: str, table: MyTable, state: str) -> None:
+    def __init__(self, id: int, dst_schema: str, dst_table: str, table: MyTable, state: str,
+                 synced_at: tuple[str, int, int] | None = None) -> None:
         self.id, self.dst_schema, self.dst_table, self.table, self.state = id, dst_schema, dst_table, table, state
+        self.synced_at = synced_at  # position_key of the snapshot its rows and definition were copied at
+
+
+# the state a table is translated in when the statement is older than its copy
+COPIED_AFTER = "copied after this statement (its copy holds it already)"
 
 
 def _tracked(conn: psycopg.Connection, source: str) -> dict[Key, _Row]:
     rows = conn.execute(
-        "SELECT id, src_db, src_table, dst_schema, dst_table, definition, state FROM tables WHERE source = %s",
-        (source,)).fetchall()
-    return {(r[1], r[2]): _Row(r[0], r[3], r[4], MyTable.from_json(r[5]), r[6]) for r in rows}
+        "SELECT id, src_db, src_table, dst_schema, dst_table, definition, state, sync_file, sync_pos "
+        "FROM tables WHERE source = %s", (source,)).fetchall()
+    return {(r[1], r[2]): _Row(r[0], r[3], r[4], MyTable.from_json(r[5]), r[6],
+                               position_key(r[7], r[8]) if r[7] is not None and r[8] is not None else None)
+            for r in rows}
+
+
+def _state_for(row: _Row, batch: Batch) -> str:
+    """A table copied again (sync-tables, a re-copy) at a snapshot after this statement has its
+    effect already, in its rows and in the definition read for the copy: the replayer can reach
+    the statement only after the copy ended, as it does the row changes it skips."""
+    if row.state == "replicating" and row.synced_at is not None and batch.end_file is not None \
+            and position_key(batch.end_file, batch.end_pos or 0) <= row.synced_at:
+        return COPIED_AFTER
+    return row.state
 
 
 def apply_ddl_batch(conn: psycopg.Connection, cfg: Config, source: str, batch: Batch) -> None:
@@ -66,7 +85,7 @@ def apply_ddl_batch(conn: psycopg.Connection, cfg: Config, source: str, batch: B
     statement = batch.ddl or ""
     rows = _tracked(conn, source)
     scope = Scope(frozenset(src.databases), batch.ddl_db, src.tables.wants, mariadb=src.type == "mariadb")
-    actions = translate_text(statement, {k: Tracked(r.table, r.state) for k, r in rows.items()}, scope)
+    actions = translate_text(statement, {k: Tracked(r.table, _state_for(r, batch)) for k, r in rows.items()}, scope)
     postgis = cat.has_postgis(conn)
     recopy = False
     for action in actions:
