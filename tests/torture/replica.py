@@ -88,17 +88,18 @@ class Workload:
     """Seeded random transactions on the source; every statement is one the source accepts."""
 
     def __init__(self, rng: random.Random, mariadb: MariaDBServer, db: str, cascades: bool,
-                 ddl: bool = False) -> None:
+                 ddl: int = 0) -> None:
         self.rng = rng
         self.mariadb = mariadb
         self.db = db
         self.cascades = cascades
-        self.ddl = ddl
+        self.ddl = ddl  # 0 none, 1 the first set of DDL kinds, 2 more (a seed replays with its own level)
         # what the DDL steps added: columns (name -> type) and indexes per table, tables made
         self.cols: dict[str, dict[str, str]] = {"acc": {}, "kl": {}}
         self.idx: dict[str, dict[str, str]] = {"acc": {}, "kl": {}}  # index -> its one column
         self.new_tables: list[str] = []
         self.seq = 0
+        self.kl_key: str | None = None  # an AUTO_INCREMENT primary key added to the keyless table
         self.conn = self._connect()
         self.xa_pending: list[str] = []
         self.xa_seq = 0
@@ -197,6 +198,9 @@ class Workload:
         kinds = ["add_int", "add_int", "add_str", "add_ts", "add_idx", "rebuild", "create"]
         if cols:
             kinds += ["drop", "rename", "modify", "modify", "fill", "fill", "fill"]
+        if self.ddl >= 2:
+            kinds += ["add_two", "charset"] + (["change", "set_default"] if cols else [])
+            kinds += ["key"] if t == "kl" else []
         if idx:
             kinds.append("drop_idx")
         if self.new_tables:
@@ -215,6 +219,34 @@ class Workload:
             c = self._name("c")
             cols[c] = "datetime(6)"
             return [f"ALTER TABLE {t} ADD COLUMN {c} datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6){where}"]
+        if kind == "add_two":
+            a, b = self._name("c"), self._name("c")
+            cols[a], cols[b] = "int", "varchar(10)"
+            return [f"ALTER TABLE {t} ADD COLUMN ({a} int DEFAULT 3, {b} varchar(10) NOT NULL DEFAULT 'two')"]
+        if kind == "charset":  # re-copied (a conversion to a charset that is not UTF-8), then back
+            cs = r.choice(["latin1", "utf8mb4"])
+            return [f"ALTER TABLE {t} CONVERT TO CHARACTER SET {cs}"]
+        if kind == "key":  # the keyless table gets a generated key (re-copied: InnoDB's numbering), or loses it
+            if self.kl_key is None:
+                self.kl_key = self._name("k")
+                return [f"ALTER TABLE kl ADD COLUMN {self.kl_key} int AUTO_INCREMENT PRIMARY KEY{where}"]
+            key, self.kl_key = self.kl_key, None
+            return [f"ALTER TABLE kl DROP PRIMARY KEY, DROP COLUMN {key}"]
+        if kind == "change":
+            c = r.choice(sorted(cols))
+            n = self._name("c")
+            new_type = {"int": "bigint", "bigint": "int", "varchar(10)": "varchar(30)", "varchar(30)": "varchar(10)",
+                        "datetime(6)": "datetime(6)"}[cols.pop(c)]
+            cols[n] = new_type
+            for name, col in list(idx.items()):
+                if col == c:
+                    idx[name] = n
+            return [f"ALTER TABLE {t} CHANGE COLUMN {c} {n} {new_type}"]
+        if kind == "set_default":
+            c = r.choice(sorted(cols))
+            value = {"int": "7", "bigint": "8", "varchar(10)": "'dd'", "varchar(30)": "'ddd'",
+                     "datetime(6)": "'2020-02-02 02:02:02.5'"}[cols[c]]
+            return [f"ALTER TABLE {t} ALTER COLUMN {c} SET DEFAULT {value}"]
         if kind == "drop":
             c = r.choice(sorted(cols))
             del cols[c]
@@ -388,7 +420,7 @@ def kill_tree(pid: int) -> None:
 
 
 class Harness:
-    def __init__(self, root: Path, use_gtid: bool, cascades: bool, verbose: bool, ddl: bool = False) -> None:
+    def __init__(self, root: Path, use_gtid: bool, cascades: bool, verbose: bool, ddl: int = 0) -> None:
         self.root = root
         self.ddl = ddl
         self.use_gtid = use_gtid
@@ -597,9 +629,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-cascades", action="store_true", help="leave the foreign key tables out")
     ap.add_argument("--dir", type=Path, help="keep servers and logs here (default: a temp folder, removed)")
     ap.add_argument("--only", type=int, help="run just the iteration with this seed (as printed)")
-    ap.add_argument("--ddl", action="store_true",
+    ap.add_argument("--ddl", type=int, nargs="?", const=2, default=0, metavar="LEVEL",
                     help="DDL statements in the workload too (columns added, dropped, renamed, retyped; "
-                         "indexes; tables made, renamed, dropped)")
+                         "indexes; tables made, renamed, dropped); level 1: the first set of kinds, "
+                         "2 (default): more (CHANGE, SET DEFAULT, two columns at once, charsets, a key added "
+                         "to the keyless table and dropped)")
     args = ap.parse_args(argv)
     root = args.dir or Path(tempfile.mkdtemp(prefix="pgbaton-torture-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -615,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(root: Path, seed: int, iterations: int, steps: int, fault_rate: float, use_gtid: bool,
-        cascades: bool, only: int | None = None, ddl: bool = False) -> list[Result]:
+        cascades: bool, only: int | None = None, ddl: int = 0) -> list[Result]:
     results = []
     seeds = [only] if only is not None else [seed * 1000 + it for it in range(iterations)]
     with Harness(root, use_gtid, cascades, verbose=False, ddl=ddl) as h:

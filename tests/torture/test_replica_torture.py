@@ -21,9 +21,9 @@ REGRESSION_SEEDS: list[tuple[int, bool, bool, int, str]] = [
 ]
 
 
-# the same with DDL in the workload (--ddl): (seed, gtid, steps, what it found)
-REGRESSION_DDL_SEEDS: list[tuple[int, bool, int, str]] = [
-    (31001, False, 120, "a DDL statement older than a table's re-copy was replayed after the copy had "
+# the same with DDL in the workload (--ddl LEVEL): (seed, gtid, level, steps, what it found)
+REGRESSION_DDL_SEEDS: list[tuple[int, bool, int, int, str]] = [
+    (31001, False, 1, 120, "a DDL statement older than a table's re-copy was replayed after the copy had "
                         "read the table's newer definition: 'column c7 already exists', recorded as an "
                         "error and the table copied once more"),
 ]
@@ -35,19 +35,20 @@ def test_short_seeded_run_with_ddl(sandbox_root: Path, use_gtid: bool) -> None:
     root.mkdir()
     root.chmod(0o1777)
     results = torture.run(root, seed=35 if use_gtid else 34, iterations=3, steps=120, fault_rate=0.06,
-                          use_gtid=use_gtid, cascades=True, ddl=True)
+                          use_gtid=use_gtid, cascades=True, ddl=2)
     torture.print_table(results, use_gtid)
     bad = [r for r in results if not r.ok]
     assert not bad, [(r.seed, r.divergent, r.error) for r in bad]
 
 
-@pytest.mark.parametrize(("seed", "use_gtid", "steps", "found"), REGRESSION_DDL_SEEDS)
-def test_regression_ddl_seed(sandbox_root: Path, seed: int, use_gtid: bool, steps: int, found: str) -> None:
+@pytest.mark.parametrize(("seed", "use_gtid", "level", "steps", "found"), REGRESSION_DDL_SEEDS)
+def test_regression_ddl_seed(sandbox_root: Path, seed: int, use_gtid: bool, level: int, steps: int,
+                             found: str) -> None:
     root = sandbox_root / f"torture-ddl-seed-{seed}"
     root.mkdir()
     root.chmod(0o1777)
     results = torture.run(root, seed=0, iterations=1, steps=steps, fault_rate=0.06, use_gtid=use_gtid,
-                          cascades=True, only=seed, ddl=True)
+                          cascades=True, only=seed, ddl=level)
     assert results[0].ok, (results[0].divergent, results[0].error)
 
 
