@@ -266,6 +266,8 @@ class Workload:
             wider = {"int": "bigint NOT NULL DEFAULT 0", "bigint": "int NOT NULL DEFAULT 1",
                      "varchar(10)": "varchar(30) DEFAULT 'w'", "varchar(30)": "varchar(10) DEFAULT NULL",
                      "datetime(6)": "datetime(6) NULL"}
+            if self.ddl >= 2:  # columns may hold NULLs here (CHANGE, two columns at once): keep them nullable
+                wider.update({"int": "bigint DEFAULT 0", "bigint": "int DEFAULT 1"})
             new_type = wider[cols[c]]
             cols[c] = new_type.split()[0]
             return [f"ALTER TABLE {t} MODIFY COLUMN {c} {new_type}"]
