@@ -26,6 +26,9 @@ REGRESSION_DDL_SEEDS: list[tuple[int, bool, int, int, str]] = [
     (31001, False, 1, 120, "a DDL statement older than a table's re-copy was replayed after the copy had "
                         "read the table's newer definition: 'column c7 already exists', recorded as an "
                         "error and the table copied once more"),
+    (54041, False, 2, 120, "the re-copy worker took the source's lock while the supervisor restarted the "
+                           "reader after a lost binlog connection; the restart found the lock held and the "
+                           "replica process ended (a race: about 1 run in 4 before the fix)"),
 ]
 
 

@@ -141,7 +141,7 @@ def _work(cfg: Config, source: str) -> None:
                 time.sleep(0.1)
                 continue
             try:
-                resync_tables(cfg, source, keys)
+                resync_tables(cfg, source, keys, in_replica=True)
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -160,9 +160,14 @@ def _same_shape(a: MyTable, b: MyTable) -> bool:
         replace(b, auto_increment=None, extra={k: v for k, v in b.extra.items() if k in keep})
 
 
-def resync_tables(cfg: Config, source: str, keys: list[tuple[str, str]], *, writer_timeout: float = 120.0) -> list[str]:
+def resync_tables(cfg: Config, source: str, keys: list[tuple[str, str]], *, writer_timeout: float = 120.0,
+                  in_replica: bool = False) -> list[str]:
     """Copy ``keys`` again from a fresh snapshot, each created anew from its current
-    definition on the source.  Returns the tables re-copied."""
+    definition on the source.  Returns the tables re-copied.
+
+    ``in_replica``: called by the worker of a replica process, whose writer may be between two
+    runs of its supervisor (a lost binlog connection): the source's lock is never taken then,
+    or the writer's next run would find it held and the process would end."""
     src = cfg.source(source)
     conn = cat.catalog_connection(cfg, purpose=f"pgbaton-resync-{source}")
     lock = cat.catalog_connection(cfg, purpose=f"pgbaton-resync-lock-{source}", autocommit=True)
@@ -170,7 +175,7 @@ def resync_tables(cfg: Config, source: str, keys: list[tuple[str, str]], *, writ
         row = lock.execute("SELECT pg_try_advisory_lock(%s)", (sync.sync_lock_key(source),)).fetchone()
         if not (row and row[0]):
             raise PgbatonError(f"source {source}: a sync-tables is running")
-        offline = cat.try_lock(lock, source)
+        offline = not in_replica and cat.try_lock(lock, source)
         postgis = cat.has_postgis(conn)
         conn.commit()
         targets: list[sync._Target] = []
@@ -187,7 +192,7 @@ def resync_tables(cfg: Config, source: str, keys: list[tuple[str, str]], *, writ
                     return []
                 targets, version = _recreate(conn, src, source, [defs[k] for k in live], postgis)
                 if not offline:
-                    sync._wait_writer(conn, lock, source, version, writer_timeout)
+                    sync._wait_writer(conn, lock, source, version, writer_timeout, take_lock=not in_replica)
                 point, per_table = sync._copy(src, cfg, source, targets, postgis)
                 after = {(t.db, t.name): t for t in sync._introspect(src, live)}
                 if any(k not in after or not _same_shape(after[k], defs[k]) for k in live):

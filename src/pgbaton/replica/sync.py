@@ -168,15 +168,16 @@ def _mark_copying(conn: psycopg.Connection, src: MySQLSourceConfig, source: str,
 
 
 def _wait_writer(conn: psycopg.Connection, lock: psycopg.Connection, source: str, version: int,
-                 timeout: float) -> None:
-    """Wait until the running replica's writer stores the tables' changes."""
+                 timeout: float, *, take_lock: bool = True) -> None:
+    """Wait until the running replica's writer stores the tables' changes (``take_lock``: or
+    until the replica has stopped, its lock then taken so that it cannot start meanwhile)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = conn.execute("SELECT writer_tables_version FROM sources WHERE name = %s", (source,)).fetchone()
         conn.commit()
         if row is not None and int(row[0]) >= version:
             return
-        if cat.lock_holder(lock, source) is None and cat.try_lock(lock, source):
+        if take_lock and cat.lock_holder(lock, source) is None and cat.try_lock(lock, source):
             return    # the replica stopped meanwhile: it reloads the tables when it starts
         time.sleep(0.05)
     raise PgbatonError(f"source {source}: the running replica did not pick up the tables within {timeout:.0f} s "
