@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all venv venv-full test test-fast test-ha test-pacemaker install-agent typecheck lint demo demo-ha demo-clean bench clean torture-replica test-ha-torture
+.PHONY: all venv venv-full test test-fast test-ha test-pacemaker install-agent typecheck lint demo demo-ha demo-clean bench clean torture-replica torture-replica-ddl test-ha-torture
 
 all: test
 
@@ -51,6 +51,11 @@ SEED ?= 1
 torture-replica: venv
 	$(PY) -m tests.torture.replica --seed $(SEED) --iterations $(ITERATIONS)
 	$(PY) -m tests.torture.replica --seed $(SEED) --iterations $(ITERATIONS) --gtid
+
+# the same with random DDL mixed into the workload: make torture-replica-ddl ITERATIONS=100 SEED=7
+torture-replica-ddl: venv
+	$(PY) -m tests.torture.replica --seed $(SEED) --iterations $(ITERATIONS) --ddl
+	$(PY) -m tests.torture.replica --seed $(SEED) --iterations $(ITERATIONS) --ddl --gtid
 
 install-agent: venv
 	$(PY) -m pgbaton ha install-agent
