@@ -242,7 +242,7 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         Decimal(text)
     except ArithmeticError:
@@ -272,7 +272,7 @@ def default_expression(col: MyColumn, opts: TypeOptions) -> tuple[str | None, st
     elif low.startswith("b'") and text.endswith("'") and k in ("bit", "int", "bool"):
         bits = text[2:-1] or "0"
         value = bits.zfill(col.numeric_precision or 1) if k == "bit" else literal_text(str(int(bits, 2)), col, opts)
-    elif _is_number(text):
+    elif is_number(text):
         value = literal_text(text, col, opts)
     else:
         return None, f"default expression {raw!r} is not translated: column has no default"

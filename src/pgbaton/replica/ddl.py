@@ -70,12 +70,11 @@ def _tracked(conn: psycopg.Connection, source: str) -> dict[Key, _Row]:
             for r in rows}
 
 
-def _state_for(row: _Row, batch: Batch) -> str:
-    """A table copied again (sync-tables, a re-copy) at a snapshot after this statement has its
-    effect already, in its rows and in the definition read for the copy: the replayer can reach
-    the statement only after the copy ended, as it does the row changes it skips."""
-    if row.state == "replicating" and row.synced_at is not None and batch.end_file is not None \
-            and position_key(batch.end_file, batch.end_pos or 0) <= row.synced_at:
+def _state_for(row: _Row, at: tuple[str, int, int] | None) -> str:
+    """A table copied again (sync-tables, a re-copy) at a snapshot after this statement (at
+    ``at``) has its effect already, in its rows and in the definition read for the copy: the
+    replayer can reach the statement only after the copy ended, as it does the row changes it skips."""
+    if row.state == "replicating" and row.synced_at is not None and at is not None and at <= row.synced_at:
         return COPIED_AFTER
     return row.state
 
@@ -85,7 +84,8 @@ def apply_ddl_batch(conn: psycopg.Connection, cfg: Config, source: str, batch: B
     statement = batch.ddl or ""
     rows = _tracked(conn, source)
     scope = Scope(frozenset(src.databases), batch.ddl_db, src.tables.wants, mariadb=src.type == "mariadb")
-    actions = translate_text(statement, {k: Tracked(r.table, _state_for(r, batch)) for k, r in rows.items()}, scope)
+    at = position_key(batch.end_file, batch.end_pos or 0) if batch.end_file is not None else None
+    actions = translate_text(statement, {k: Tracked(r.table, _state_for(r, at)) for k, r in rows.items()}, scope)
     postgis = cat.has_postgis(conn)
     recopy = False
     for action in actions:

@@ -23,6 +23,7 @@ from pgbaton.mysql.ddl.columns import decimal_default
 from pgbaton.mysql.ddl.genexpr import to_postgres
 from pgbaton.mysql.introspect import CHECKS, FK_INDEXES, FOREIGN_KEYS, is_json_column, json_check_column
 from pgbaton.mysql.model import MyColumn, MyIndex, MyTable
+from pgbaton.mysql.typemap import is_number
 
 
 @dataclass
@@ -280,19 +281,11 @@ def _computed_default(col: MyColumn) -> bool:
         return False
     text = col.default.strip()
     low = text.lower()
-    if low in ("null", "true", "false") or _is_number(text):
+    if low in ("null", "true", "false") or is_number(text):
         return False
     if len(text) >= 2 and text[0] == text[-1] == "'":
         return False
     return not (low[:2] in ("b'", "x'") and text.endswith("'"))
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _generated_values(work: Work, col: MyColumn, old: MyColumn | None) -> None:
