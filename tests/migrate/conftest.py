@@ -54,6 +54,20 @@ def _drop_leftovers(server: PostgresServer, databases: list[str]) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
+CLIENT = "mig_client"  # a client's own user: pgbaton's (postgres here) stays read-write where a stream runs
+
+
+def client_dsn(server: PostgresServer, db: str) -> str:
+    """A session of a client that is not pgbaton's user (made on first use, superuser)."""
+    with psycopg.connect(server.dsn(), autocommit=True) as c:
+        if c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (CLIENT,)).fetchone() is None:
+            try:
+                c.execute(f'CREATE ROLE "{CLIENT}" LOGIN SUPERUSER')
+            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                pass
+    return server.dsn(db, user=CLIENT)
+
+
 @pytest.fixture
 def migration(pg15: PostgresServer, pg18: PostgresServer) -> Iterator[Migration]:
     """Three fresh databases on PostgreSQL 15 and a migration of them to PostgreSQL 18."""

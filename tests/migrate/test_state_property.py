@@ -68,22 +68,23 @@ def _streams(m: Migration, direction: str) -> int:
 
 
 def _role_consistent(m: Migration) -> list[str]:
-    """pgbaton_apply exists on a side only while it owns a subscription there; its settings only
-    in databases where it does."""
+    """No role of pgbaton's on either side; the configured user's per-database settings only in
+    frozen databases that hold a subscription of pgbaton (the stream into a frozen side)."""
     bad = []
     for server in (m.source, m.target):
         with psycopg.connect(server.dsn()) as c:
-            row = c.execute("SELECT oid FROM pg_roles WHERE rolname = 'pgbaton_apply'").fetchone()
-            if row is None:
-                continue
-            owned = {r[0] for r in c.execute("SELECT d.datname FROM pg_subscription s JOIN pg_database d "
-                                             "ON d.oid = s.subdbid WHERE s.subowner = %s", (row[0],)).fetchall()}
-            settings = {r[0] for r in c.execute("SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d "
-                                                "ON d.oid = s.setdatabase WHERE s.setrole = %s", (row[0],))}
-            if not owned:
-                bad.append(f"{server.port}: role without a subscription")
-            if settings - owned:
-                bad.append(f"{server.port}: settings in {sorted(settings - owned)}")
+            bad += [f"{server.port}: role {r[0]}" for r in c.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE 'pgbaton%'").fetchall()]
+            settings = {r[0] for r in c.execute(
+                "SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+                "WHERE s.setrole <> 0 AND d.datname = ANY(%s)", (m.databases,)).fetchall()}
+            needed = {r[0] for r in c.execute(
+                "SELECT d.datname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+                "JOIN pg_db_role_setting f ON f.setdatabase = d.oid AND f.setrole = 0 "
+                "AND 'default_transaction_read_only=on' = ANY(f.setconfig) "
+                "WHERE d.datname = ANY(%s) AND s.subname LIKE 'pgbaton%%'", (m.databases,)).fetchall()}
+            if settings - needed:
+                bad.append(f"{server.port}: settings in {sorted(settings - needed)}")
     return bad
 
 

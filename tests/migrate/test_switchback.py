@@ -18,7 +18,8 @@ from pgbaton.migrate.status import switch_history, wait_synced
 from pgbaton.migrate.switch_exec import switchback, switchover
 from pgbaton.migrate.switchers import switcher_for
 from pgbaton.migrate.switchover import Action
-from tests.migrate.conftest import Migration
+from pgbaton.sandbox.servers import PostgresServer
+from tests.migrate.conftest import Migration, client_dsn
 from tests.migrate.test_finish import _leftovers
 from tests.migrate.test_switchover import (
     PGBOUNCER,
@@ -91,7 +92,7 @@ def test_switchback_under_load_through_pgbouncer(
             row = s.execute("SELECT count(*) FROM orders WHERE note = 'on target'").fetchone()
             assert row is not None and row[0] > 0  # written on the target, carried back by the reverse stream
         assert _fingerprint(m.source.dsn(db)) == _fingerprint(m.target.dsn(db))
-        with psycopg.connect(m.target.dsn(db)) as t, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        with psycopg.connect(client_dsn(m.target, db)) as t, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             t.execute("INSERT INTO orders (amount) VALUES (1)")  # the cluster left behind is frozen
     again = run_cli("switchback", m.name, "--json")
     assert again.exit_code == 0 and json.loads(again.output)["steps"] == []
@@ -122,8 +123,8 @@ class FailAfterPointing(CrashAfterPointing):
             raise PgbatonError("the switcher failed after rewriting its entries")
 
 
-def _frozen(dsn: str) -> bool:
-    with psycopg.connect(dsn, autocommit=True) as c:
+def _frozen(server: PostgresServer, db: str) -> bool:
+    with psycopg.connect(client_dsn(server, db), autocommit=True) as c:
         try:
             c.execute("INSERT INTO orders (amount, note) VALUES (1, 'probe')")
         except psycopg.errors.ReadOnlySqlTransaction:
@@ -143,14 +144,14 @@ def test_switchback_rolled_back_inside_point_keeps_the_source_frozen(migration: 
     wait_synced(m.config, m.name, timeout=40)
     assert switchover(m.config, m.name).switched
     wait_synced(m.config, m.name, timeout=30)
-    assert all(_frozen(m.source.dsn(db)) for db in m.databases)
+    assert all(_frozen(m.source, db) for db in m.databases)
     cfg = m.config.migration(m.name)
 
     with pytest.raises(PgbatonError, match="failed at point_switcher.*rolled back"):
         switchback(m.config, m.name, switcher=FailAfterPointing(switcher_for(cfg)))
     assert f"port={m.target.port}" in m.bouncer.ini.read_text()
-    assert [db for db in m.databases if not _frozen(m.source.dsn(db))] == []
-    assert [db for db in m.databases if _frozen(m.target.dsn(db))] == []
+    assert [db for db in m.databases if not _frozen(m.source, db)] == []
+    assert [db for db in m.databases if _frozen(m.target, db)] == []
 
     with pytest.raises(Crash):  # the process dies there: the rerun rolls back
         switchback(m.config, m.name, switcher=CrashAfterPointing(switcher_for(cfg)))
@@ -158,11 +159,11 @@ def test_switchback_rolled_back_inside_point_keeps_the_source_frozen(migration: 
     assert res.exit_code == 1, res.output
     assert "resume_clients" in json.loads(res.output)["rolled_back"]
     assert f"port={m.target.port}" in m.bouncer.ini.read_text()
-    assert [db for db in m.databases if not _frozen(m.source.dsn(db))] == []
-    assert [db for db in m.databases if _frozen(m.target.dsn(db))] == []
+    assert [db for db in m.databases if not _frozen(m.source, db)] == []
+    assert [db for db in m.databases if _frozen(m.target, db)] == []
 
     wait_synced(m.config, m.name, timeout=30)  # the reverse stream still carries the target's writes
     res = run_cli("switchback", m.name, "--json")
     assert res.exit_code == 0, res.output
     assert f"port={m.source.port}" in m.bouncer.ini.read_text()
-    assert [db for db in m.databases if _frozen(m.source.dsn(db))] == []
+    assert [db for db in m.databases if _frozen(m.source, db)] == []

@@ -29,7 +29,7 @@ from pgbaton.migrate.switch_exec import switchover
 from pgbaton.migrate.switchers import Switcher, switcher_for
 from pgbaton.migrate.switchover import Action
 from pgbaton.sandbox.servers import free_port
-from tests.migrate.conftest import Migration
+from tests.migrate.conftest import Migration, client_dsn
 
 SCHEMA = """
 CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, amount numeric(10,2), note text);
@@ -237,8 +237,10 @@ def test_switchover_under_load_through_pgbouncer(
                 tgt = t.execute(f"SELECT last_value, (SELECT max(id) FROM {table}) FROM {seq}").fetchone()
                 src = s.execute(f"SELECT last_value FROM {seq}").fetchone()
                 assert tgt is not None and src is not None and tgt[0] >= src[0] and tgt[0] >= tgt[1]
-        with psycopg.connect(m.source.dsn(db)) as s, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        with psycopg.connect(client_dsn(m.source, db)) as s, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             s.execute("INSERT INTO orders (amount) VALUES (1)")  # the old primary stays frozen
+        with psycopg.connect(m.source.dsn(db)) as s:  # but for pgbaton's user: the stream back runs as it
+            assert s.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
     again = run_cli("switchover", m.name, "--json")
     assert again.exit_code == 0 and json.loads(again.output)["steps"] == []
     with pytest.raises(Exception, match="switchover was done"):

@@ -75,6 +75,13 @@ def test_privileges() -> None:
     assert "REPLICATION" in next(x.detail for x in v if x.item == "source.privileges")
 
 
+def test_clients_sharing_pgbatons_user_are_warned_about() -> None:
+    v = preflight(facts(target=replace(TARGET, user_name="postgres", user_sessions=3)))
+    assert by_item(v, "target.user") is Status.warn and by_item(v, "source.user") is Status.ok and may_start(v)
+    detail = next(x.detail for x in v if x.item == "target.user")
+    assert "3 other client session(s) connect as postgres" in detail and "migrations.<name>.target" in detail
+
+
 def test_database_items() -> None:
     sdb = SourceDbFacts("app", True, 4, tables_without_key=("public.events",), unlogged_tables=("public.cache",),
                         large_objects=2, extensions=("plpgsql", "postgis"))

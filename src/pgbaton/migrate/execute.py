@@ -25,7 +25,7 @@ from pgbaton.migrate.probe import (
     user_tables,
 )
 from pgbaton.migrate.steps import next_steps
-from pgbaton.migrate.streams import Side, drop_slots_on, reconcile_apply_role
+from pgbaton.migrate.streams import Side, drop_slots_on, reconcile_apply_exemption
 
 log = logging.getLogger(__name__)
 Ident = sql.Identifier
@@ -309,7 +309,7 @@ def abort(config: Config, name: str, *, timeout: float = 30.0) -> list[str]:
             else:
                 done += ddl.uninstall(Side(cfg.target, "target"), db)
         for side in (Side(cfg.source, "source"), Side(cfg.target, "target")):
-            done += reconcile_apply_role(side, cfg.databases)
+            done += reconcile_apply_exemption(side, cfg.databases)
         catalog.forget(Event.abort)
     return done
 

@@ -61,7 +61,7 @@ def finish(config: Config, name: str, *, timeout: float = 30.0) -> list[str]:
                 for db in cfg.databases:
                     p.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(Ident(db)))
         for side in (Side(cfg.source, "source"), Side(cfg.target, "target")):
-            done += streams.reconcile_apply_role(side, cfg.databases)
+            done += streams.reconcile_apply_exemption(side, cfg.databases)
         if state is not State.not_started:
             catalog.forget(Event.finish)
             done.append(f"catalog: migration {name}")

@@ -40,6 +40,8 @@ class ClusterFacts:
     can_replicate: bool
     available_extensions: frozenset[str] = frozenset()
     max_active_replication_origins: int | None = None  # PostgreSQL 18+
+    user_name: str = ""
+    user_sessions: int = 0  # client sessions of ``user_name`` other than pgbaton's
 
     @property
     def major(self) -> int:

@@ -71,7 +71,20 @@ def _cluster(side: str, c: ClusterFacts, n: int, sync: int, *, publishes: bool) 
         out.append(Verdict(f"{side}.privileges", FAIL,
                            "pgbaton needs a superuser to create FOR ALL TABLES publications and subscriptions"
                            + ("" if c.can_replicate else "; the role also lacks REPLICATION")))
+    out.append(_shared_user(side, c))
     return out
+
+
+def _shared_user(side: str, c: ClusterFacts) -> Verdict:
+    """The streams into a database a switch froze run as pgbaton's user, which alone stays
+    read-write there: clients sharing that user would not be frozen."""
+    item = f"{side}.user"
+    if not c.user_sessions:
+        return Verdict(item, OK, f"{c.user_name}: no other client session uses it")
+    return Verdict(item, WARN, f"{c.user_sessions} other client session(s) connect as {c.user_name}, the user "
+                   f"pgbaton connects as; after a switch that user stays read-write in the frozen databases "
+                   f"(the stream back runs as it), so such clients could write there: give pgbaton a "
+                   f"superuser of its own (key `user` of migrations.<name>.{side})")
 
 
 def _copies(item: str, room: int, n: int, sync: int, why: str, *, shown: int | None = None,

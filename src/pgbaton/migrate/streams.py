@@ -124,7 +124,7 @@ def end_workers(conn: psycopg.Connection, subid: int, what: str, timeout: float)
         time.sleep(0.005)
 
 
-APPLY_ROLE = "pgbaton_apply"
+LEGACY_APPLY_ROLE = "pgbaton_apply"  # the role earlier builds made for streams into frozen databases; dropped
 
 
 def is_frozen(conn: psycopg.Connection, db: str) -> bool:
@@ -135,65 +135,96 @@ def is_frozen(conn: psycopg.Connection, db: str) -> bool:
     return bool(row and row[0])
 
 
-def apply_may_write(sub: Side, db: str, on: bool) -> None:
-    """Let a stream's apply worker run DDL in a database frozen read-only by a switch.
+_EXEMPT = "default_transaction_read_only=off"
 
-    Rows are applied below the read-only check, DDL is not.  The subscriptions into a frozen
-    database belong to ``pgbaton_apply``, a role no client uses, and that alone has
-    ``default_transaction_read_only = off`` there.  PostgreSQL 15 wants a superuser as the
-    owner of a subscription, and PostgreSQL (15 and 18 both, tried) does not start an apply
-    worker whose role lacks LOGIN ("role is not permitted to log in"), so the role has LOGIN
-    but no password: password authentication never lets anyone in as it.  It exists only while
-    such a subscription does: ``reconcile_apply_role`` removes it and its settings otherwise.
+
+def _exempt_dbs(conn: psycopg.Connection, dbs: list[str]) -> set[str]:
+    """Those of ``dbs`` where the connecting user has ``default_transaction_read_only = off``."""
+    return {str(r[0]) for r in conn.execute(
+        "SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+        "JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = current_user AND d.datname = ANY(%s) "
+        "AND %s = ANY(s.setconfig)", (dbs, _EXEMPT)).fetchall()}
+
+
+def apply_may_write(sub: Side, db: str, conn: psycopg.Connection | None = None) -> None:
+    """Let the apply workers of streams into ``db``, frozen read-only by a switch, run DDL there.
+
+    Rows are applied below the read-only check, DDL is not.  Every subscription belongs to the
+    user pgbaton connects as, and its worker reads that user's per-database settings when it
+    starts: ``default_transaction_read_only = off`` for this user in this database overrides the
+    database's ``on``.  pgbaton creates no role for this (one of its own would need LOGIN:
+    PostgreSQL starts no apply worker for a role without it).  The price: other sessions of the
+    same user in the frozen database are read-write by default too, so clients should not share
+    it (``migrate check`` warns when they do).  ``reconcile_apply_exemption`` keeps the setting
+    exactly where a stream into a frozen database needs it.  ``conn``: a session of pgbaton's on
+    ``sub`` to use (autocommit), else one is opened.
     """
+    stmt = sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET default_transaction_read_only = off").format(Ident(db))
+    if conn is not None:
+        conn.execute(stmt)
+        return
     with rw(sub) as c:
-        exists = c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APPLY_ROLE,)).fetchone() is not None
-        if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
-            return
-        if on:
-            if not exists:
-                try:
-                    c.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD NULL").format(Ident(APPLY_ROLE)))
-                except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
-                    pass  # made meanwhile by the step of another database, running in parallel
-            c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET default_transaction_read_only = off")
-                      .format(Ident(APPLY_ROLE), Ident(db)))
-        elif exists:
-            c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(Ident(APPLY_ROLE), Ident(db)))
+        if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None:
+            c.execute(stmt)
 
 
-def reconcile_apply_role(side: Side, dbs: list[str]) -> list[str]:
-    """``pgbaton_apply`` and its per-database settings exactly where a subscription it owns needs
-    them: settings elsewhere reset, the role dropped once it owns no subscription (of any
-    migration).  Objects replicated DDL made as it in ``dbs`` go to the connecting user first."""
+def reconcile_apply_exemption(side: Side, dbs: list[str]) -> list[str]:
+    """The connecting user's read-write setting exactly in those of ``dbs`` that are frozen and
+    hold a subscription of pgbaton (set where missing, reset elsewhere); and the role
+    ``pgbaton_apply`` of earlier versions, where it is left, handed over and dropped."""
     done: list[str] = []
     with rw(side) as c:
-        row = c.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (APPLY_ROLE,)).fetchone()
-        if row is None:
-            return done
-        oid = row[0]
-        needed = {str(r[0]) for r in c.execute(
-            "SELECT d.datname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
-            "WHERE s.subowner = %s", (oid,)).fetchall()}
-        for (db,) in c.execute("SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d "
-                               "ON d.oid = s.setdatabase WHERE s.setrole = %s", (oid,)).fetchall():
-            if db not in needed:
-                c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(Ident(APPLY_ROLE), Ident(db)))
-                done.append(f"{side.name}: {db}: setting of role {APPLY_ROLE}")
-        if needed:
-            return done
+        user = str(c.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
         present = [str(r[0]) for r in c.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)",
                                                  (dbs,)).fetchall()]
-    for db in present:
+        with_sub = {str(r[0]) for r in c.execute(
+            "SELECT d.datname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+            "WHERE d.datname = ANY(%s) AND s.subname LIKE 'pgbaton\\_%%'", (present,)).fetchall()}
+        needed = {db for db in with_sub if is_frozen(c, db)}
+        exempt = _exempt_dbs(c, present)
+        for db in sorted(needed - exempt):
+            c.execute(sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET default_transaction_read_only = off")
+                      .format(Ident(db)))
+            # a worker that started before reads the setting only when it starts again
+            c.execute("SELECT pg_terminate_backend(w.pid) FROM pg_stat_subscription w JOIN pg_subscription s "
+                      "ON s.oid = w.subid JOIN pg_database d ON d.oid = s.subdbid "
+                      "WHERE d.datname = %s AND s.subname LIKE 'pgbaton\\_%%' AND w.pid IS NOT NULL", (db,))
+            done.append(f"{side.name}: {db}: read-write setting of {user} for the stream into the frozen database")
+        for db in sorted(exempt - needed):
+            c.execute(sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} RESET default_transaction_read_only")
+                      .format(Ident(db)))
+            done.append(f"{side.name}: {db}: read-write setting of {user}")
+        legacy = c.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (LEGACY_APPLY_ROLE,)).fetchone()
+    if legacy is not None:
+        done += _drop_legacy_role(side, present, int(legacy[0]))
+    return done
+
+
+def _drop_legacy_role(side: Side, dbs: list[str], oid: int) -> list[str]:
+    """Subscriptions of ``pgbaton_apply`` go to the connecting user (their workers restarted to run
+    as it), then what the role owns in ``dbs``, then the role goes (unless it owns more elsewhere)."""
+    done: list[str] = []
+    for db in dbs:
         with rw(side, db) as d:
-            d.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(Ident(APPLY_ROLE)))
+            subs = d.execute("SELECT s.subname, (SELECT array_agg(w.pid) FROM pg_stat_subscription w "
+                             "WHERE w.subid = s.oid AND w.pid IS NOT NULL) FROM pg_subscription s "
+                             "WHERE s.subowner = %s AND s.subdbid = (SELECT oid FROM pg_database "
+                             "WHERE datname = current_database())", (oid,)).fetchall()
+            for sub, pids in subs:
+                d.execute(sql.SQL("ALTER SUBSCRIPTION {} OWNER TO CURRENT_USER").format(Ident(str(sub))))
+                if pids:
+                    d.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+                done.append(f"{side.name}: {db}: subscription {sub} handed to the connecting user")
+            d.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(Ident(LEGACY_APPLY_ROLE)))
     with rw(side) as c:
+        for db in dbs:
+            c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(Ident(LEGACY_APPLY_ROLE), Ident(db)))
         try:
-            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(Ident(APPLY_ROLE)))
+            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(Ident(LEGACY_APPLY_ROLE)))
         except psycopg.errors.DependentObjectsStillExist as exc:
-            log.warning("%s: role %s kept: %s", side.name, APPLY_ROLE, str(exc).strip().splitlines()[0])
+            log.warning("%s: role %s kept: %s", side.name, LEGACY_APPLY_ROLE, str(exc).strip().splitlines()[0])
             return done
-    done.append(f"{side.name}: role {APPLY_ROLE}")
+    done.append(f"{side.name}: role {LEGACY_APPLY_ROLE}")
     return done
 
 
@@ -201,15 +232,15 @@ def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_non
                           frozen: bool | None = None) -> None:
     """A subscription without copy on the existing slot (only if missing; enabled if disabled).
 
-    Into a frozen database it belongs to ``pgbaton_apply`` (prepared here before its worker
-    starts: the worker reads the setting when it starts), else to the connecting user.
-    ``frozen``: the caller knows, and prepared the role already (a switch, before its pause).
+    It belongs to the connecting user.  Into a frozen database that user's read-write setting
+    there is made first (``apply_may_write``: the worker reads it when it starts).
+    ``frozen``: the caller knows, and made the setting already (a switch, before its pause).
     """
     if frozen is None:
         with rw(sub) as c:
             frozen = is_frozen(c, db)
         if frozen:
-            apply_may_write(sub, db, True)
+            apply_may_write(sub, db)
     with rw(sub, db) as s:
         row = s.execute("SELECT subenabled FROM pg_subscription WHERE subname = %s", (obj,)).fetchone()
         if row is not None and row[0]:
@@ -218,14 +249,12 @@ def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_non
             # origin = none (PostgreSQL 16+) keeps changes that came in by replication from echoing back
             origin = sql.SQL(", origin = 'none'") if origin_none else sql.SQL("")
             conninfo = pub.cluster.conninfo(db, obj, for_peer=True, what=pub.name)
-            if frozen:
-                s.execute(sql.SQL("SET ROLE {}").format(Ident(APPLY_ROLE)))  # the owner from the start
             s.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
                               "slot_name = {}, copy_data = false, synchronous_commit = 'on'{})")
                       .format(Ident(obj), sql.Literal(conninfo), Ident(obj), sql.Literal(obj), origin))
             return
-        if frozen:
-            s.execute(sql.SQL("ALTER SUBSCRIPTION {} OWNER TO {}").format(Ident(obj), Ident(APPLY_ROLE)))
+        if frozen:  # made by an earlier version as pgbaton_apply
+            s.execute(sql.SQL("ALTER SUBSCRIPTION {} OWNER TO CURRENT_USER").format(Ident(obj)))
         s.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(Ident(obj)))
 
 

@@ -291,7 +291,8 @@ def _copy_sequences(r: _Run) -> dict[str, dict[str, int]]:
 
 def _open_stream(r: _Run, pub: Side, sub: Side, suffix: str, frozen: Callable[[str], bool | None]) -> None:
     """Per database: publication and slot on ``pub``, a subscription without copy on ``sub`` (as
-    ``pgbaton_apply`` where ``frozen``, prepared by ``_prepare_apply_role``)."""
+    the connecting user; a stream restored into a frozen ``new`` by a rollback starts read-only
+    there if its setting is missing, and ``_tidy`` then restarts it with the setting)."""
     origin_none = streams.major(sub) >= 16
 
     def create(db: str) -> None:
@@ -317,13 +318,18 @@ RESUME_GRACE_SECONDS = float(os.environ.get("PGBATON_RESUME_GRACE", "0.3"))
 
 def _open_back(r: _Run) -> None:
     """After the clients resumed: the subscriptions of the stream back on ``old`` (frozen), reading
-    the slots from where they were created (nothing is missed; they only start later)."""
+    the slots from where they were created (nothing is missed; they only start later).
+
+    Each first gives pgbaton's user its read-write setting in that database of ``old`` (its
+    worker reads it when it starts).  Not earlier: until PgBouncer's entries point to ``new``
+    (recorded before RESUME), ``old`` stays read-only for every session."""
     if r.resumed_at is not None:
         time.sleep(max(0.0, r.resumed_at + RESUME_GRACE_SECONDS - time.monotonic()))
     origin_none = streams.major(r.leg.old) >= 16
 
     def create(db: str) -> None:
         obj = object_name(r.name, db, r.leg.back)
+        streams.apply_may_write(r.leg.old, db, r.session(r.leg.old, db))
         streams.create_subscriber_end(r.leg.new, r.leg.old, db, obj, origin_none=origin_none, frozen=True)
 
     _each_db(r, create)
@@ -419,16 +425,18 @@ _UNDOS: dict[Undo, Callable[[_Run], None]] = {
 }
 
 
-def _prepare_apply_role(r: _Run) -> None:
-    """Outside the clients' pause: the role the stream back runs as in ``old`` (frozen by then), and
-    in ``new`` if it is frozen (by an earlier switch: a rollback restores the stream into it)."""
+def _prepare(r: _Run) -> None:
+    """Outside the clients' pause: which databases of ``new`` are frozen (by an earlier switch: a
+    rollback restores the stream into them), and the sessions the steps inside the pause use.
+
+    No read-write setting is made here: while the switch runs, ``old`` stays read-only for every
+    session, the user pgbaton connects as included (a client sharing that user, through a
+    PgBouncer restarted on its old entries say, must not write what the retired stream no longer
+    carries).  ``_open_back`` makes the setting once the clients are on ``new``; ``_tidy`` makes
+    any other a stream into a frozen database needs once the switch is over."""
     def prepare(db: str) -> bool:
-        streams.apply_may_write(r.leg.old, db, True)
         with rw(r.leg.new) as c:
-            frozen = streams.is_frozen(c, db)
-        if frozen:
-            streams.apply_may_write(r.leg.new, db, True)
-        return frozen
+            return streams.is_frozen(c, db)
 
     r.new_frozen = _each_db(r, prepare)
     # the sessions the steps inside the pause use, opened now: a new backend costs milliseconds each
@@ -437,15 +445,15 @@ def _prepare_apply_role(r: _Run) -> None:
     _each_db(r, lambda db: (r.session(r.leg.old, db), r.session(r.leg.new, db)))
 
 
-def _tidy_roles(r: _Run) -> list[str]:
-    """After a switch or its rollback: pgbaton_apply only where a subscription into a frozen database
+def _tidy(r: _Run) -> list[str]:
+    """After a switch or its rollback: the read-write setting only where a subscription into a frozen database
     needs it.  A failure here changes nothing of the outcome: `migrate run` and `finish` tidy again."""
     done: list[str] = []
     for side in (r.leg.old, r.leg.new):
         try:
-            done += streams.reconcile_apply_role(side, r.dbs)
+            done += streams.reconcile_apply_exemption(side, r.dbs)
         except (PgbatonError, psycopg.Error) as exc:
-            log.warning("migration %s: %s: pgbaton_apply not tidied yet (%s)", r.name, side.name,
+            log.warning("migration %s: %s: read-write settings not tidied yet (%s)", r.name, side.name,
                         str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
     return done
 
@@ -473,7 +481,7 @@ def _undo(r: _Run, reason: str) -> list[str]:
         if r.history_id is not None:
             r.catalog.end_switch(r.history_id, "rolled_back", paused_seconds=r.paused_seconds(),
                                  databases=r.db_seconds, reason=reason)
-    _tidy_roles(r)
+    _tidy(r)
     return undone
 
 
@@ -531,7 +539,7 @@ def _carry_out(r: _Run, res: SwitchResult, state: State, fail_at: Action | None)
         todo = resume_from(done)
     elif state is leg.during:  # crashed before the switch: undo what was begun
         log.warning("migration %s: rolling back an interrupted %s", name, leg.command)
-        _prepare_apply_role(r)
+        _prepare(r)
         msg = f"an interrupted {leg.command} was rolled back; run `migrate {leg.command}` again"
         res.rolled_back = _undo(r, msg)
         res.reasons = [msg]
@@ -556,10 +564,10 @@ def _carry_out(r: _Run, res: SwitchResult, state: State, fail_at: Action | None)
             r.history_id = catalog.begin_switch(leg.command)
         r.recorded = {}
         todo = list(ORDER)
-    _prepare_apply_role(r)
+    _prepare(r)
     _run_steps(r, todo, res, fail_at)
     res.switched, res.source_lsn = True, r.lsn
-    _tidy_roles(r)
+    _tidy(r)
     return res
 
 

@@ -60,7 +60,7 @@ def _pass(config: Config, name: str, catalog: Catalog, state: State) -> list[str
         for db in cfg.databases:
             done += _keep_reverse(config, name, db)
     for side in (Side(cfg.source, "source"), Side(cfg.target, "target")):
-        done += streams.reconcile_apply_role(side, cfg.databases)  # after a switch that could not tidy
+        done += streams.reconcile_apply_exemption(side, cfg.databases)  # after a switch that could not tidy
     if cfg.options.ddl_replication:
         pub, sub = streams.publisher(cfg, direction), streams.subscriber(cfg, direction)
         for db in cfg.databases:

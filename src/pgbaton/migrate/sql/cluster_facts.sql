@@ -11,6 +11,11 @@ SELECT current_setting('server_version_num')::int                     AS version
        -- PostgreSQL 18+: origins in use (an apply worker and each table copy hold one); NULL before
        current_setting('max_active_replication_origins', true)::int    AS max_active_replication_origins,
        r.rolsuper                                                      AS is_superuser,
-       r.rolreplication OR r.rolsuper                                  AS can_replicate
+       r.rolreplication OR r.rolsuper                                  AS can_replicate,
+       current_user::text                                              AS user_name,
+       -- other client sessions as this user: after a switch they could write into a frozen database
+       (SELECT count(*) FROM pg_stat_activity a WHERE a.usename = current_user
+          AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+          AND coalesce(a.application_name, '') NOT LIKE 'pgbaton%')::int AS user_sessions
 FROM pg_roles AS r
 WHERE r.rolname = current_user;
