@@ -78,14 +78,21 @@ def try_lock(conn: psycopg.Connection, source: str) -> bool:
 
 def lock_holder(conn: psycopg.Connection, source: str) -> int | None:
     """The backend PID holding the source's lock (a replica or init is running), else None."""
+    holder = advisory_holder(conn, lock_key(source))
+    return holder[0] if holder else None
+
+
+def advisory_holder(conn: psycopg.Connection, key: int) -> tuple[int, str] | None:
+    """The backend PID and application name holding the session advisory lock ``key``
+    in this database, else None."""
     row = conn.execute(
-        """SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        """SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
             WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (%s::bigint & 4294967295)::oid
               AND l.classid = ((%s::bigint >> 32) & 4294967295)::oid AND l.database = (
                   SELECT oid FROM pg_database WHERE datname = current_database())""",
-        (lock_key(source), lock_key(source)),
+        (key, key),
     ).fetchone()
-    return int(row[0]) if row else None
+    return (int(row[0]), str(row[1] or "")) if row else None
 
 
 def has_postgis(conn: psycopg.Connection) -> bool:

@@ -106,15 +106,20 @@ class ReplayThread(threading.Thread):
         """Wait for the source's replayer lock: a replayer of an earlier run of this replica
         that is still finishing a large group keeps it until it is done."""
         key = replayer_lock_key(self.source)
-        waited = False
+        note_at = time.monotonic()
         while not self.stop.is_set():
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-            conn.commit()
             if row and row[0]:
+                conn.commit()
                 return True
-            if not waited:
-                log.info("source %s: waiting for the previous replayer to finish", self.source)
-                waited = True
+            if time.monotonic() >= note_at:
+                # said again every 30 s, with who holds the lock: a wait that does not end is seen
+                holder = cat.advisory_holder(conn, key)
+                log.warning("source %s: waiting for the previous replayer to finish (%s)", self.source,
+                            f"backend pid {holder[0]}, {holder[1] or 'no application name'}" if holder
+                            else "its lock was just released")
+                note_at = time.monotonic() + 30
+            conn.commit()
             self.stop.wait(0.5)
         return False
 
@@ -158,7 +163,12 @@ class Replica:
         cfg, name = self.cfg, self.name
         schema = cfg.target.catalog_schema
         lock_conn = cat.catalog_connection(cfg, purpose=f"pgbaton-lock-{name}", autocommit=True)
-        conn = cat.catalog_connection(cfg, purpose=f"pgbaton-writer-{name}")
+        try:
+            conn = cat.catalog_connection(cfg, purpose=f"pgbaton-writer-{name}")
+        except BaseException:
+            lock_conn.close()
+            raise
+        initialized = False
         try:
             if not cat.try_lock(lock_conn, name):
                 raise PgbatonError(f"source {name}: another replica or init is running for it "
@@ -166,6 +176,7 @@ class Replica:
             row = cat.source_row(conn, name)
             if row.state in ("new", "initializing") or row.read_file is None:
                 raise SourceError(f"source {name} has not been initialized: run `pgbaton replica init --source {name}`")
+            initialized = True
             ensure_log_table(conn, schema, name)
             discard_open_batches(conn, schema, name)
             fkeys.refresh(cfg, name, conn)
@@ -178,7 +189,8 @@ class Replica:
             self._loop(conn, Position(row.read_file, int(row.read_pos or 4), row.read_gtid), row.next_batch_id)
         finally:
             try:
-                if not conn.closed:
+                # (a source not initialized keeps its state: `replica init` takes it as it is)
+                if initialized and not conn.closed:
                     conn.rollback()
                     cat.set_state(conn, name, "stopped", reader_pid=None)
                     conn.commit()
@@ -190,30 +202,36 @@ class Replica:
     def _loop(self, conn: psycopg.Connection, start: Position, next_batch: int) -> None:
         cfg, name, src = self.cfg, self.name, self.src
         replay = ReplayThread(cfg, name, self.stop_event, self.wake)
+        rthread: ReaderThread | None = None
         replay.start()
-        # the writer encodes rows with the table definitions as of its place in the
-        # stream: let the replayer apply any DDL still pending before reading on
-        self._wait_replayed(conn, replay, None)
-        writer = LogWriter(conn, cfg.target.catalog_schema, name, {}, next_batch)
-        self._reload_codecs(conn, writer)
-        reader = BinlogReader(
-            _connection_settings(src), src.server_id, start, set(src.databases),
-            lambda db, t: True, heartbeat=src.heartbeat_seconds, use_gtid=src.use_gtid,
-            is_mariadb=src.type == "mariadb",
-        )
-        items: queue.Queue[list[Item]] = queue.Queue(maxsize=2000)
-        rthread = ReaderThread(reader, items, self.stop_event)
-        rthread.start()
-        log.info("source %s: replica running from %s, %d tables", name, start, len(writer.codecs))
-        # re-copies (self-healing after DDL) that a stopped replica left pending go on now
-        from pgbaton.replica import resync
-
-        resync.resume_pending(cfg, name)
+        # Whatever fails from here on (the target gone again while this run starts, the
+        # source unreachable) stops the threads started so far: a replayer left running
+        # would keep the source's replayer lock, and the supervisor's next run would wait
+        # for it, and a reader left running would compete for the binlog with its server id.
         try:
+            # the writer encodes rows with the table definitions as of its place in the
+            # stream: let the replayer apply any DDL still pending before reading on
+            self._wait_replayed(conn, replay, None)
+            writer = LogWriter(conn, cfg.target.catalog_schema, name, {}, next_batch)
+            self._reload_codecs(conn, writer)
+            reader = BinlogReader(
+                _connection_settings(src), src.server_id, start, set(src.databases),
+                lambda db, t: True, heartbeat=src.heartbeat_seconds, use_gtid=src.use_gtid,
+                is_mariadb=src.type == "mariadb",
+            )
+            items: queue.Queue[list[Item]] = queue.Queue(maxsize=2000)
+            rthread = ReaderThread(reader, items, self.stop_event)
+            rthread.start()
+            log.info("source %s: replica running from %s, %d tables", name, start, len(writer.codecs))
+            # re-copies (self-healing after DDL) that a stopped replica left pending go on now
+            from pgbaton.replica import resync
+
+            resync.resume_pending(cfg, name)
             self._consume(writer, items, replay)
         finally:
             self.request_stop()
-            rthread.join(timeout=10)
+            if rthread is not None:
+                rthread.join(timeout=10)
             replay.join(timeout=60)
         if replay.error is not None:
             raise replay.error
@@ -258,7 +276,14 @@ class Replica:
     def _wait_replayed(self, conn: psycopg.Connection, replay: ReplayThread, batch_id: int | None) -> None:
         """Block until the replayer has applied ``batch_id`` (None: everything pending)."""
         self.wake.set()
+        started = note_at = time.monotonic()
         while not self.stop_event.is_set():
+            if time.monotonic() - note_at >= 60:
+                # (a large DDL statement takes its time; a replayer that never gets to it is seen)
+                log.warning("source %s: the writer has waited %.0f s for the replayer to apply %s", self.name,
+                            time.monotonic() - started, f"batch {batch_id}" if batch_id is not None
+                            else "the batches stored before this start")
+                note_at = time.monotonic()
             if batch_id is None:
                 row = conn.execute("SELECT count(*) FROM batches WHERE source = %s AND status = 'closed'",
                                    (self.name,)).fetchone()
