@@ -183,8 +183,7 @@ def reconcile_apply_exemption(side: Side, dbs: list[str]) -> list[str]:
         needed = {db for db in with_sub if is_frozen(c, db)}
         exempt = _exempt_dbs(c, present)
         for db in sorted(needed - exempt):
-            c.execute(sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET default_transaction_read_only = off")
-                      .format(Ident(db)))
+            apply_may_write(side, db, c)
             # a worker that started before reads the setting only when it starts again
             c.execute("SELECT pg_terminate_backend(w.pid) FROM pg_stat_subscription w JOIN pg_subscription s "
                       "ON s.oid = w.subid JOIN pg_database d ON d.oid = s.subdbid "
@@ -234,7 +233,8 @@ def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_non
 
     It belongs to the connecting user.  Into a frozen database that user's read-write setting
     there is made first (``apply_may_write``: the worker reads it when it starts).
-    ``frozen``: the caller knows, and made the setting already (a switch, before its pause).
+    ``frozen``: a switch that knows and handles the setting itself (``_open_back`` makes it;
+    after a rollback ``reconcile_apply_exemption`` does); nothing is made here then.
     """
     if frozen is None:
         with rw(sub) as c:
@@ -253,8 +253,6 @@ def create_subscriber_end(pub: Side, sub: Side, db: str, obj: str, *, origin_non
                               "slot_name = {}, copy_data = false, synchronous_commit = 'on'{})")
                       .format(Ident(obj), sql.Literal(conninfo), Ident(obj), sql.Literal(obj), origin))
             return
-        if frozen:  # made by an earlier version as pgbaton_apply
-            s.execute(sql.SQL("ALTER SUBSCRIPTION {} OWNER TO CURRENT_USER").format(Ident(obj)))
         s.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(Ident(obj)))
 
 
