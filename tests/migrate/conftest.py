@@ -54,6 +54,18 @@ def _drop_leftovers(server: PostgresServer, databases: list[str]) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
+def start_synced(m: Migration, schema: str, timeout: float = 60.0) -> None:
+    """``schema`` in every source database, then `migrate start`, waiting until all are synced."""
+    from pgbaton.migrate import execute
+    from pgbaton.migrate.status import wait_synced
+
+    for db in m.databases:
+        with psycopg.connect(m.source.dsn(db), autocommit=True) as c:
+            c.execute(schema)
+    execute.start(m.config, m.name)
+    wait_synced(m.config, m.name, timeout=timeout)
+
+
 CLIENT = "mig_client"  # a client's own user: pgbaton's (postgres here) stays read-write where a stream runs
 
 

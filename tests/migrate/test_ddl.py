@@ -15,11 +15,10 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-from pgbaton.migrate import execute, tend
+from pgbaton.migrate import tend
 from pgbaton.migrate.finish import finish
-from pgbaton.migrate.status import wait_synced
 from pgbaton.migrate.switch_exec import switchback, switchover
-from tests.migrate.conftest import Migration
+from tests.migrate.conftest import Migration, start_synced
 from tests.migrate.test_finish import _leftovers
 
 SCHEMA = """
@@ -109,11 +108,7 @@ def _queue(dsn: str) -> list[tuple[str, str | None]]:
 
 def test_ddl_follows_both_ways_without_echo(migration: Migration) -> None:
     m = migration
-    for db in m.databases:
-        with psycopg.connect(m.source.dsn(db), autocommit=True) as c:
-            c.execute(SCHEMA)
-    execute.start(m.config, m.name)
-    wait_synced(m.config, m.name, timeout=60)
+    start_synced(m, SCHEMA)
     db, other = m.databases[0], m.databases[1]
     src, dst = m.source.dsn(db), m.target.dsn(db)
 

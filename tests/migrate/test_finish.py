@@ -9,12 +9,10 @@ import psycopg
 import pytest
 from typer.testing import Result
 
-from pgbaton.migrate import execute
 from pgbaton.migrate.catalog import Catalog
 from pgbaton.migrate.lifecycle import State
-from pgbaton.migrate.status import wait_synced
 from pgbaton.migrate.switch_exec import switchover
-from tests.migrate.conftest import Migration
+from tests.migrate.conftest import Migration, start_synced
 from tests.migrate.test_switchover import (
     SCHEMA,
     _wait_reverse_applied,
@@ -82,11 +80,7 @@ def _replident(dsn: str) -> str:
 def test_status_shows_reverse_stream_then_finish(
         migration: Migration, run_cli: Callable[..., Result]) -> None:
     m = migration
-    for db in m.databases:
-        with psycopg.connect(m.source.dsn(db), autocommit=True) as c:
-            c.execute(SCHEMA)
-    execute.start(m.config, m.name)
-    wait_synced(m.config, m.name, timeout=40)
+    start_synced(m, SCHEMA, timeout=40)
     assert switchover(m.config, m.name).switched  # method none: only the replication moves
     for db in m.databases:
         with psycopg.connect(m.target.dsn(db), autocommit=True) as t:

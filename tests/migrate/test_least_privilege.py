@@ -9,12 +9,11 @@ import time
 import psycopg
 import pytest
 
-from pgbaton.migrate import execute, tend
+from pgbaton.migrate import tend
 from pgbaton.migrate.finish import finish
 from pgbaton.migrate.names import object_name
-from pgbaton.migrate.status import wait_synced
 from pgbaton.migrate.switch_exec import switchover
-from tests.migrate.conftest import Migration, client_dsn
+from tests.migrate.conftest import Migration, client_dsn, start_synced
 from tests.migrate.test_finish import _leftovers
 
 SCHEMA = "CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, amount int, note text);"
@@ -46,11 +45,7 @@ def _wait_until(what: str, check: object, timeout: float = 40.0) -> None:
 
 def test_no_role_is_made_and_an_earlier_builds_role_is_handed_over(migration: Migration) -> None:
     m = migration
-    for db in m.databases:
-        with psycopg.connect(m.source.dsn(db), autocommit=True) as c:
-            c.execute(SCHEMA)
-    execute.start(m.config, m.name)
-    wait_synced(m.config, m.name, timeout=60)
+    start_synced(m, SCHEMA)
     assert switchover(m.config, m.name).switched  # method none: only the replication moves
     assert _roles(m) == []
     assert all(_owners(m, db) == ["postgres"] for db in m.databases)

@@ -22,7 +22,7 @@ from pgbaton.migrate.lifecycle import Command, State, admit
 from pgbaton.migrate.names import object_name
 from pgbaton.migrate.switch_exec import FAULT_ENV
 from pgbaton.migrate.switchover import ORDER
-from tests.migrate.conftest import Migration
+from tests.migrate.conftest import Migration, start_synced
 from tests.migrate.test_finish import _leftovers
 from tests.migrate.test_switchover import SCHEMA
 
@@ -172,17 +172,11 @@ def test_random_commands_kills_and_reruns_keep_the_invariants(migration: Migrati
 
 def test_an_interrupted_switch_recorded_before_the_states_is_rolled_back(migration: Migration) -> None:
     """A catalog of an older pgbaton: switch steps recorded, the state still `streaming`."""
-    from pgbaton.migrate import execute
     from pgbaton.migrate.finish import finish
-    from pgbaton.migrate.status import wait_synced
     from pgbaton.migrate.switch_exec import switchover
 
     m = migration
-    for db in m.databases:
-        with psycopg.connect(m.source.dsn(db), autocommit=True) as c:
-            c.execute(SCHEMA)
-    execute.start(m.config, m.name)
-    wait_synced(m.config, m.name, timeout=60)
+    start_synced(m, SCHEMA)
     with psycopg.connect(m.target.dsn(), autocommit=True) as t:
         Catalog(t, "pgbaton_migrate", m.name).record_step("pause_clients", "started")
     assert _state(m) == (S.streaming, {"pause_clients": ("started", None)})
