@@ -67,9 +67,13 @@ def _streams(m: Migration, direction: str) -> int:
     return n
 
 
-def _role_consistent(m: Migration) -> list[str]:
-    """No role of pgbaton's on either side; the configured user's per-database settings only in
-    frozen databases that hold a subscription of pgbaton (the stream into a frozen side)."""
+def _role_consistent(m: Migration, mid_switch: bool) -> list[str]:
+    """No role of pgbaton's on either side.  The configured user's per-database settings only in
+    databases that hold a subscription of pgbaton, and outside a switch only in frozen ones (the
+    stream into a frozen side).  Inside a switch the side the clients went to is unfrozen at
+    point_switcher while its stream is retired only after: its setting stays until then, harmless
+    there (not frozen: read-write is the default anyway).  A setting in a database without a
+    stream, such as the frozen side before its stream back exists, is always wrong."""
     bad = []
     for server in (m.source, m.target):
         with psycopg.connect(server.dsn()) as c:
@@ -78,13 +82,14 @@ def _role_consistent(m: Migration) -> list[str]:
             settings = {r[0] for r in c.execute(
                 "SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
                 "WHERE s.setrole <> 0 AND d.datname = ANY(%s)", (m.databases,)).fetchall()}
-            needed = {r[0] for r in c.execute(
-                "SELECT d.datname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
-                "JOIN pg_db_role_setting f ON f.setdatabase = d.oid AND f.setrole = 0 "
-                "AND 'default_transaction_read_only=on' = ANY(f.setconfig) "
+            streams = {r[0]: bool(r[1]) for r in c.execute(
+                "SELECT d.datname, EXISTS (SELECT 1 FROM pg_db_role_setting f WHERE f.setdatabase = d.oid "
+                "AND f.setrole = 0 AND 'default_transaction_read_only=on' = ANY(f.setconfig)) "
+                "FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
                 "WHERE d.datname = ANY(%s) AND s.subname LIKE 'pgbaton%%'", (m.databases,)).fetchall()}
-            if settings - needed:
-                bad.append(f"{server.port}: settings in {sorted(settings - needed)}")
+            allowed = set(streams) if mid_switch else {db for db, frozen in streams.items() if frozen}
+            if settings - allowed:
+                bad.append(f"{server.port}: settings in {sorted(settings - allowed)}")
     return bad
 
 
@@ -96,6 +101,7 @@ def _check_invariants(m: Migration, before: State, command: str, rc: int, out: s
         assert state in (S.switching_over, S.switching_back), (where, state, steps)  # records only mid-switch
     if command.startswith("kill-"):
         assert rc == -9, (where, rc, out[-2000:])
+        assert _role_consistent(m, mid_switch=bool(steps)) == [], where
         return
     verb = Command(command)
     a = admit(verb, before, m.name)
@@ -117,12 +123,18 @@ def _check_invariants(m: Migration, before: State, command: str, rc: int, out: s
         assert _streams(m, "rev") == 3 * len(m.databases) and _streams(m, "fwd") == 0, where
     if state is S.not_started and command in ("abort", "finish"):
         assert _leftovers(m) == [], where
-    assert _role_consistent(m) == [], where
+    assert _role_consistent(m, mid_switch=bool(steps)) == [], where
 
 
-@pytest.mark.parametrize("seed", [SEED, SEED + 1])
+# seeds that found something, with their number of commands: 778 x 30 killed a switchover after
+# point_switcher, where the side the clients went to keeps its setting until its stream is
+# retired (the invariant was too strict there, the mechanism right)
+REGRESSIONS = [(778, 30)]
+
+
+@pytest.mark.parametrize(("seed", "steps"), [(SEED, STEPS), (SEED + 1, STEPS), *REGRESSIONS])
 def test_random_commands_kills_and_reruns_keep_the_invariants(migration: Migration, tmp_path: Path,
-                                                               seed: int) -> None:
+                                                               seed: int, steps: int) -> None:
     m = migration
     for db in m.databases:
         with psycopg.connect(m.source.dsn(db), autocommit=True) as c:
@@ -137,7 +149,7 @@ def test_random_commands_kills_and_reruns_keep_the_invariants(migration: Migrati
                               capture_output=True, text=True, timeout=180, env={**os.environ, **(env or {})})
         return proc.returncode, proc.stdout + proc.stderr
 
-    for _ in range(STEPS):
+    for _ in range(steps):
         command = rng.choices(COMMANDS, WEIGHTS)[0]
         before, _steps = _state(m)
         if command.startswith("kill-"):
