@@ -4,15 +4,21 @@ dropped by the next `migrate run` pass, with the stream back still carrying DDL 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from pgbaton.migrate import tend
 from pgbaton.migrate.finish import finish
 from pgbaton.migrate.names import object_name
-from pgbaton.migrate.switch_exec import switchover
+from pgbaton.migrate.status import wait_synced
+from pgbaton.migrate.switch_exec import FAULT_ENV, switchback, switchover
 from tests.migrate.conftest import Migration, client_dsn, start_synced
 from tests.migrate.test_finish import _leftovers
 
@@ -87,5 +93,34 @@ def test_no_role_is_made_and_an_earlier_builds_role_is_handed_over(migration: Mi
     for db in m.databases:  # clients other than pgbaton's user stay read-only there
         with psycopg.connect(client_dsn(m.source, db)) as s, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             s.execute("INSERT INTO orders (amount) VALUES (1)")
+    finish(m.config, m.name)
+    assert _leftovers(m) == []
+
+
+def test_a_switch_freezes_the_old_side_for_pgbatons_user_too(migration: Migration, tmp_path: Path) -> None:
+    """A switchback killed after it recorded its state, before it tidied, leaves the configured
+    user's read-write setting in the source.  The next switchover must not freeze the source with
+    it: until its stream back exists, the source is read-only for every session."""
+    m = migration
+    start_synced(m, SCHEMA)
+    assert switchover(m.config, m.name).switched
+    wait_synced(m.config, m.name, timeout=60)
+    assert switchback(m.config, m.name).switched
+    with psycopg.connect(m.source.dsn(), autocommit=True) as c:  # what the killed switchback left
+        for db in m.databases:
+            c.execute(f'ALTER ROLE postgres IN DATABASE "{db}" SET default_transaction_read_only = off')
+    cfg_file = tmp_path / "pgbaton.yaml"
+    cfg_file.write_text(yaml.safe_dump(m.config.model_dump(mode="json", exclude_none=True)))
+    proc = subprocess.run([sys.executable, "-m", "pgbaton", "-c", str(cfg_file), "migrate", "switchover", m.name],
+                          capture_output=True, text=True, timeout=180,
+                          env={**os.environ, FAULT_ENV: "switchover:wait_applied:after"})
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+    for db in m.databases:  # killed inside the pause: the source frozen, for pgbaton's user as well
+        with psycopg.connect(m.source.dsn(db)) as s:
+            assert s.execute("SHOW default_transaction_read_only").fetchone() == ("on",), db
+    res = switchover(m.config, m.name)  # the rerun rolls it back
+    assert not res.switched and res.rolled_back
+    with psycopg.connect(m.source.dsn(m.databases[0]), autocommit=True) as s:
+        s.execute("INSERT INTO orders (amount, note) VALUES (1, 'after the rollback')")  # writable again
     finish(m.config, m.name)
     assert _leftovers(m) == []

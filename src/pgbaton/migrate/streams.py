@@ -146,7 +146,7 @@ def _exempt_dbs(conn: psycopg.Connection, dbs: list[str]) -> set[str]:
         "AND %s = ANY(s.setconfig)", (dbs, _EXEMPT)).fetchall()}
 
 
-def apply_may_write(sub: Side, db: str, conn: psycopg.Connection | None = None) -> None:
+def apply_may_write(sub: Side, db: str, conn: psycopg.Connection | None = None, *, on: bool = True) -> None:
     """Let the apply workers of streams into ``db``, frozen read-only by a switch, run DDL there.
 
     Rows are applied below the read-only check, DDL is not.  Every subscription belongs to the
@@ -157,9 +157,10 @@ def apply_may_write(sub: Side, db: str, conn: psycopg.Connection | None = None) 
     same user in the frozen database are read-write by default too, so clients should not share
     it (``migrate check`` warns when they do).  ``reconcile_apply_exemption`` keeps the setting
     exactly where a stream into a frozen database needs it.  ``conn``: a session of pgbaton's on
-    ``sub`` to use (autocommit), else one is opened.
+    ``sub`` to use (autocommit), else one is opened.  ``on=False``: the setting reset.
     """
-    stmt = sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET default_transaction_read_only = off").format(Ident(db))
+    stmt = sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET default_transaction_read_only = off" if on else
+                   "ALTER ROLE CURRENT_USER IN DATABASE {} RESET default_transaction_read_only").format(Ident(db))
     if conn is not None:
         conn.execute(stmt)
         return
@@ -190,8 +191,7 @@ def reconcile_apply_exemption(side: Side, dbs: list[str]) -> list[str]:
                       "WHERE d.datname = %s AND s.subname LIKE 'pgbaton\\_%%' AND w.pid IS NOT NULL", (db,))
             done.append(f"{side.name}: {db}: read-write setting of {user} for the stream into the frozen database")
         for db in sorted(exempt - needed):
-            c.execute(sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} RESET default_transaction_read_only")
-                      .format(Ident(db)))
+            apply_may_write(side, db, c, on=False)
             done.append(f"{side.name}: {db}: read-write setting of {user}")
         legacy = c.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (LEGACY_APPLY_ROLE,)).fetchone()
     if legacy is not None:

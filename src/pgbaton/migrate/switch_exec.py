@@ -425,16 +425,19 @@ _UNDOS: dict[Undo, Callable[[_Run], None]] = {
 }
 
 
-def _prepare(r: _Run) -> None:
+def _prepare(r: _Run, *, fresh: bool = False) -> None:
     """Outside the clients' pause: which databases of ``new`` are frozen (by an earlier switch: a
     rollback restores the stream into them), and the sessions the steps inside the pause use.
 
-    No read-write setting is made here: while the switch runs, ``old`` stays read-only for every
-    session, the user pgbaton connects as included (a client sharing that user, through a
-    PgBouncer restarted on its old entries say, must not write what the retired stream no longer
-    carries).  ``_open_back`` makes the setting once the clients are on ``new``; ``_tidy`` makes
+    While the switch runs, ``old`` stays read-only for every session, the user pgbaton connects
+    as included (a client sharing that user, through a PgBouncer restarted on its old entries
+    say, must not write what the retired stream no longer carries).  So a ``fresh`` switch first
+    resets that user's read-write setting in ``old`` (left by an earlier switch killed before it
+    tidied); ``_open_back`` makes it again once the clients are on ``new``, and ``_tidy`` makes
     any other a stream into a frozen database needs once the switch is over."""
     def prepare(db: str) -> bool:
+        if fresh:
+            streams.apply_may_write(r.leg.old, db, r.session(r.leg.old, db), on=False)
         with rw(r.leg.new) as c:
             return streams.is_frozen(c, db)
 
@@ -564,7 +567,7 @@ def _carry_out(r: _Run, res: SwitchResult, state: State, fail_at: Action | None)
             r.history_id = catalog.begin_switch(leg.command)
         r.recorded = {}
         todo = list(ORDER)
-    _prepare(r)
+    _prepare(r, fresh=not r.recorded)
     _run_steps(r, todo, res, fail_at)
     res.switched, res.source_lsn = True, r.lsn
     _tidy(r)
